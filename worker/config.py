@@ -1,0 +1,57 @@
+"""Settings: the only module that reads the environment (prefix ``BERTJOBS_``)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("bertjobs-data")
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URL forms people paste (``postgres://``, ``postgresql://``) and pick the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERTJOBS_", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded SQLite file and the model store live by default.")
+    database_url: str = Field("", description="SQLAlchemy URL of the system of record; empty means a SQLite file in data_dir.")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
+    model_store: Path | None = Field(None, description="Folder of trained model artifacts; default data_dir/models.")
+
+    lease_seconds: int = Field(300, ge=5, description="How long a claim lasts without a heartbeat.")
+    heartbeat_seconds: float = Field(30.0, gt=0, description="How often a running job renews its lease and reads cancellation.")
+    max_attempts: int = Field(3, ge=1, description="Claims a job gets before it is dead.")
+    visibility_timeout: int = Field(6 * 3600, ge=60, description="Redis visibility timeout, above the longest task.")
+
+    max_text_chars: int = Field(100_000, ge=1, description="Longest document text accepted on import and classified.")
+    classify_chunk_size: int = Field(512, ge=1, description="Documents per committed batch of a classification job.")
+    classify_batch_size: int = Field(64, ge=1, description="Texts per forward pass.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise(cls, value: str) -> str:
+        return normalise_database_url(value.strip())
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'bertjobs.db').as_posix()}"
+
+    @property
+    def resolved_model_store(self) -> Path:
+        return self.model_store if self.model_store is not None else self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
