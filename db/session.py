@@ -32,3 +32,20 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
+def session_factory_for(url: str) -> sessionmaker[Session]:
+    """One engine and session factory per URL per process (created lazily, so a forked child makes its own)."""
+    if url not in _factories:
+        _factories[url] = make_session_factory(make_engine(url))
+    return _factories[url]
+
+
+def dispose_all() -> None:
+    """Forget engines inherited from a parent process (call after fork)."""
+    for factory in _factories.values():
+        factory.kw["bind"].dispose(close=False)
+    _factories.clear()

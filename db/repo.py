@@ -1,0 +1,383 @@
+"""Data access. Every function takes a Session and never commits: the caller owns the transaction.
+
+Job writes made by a worker are *fenced*: they only take effect while the job is ``running`` under the
+attempt number the worker claimed. A stale owner (a paused process, a duplicate delivery) changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Select, and_, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import (
+    FINISHED_STATUSES,
+    Document,
+    Job,
+    JobStatus,
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+    utcnow,
+)
+
+# Rows per INSERT statement: well under SQLite's 32k bound parameters and PostgreSQL's 65k.
+_ROWS_PER_STATEMENT = 500
+
+
+def _insert(session: Session, table):
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"bertjobs supports PostgreSQL and SQLite, not {dialect}")
+
+
+def _chunks(rows: Sequence[Any], size: int = _ROWS_PER_STATEMENT) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+# ---------------------------------------------------------------- documents
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str, Any]]) -> UpsertCounts:
+    """Insert or update documents keyed by (collection, external_id); identical rows are left alone."""
+    inserted = updated = unchanged = 0
+    for chunk in _chunks(rows):
+        ids = [r["external_id"] for r in chunk]
+        existing = {
+            ext: (text, label)
+            for ext, text, label in session.execute(
+                select(Document.external_id, Document.text, Document.label).where(
+                    Document.collection == collection, Document.external_id.in_(ids)
+                )
+            )
+        }
+        new_rows, changed = [], []
+        for r in chunk:
+            before = existing.get(r["external_id"])
+            if before is None:
+                new_rows.append(r)
+            elif before != (r["text"], r.get("label")):
+                changed.append(r)
+            else:
+                unchanged += 1
+        now = utcnow()
+        if new_rows:
+            stmt = _insert(session, Document).on_conflict_do_nothing(index_elements=["collection", "external_id"])
+            session.execute(
+                stmt,
+                [
+                    {"collection": collection, "external_id": r["external_id"], "text": r["text"],
+                     "label": r.get("label"), "created_at": now, "updated_at": now}
+                    for r in new_rows
+                ],
+            )
+            inserted += len(new_rows)
+        for r in changed:
+            session.execute(
+                update(Document)
+                .where(Document.collection == collection, Document.external_id == r["external_id"])
+                .values(text=r["text"], label=r.get("label"), updated_at=now)
+            )
+            updated += 1
+    return UpsertCounts(inserted, updated, unchanged)
+
+
+def _documents_in(collection: str, after_id: int | None, unpredicted_by: int | None):
+    conditions = [Document.collection == collection]
+    if after_id is not None:
+        conditions.append(Document.id > after_id)
+    if unpredicted_by is not None:
+        conditions.append(unpredicted_filter(unpredicted_by))
+    return conditions
+
+
+def count_documents(session: Session, collection: str, after_id: int | None = None,
+                    unpredicted_by: int | None = None) -> int:
+    """Documents of a collection, optionally after an id and without a prediction from a model version."""
+    stmt = select(func.count()).select_from(Document).where(*_documents_in(collection, after_id, unpredicted_by))
+    return session.scalar(stmt) or 0
+
+
+def read_documents(session: Session, collection: str, after_id: int | None, limit: int,
+                   unpredicted_by: int | None = None) -> list[tuple[int, str]]:
+    """One keyset page of (id, text) in id order, strictly after ``after_id``."""
+    stmt = (select(Document.id, Document.text).where(*_documents_in(collection, after_id, unpredicted_by))
+            .order_by(Document.id).limit(limit))
+    return [(i, t) for i, t in session.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    ids: list[int]
+    texts: list[str]
+    labels: list[str]
+    unlabelled: int
+
+
+def load_labelled(session: Session, collection: str) -> LabelledSet:
+    """The collection's labelled documents in id order, and how many have no label."""
+    ids, texts, labels = [], [], []
+    for doc_id, text, label in session.execute(
+        select(Document.id, Document.text, Document.label)
+        .where(Document.collection == collection, Document.label.is_not(None))
+        .order_by(Document.id)
+    ):
+        ids.append(doc_id)
+        texts.append(text)
+        labels.append(label)
+    unlabelled = session.scalar(
+        select(func.count()).select_from(Document).where(Document.collection == collection, Document.label.is_(None))
+    )
+    return LabelledSet(ids, texts, labels, unlabelled or 0)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def create_job(
+    session: Session,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    max_attempts: int,
+    dedupe_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Insert a queued job; with a ``dedupe_key`` already used, return that job instead. Returns (job, created)."""
+    if dedupe_key is not None:
+        existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
+        if existing is not None:
+            return existing, False
+    job = Job(kind=kind, params=params, max_attempts=max_attempts, dedupe_key=dedupe_key,
+              status=JobStatus.queued.value)
+    session.add(job)
+    session.flush()
+    return job, True
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def list_jobs(session: Session, *, limit: int = 50, status: str | None = None, kind: str | None = None) -> list[Job]:
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if kind:
+        stmt = stmt.where(Job.kind == kind)
+    return list(session.scalars(stmt))
+
+
+def claim_job(session: Session, job_id: int, owner: str, lease_seconds: int, now: datetime | None = None) -> int | None:
+    """Atomically take a queued job, or a running one whose lease expired. Returns the new attempt, or None.
+
+    Zero rows means someone else owns it, it is finished, cancelled, or out of attempts.
+    """
+    now = now or utcnow()
+    claimable = or_(
+        Job.status == JobStatus.queued.value,
+        and_(Job.status == JobStatus.running.value, Job.lease_expires_at < now),
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False), Job.attempt < Job.max_attempts)
+        .values(
+            status=JobStatus.running.value,
+            attempt=Job.attempt + 1,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+        )
+        .returning(Job.attempt)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _fenced(job_id: int, attempt: int):
+    return and_(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.running.value)
+
+
+def fence(session: Session, job_id: int, attempt: int) -> bool:
+    """Lock the job row if this attempt still owns it. Call first in every transaction that writes results."""
+    result = session.execute(update(Job).where(_fenced(job_id, attempt)).values(updated_at=utcnow()))
+    return result.rowcount == 1
+
+
+def heartbeat(session: Session, job_id: int, attempt: int, lease_seconds: int) -> bool | None:
+    """Extend the lease. Returns cancel_requested, or None when this attempt no longer owns the job."""
+    now = utcnow()
+    stmt = (
+        update(Job)
+        .where(_fenced(job_id, attempt))
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .returning(Job.cancel_requested)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def set_progress(
+    session: Session, job_id: int, attempt: int, *, done: int, total: int | None = None, cursor: int | None = None
+) -> bool:
+    values: dict[str, Any] = {"progress_done": done, "updated_at": utcnow()}
+    if total is not None:
+        values["progress_total"] = total
+    if cursor is not None:
+        values["cursor"] = cursor
+    return session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount == 1
+
+
+def finish_job(
+    session: Session,
+    job_id: int,
+    attempt: int,
+    status: JobStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """End the job (fenced). False when this attempt no longer owns it."""
+    assert status in FINISHED_STATUSES
+    now = utcnow()
+    values: dict[str, Any] = {"status": status.value, "finished_at": now, "updated_at": now,
+                              "lease_owner": None, "lease_expires_at": None, "error": error}
+    if result is not None:
+        values["result"] = result
+    return session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount == 1
+
+
+def requeue_job(session: Session, job_id: int, attempt: int, error: str) -> bool:
+    """Give a job back to the queue after a failure worth retrying (fenced)."""
+    values = {"status": JobStatus.queued.value, "lease_owner": None, "lease_expires_at": None,
+              "error": error, "updated_at": utcnow()}
+    return session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount == 1
+
+
+def request_cancel(session: Session, job_id: int) -> Job | None:
+    """Ask a job to stop: a queued job is cancelled at once, a running one stops at its next batch or step."""
+    job = get_job(session, job_id)
+    if job is None:
+        return None
+    if job.status in {s.value for s in FINISHED_STATUSES}:
+        return job
+    now = utcnow()
+    values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
+        .values(status=JobStatus.cancelled.value, finished_at=now, error="cancelled before it started", **values)
+    )
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+    return get_job(session, job_id)
+
+
+# ---------------------------------------------------------------- models
+
+
+def next_model_version(session: Session, name: str) -> int:
+    return (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name)) or 0) + 1
+
+
+def register_model_version(session: Session, **fields: Any) -> ModelVersion:
+    """Insert a model version numbered one past the latest of its name."""
+    mv = ModelVersion(version=next_model_version(session, fields["name"]), **fields)
+    session.add(mv)
+    session.flush()
+    return mv
+
+
+def parse_model_ref(ref: str) -> tuple[str, int | str | None]:
+    """``name`` (latest), ``name:3`` (a version) or ``name@production`` (an alias)."""
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        return name, alias
+    if ":" in ref:
+        name, version = ref.rsplit(":", 1)
+        if not version.isdigit():
+            raise ValueError(f"model version must be a number: {ref!r}")
+        return name, int(version)
+    return ref, None
+
+
+def resolve_model_version(session: Session, ref: str) -> ModelVersion | None:
+    name, selector = parse_model_ref(ref)
+    stmt: Select = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "ready")
+    if isinstance(selector, int):
+        stmt = stmt.where(ModelVersion.version == selector)
+    elif isinstance(selector, str):
+        stmt = stmt.join(ModelAlias, ModelAlias.model_version_id == ModelVersion.id).where(ModelAlias.alias == selector)
+    return session.scalar(stmt.order_by(ModelVersion.version.desc()).limit(1))
+
+
+def list_model_versions(session: Session, name: str | None = None) -> list[ModelVersion]:
+    stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+    if name:
+        stmt = stmt.where(ModelVersion.name == name)
+    return list(session.scalars(stmt))
+
+
+def set_alias(session: Session, mv: ModelVersion, alias: str) -> None:
+    stmt = _insert(session, ModelAlias).values(name=mv.name, alias=alias, model_version_id=mv.id, updated_at=utcnow())
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["name", "alias"],
+        set_={"model_version_id": stmt.excluded.model_version_id, "updated_at": stmt.excluded.updated_at},
+    ))
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Write predictions keyed by (document, model version), many rows per statement. Re-running overwrites."""
+    for chunk in _chunks(rows):
+        stmt = _insert(session, Prediction)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["document_id", "model_version_id"],
+            set_={c: getattr(stmt.excluded, c) for c in ("label", "score", "scores", "error", "job_id", "created_at")},
+        )
+        session.execute(stmt, list(chunk))
+    return len(rows)
+
+
+def unpredicted_filter(model_version_id: int):
+    """Documents that have no prediction from this model version."""
+    return ~exists().where(Prediction.document_id == Document.id, Prediction.model_version_id == model_version_id)
+
+
+def prediction_counts(session: Session, model_version_id: int, job_id: int | None = None) -> dict[str, int]:
+    stmt = select(Prediction.error.is_(None), func.count()).where(Prediction.model_version_id == model_version_id)
+    if job_id is not None:
+        stmt = stmt.where(Prediction.job_id == job_id)
+    counts = {"classified": 0, "failed": 0}
+    for ok, n in session.execute(stmt.group_by(Prediction.error.is_(None))):
+        counts["classified" if ok else "failed"] += n
+    return counts
+
+
+def list_predictions(
+    session: Session, *, collection: str | None = None, model_version_id: int | None = None, limit: int = 20
+) -> list[tuple[Document, Prediction, ModelVersion]]:
+    stmt = (
+        select(Document, Prediction, ModelVersion)
+        .join(Prediction, Prediction.document_id == Document.id)
+        .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+        .order_by(Document.id, ModelVersion.id)
+        .limit(limit)
+    )
+    if collection:
+        stmt = stmt.where(Document.collection == collection)
+    if model_version_id is not None:
+        stmt = stmt.where(Prediction.model_version_id == model_version_id)
+    return [tuple(row) for row in session.execute(stmt)]

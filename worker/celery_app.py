@@ -1,0 +1,51 @@
+"""The Celery application. Imports no torch: the worker's parent process never touches the model or CUDA.
+
+Settings chosen on purpose (the database, not the broker, decides whether a job runs):
+- JSON only (pickle refused); a message carries only a job id.
+- ``task_acks_late``: a message is acknowledged after the task returns, so a worker that dies loses nothing;
+  redelivery is harmless because a job runs only under a claim in the database.
+- ``worker_prefetch_multiplier=1`` and concurrency 1: a worker holds one job at a time (one per GPU).
+- Redis ``visibility_timeout`` above the longest task: Redis re-delivers unacknowledged messages after it.
+"""
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from worker.config import Settings, get_settings
+
+TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify"}
+QUEUES = {"train": "train", "classify": "classify"}
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("bertjobs", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        event_serializer="json",
+        task_ignore_result=True,  # outcomes live in the jobs table
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,  # a job that kills its worker is not re-queued forever by the broker
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        worker_pool="prefork",
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        task_routes={TASKS[kind]: {"queue": queue} for kind, queue in QUEUES.items()},
+        task_default_queue=QUEUES["classify"],
+        task_create_missing_queues=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+@worker_process_init.connect
+def _fresh_connections(**_kwargs) -> None:
+    from db.session import dispose_all
+
+    dispose_all()
+
+
+app = make_celery(get_settings())

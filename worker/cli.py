@@ -1,0 +1,369 @@
+"""The ``bertjobs`` command: db, import, train, classify, jobs, results, models, worker, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from worker.config import get_settings
+from worker.errors import BertjobsError
+from worker.ml.errors import MLError
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _sessions():
+    from db.session import session_factory_for
+
+    return session_factory_for(get_settings().resolved_database_url)
+
+
+def _fmt_time(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _duration(start, end) -> str:
+    if not start:
+        return "-"
+    from db.models import utcnow
+
+    end = end or utcnow()
+    if start.tzinfo is None and end.tzinfo is not None:
+        end = end.replace(tzinfo=None)
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def _progress(job) -> str:
+    if job.progress_total:
+        return f"{job.progress_done}/{job.progress_total} ({100 * job.progress_done / job.progress_total:.0f}%)"
+    return str(job.progress_done or 0)
+
+
+# ---------------------------------------------------------------- db
+
+
+def cmd_db(args) -> int:
+    from db import migrate
+
+    url = get_settings().resolved_database_url
+    if args.action == "upgrade":
+        migrate.upgrade(url)
+        print(f"database at {_safe_url(url)} is at the latest schema")
+    elif args.action == "check":
+        migrate.check(url)
+        print("models and migrations agree")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------- import
+
+
+def cmd_import(args) -> int:
+    from worker.importer import import_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    try:
+        report = import_file(_sessions(), path, args.collection, fmt=args.format,
+                             max_chars=args.max_chars or get_settings().max_text_chars,
+                             text_column=args.text_column, label_column=args.label_column)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    for bad in report.bad[: args.show_bad]:
+        print(f"{path}:{bad.line}: skipped: {bad.reason}", file=sys.stderr)
+    if len(report.bad) > args.show_bad:
+        print(f"... and {len(report.bad) - args.show_bad} more bad rows", file=sys.stderr)
+    print(f"collection {args.collection!r}: {report.inserted} inserted, {report.updated} updated, "
+          f"{report.unchanged} unchanged, {len(report.bad)} bad rows skipped")
+    return 0
+
+
+# ---------------------------------------------------------------- train / classify
+
+
+def _run_or_wait(handle, kind: str, args) -> int:
+    from worker import jobs
+
+    if args.inline:
+        runner = jobs.run_training if kind == "train" else jobs.run_classification
+        outcome = runner(handle.id)
+        while outcome is jobs.Outcome.retry:
+            outcome = runner(handle.id)
+    elif not handle.published:
+        print(f"job {handle.id} is queued in the database, but the broker could not be reached; "
+              "start Redis and resubmit with the same --idempotency-key, or run it here with --inline",
+              file=sys.stderr)
+        return 1
+    if args.inline or args.wait:
+        snap = handle.wait()
+        _print_job(snap)
+        return 0 if snap.status == "succeeded" else 1
+    print(f"job {handle.id} queued ({kind}); follow it with: bertjobs jobs show {handle.id}")
+    return 0
+
+
+def _train_options(args) -> dict[str, Any]:
+    names = ["epochs", "batch_size", "learning_rate", "max_length", "val_fraction", "seed", "warmup_ratio",
+             "weight_decay", "device", "precision"]
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_train(args) -> int:
+    from worker.client import submit_training
+
+    handle = submit_training(args.collection, args.base_model, model_name=args.name, options=_train_options(args),
+                             skip_unlabelled=args.skip_unlabelled, idempotency_key=args.idempotency_key,
+                             enqueue=not args.inline)
+    return _run_or_wait(handle, "train", args)
+
+
+def cmd_classify(args) -> int:
+    from worker.client import submit_classification
+
+    handle = submit_classification(args.collection, args.model, only_missing=not args.all,
+                                   idempotency_key=args.idempotency_key, enqueue=not args.inline)
+    return _run_or_wait(handle, "classify", args)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def _print_job(job) -> None:
+    print(f"job {job.id}: {job.kind} {job.status}")
+    print(f"  attempt    {job.attempt}/{job.max_attempts}")
+    print(f"  progress   {_progress(job)}")
+    print(f"  created    {_fmt_time(job.created_at)}")
+    print(f"  started    {_fmt_time(job.started_at)}")
+    print(f"  finished   {_fmt_time(job.finished_at)}   (ran {_duration(job.started_at, job.finished_at)})")
+    print(f"  params     {json.dumps(job.params, sort_keys=True)}")
+    if job.error:
+        print(f"  error      {job.error}")
+    if job.result:
+        print(f"  result     {json.dumps(job.result, sort_keys=True)}")
+
+
+def cmd_jobs(args) -> int:
+    from db import repo
+
+    sessions = _sessions()
+    if args.action == "show":
+        with sessions.begin() as s:
+            job = repo.get_job(s, args.id)
+            if job is None:
+                raise CliError(f"no job {args.id}")
+            _print_job(job)
+        return 0
+    if args.action == "cancel":
+        from worker.client import cancel
+
+        try:
+            status = cancel(args.id)
+        except LookupError as exc:
+            raise CliError(str(exc)) from exc
+        print(f"job {args.id}: {status}" + (" (stops at its next batch or step)" if status == "running" else ""))
+        return 0
+    with sessions.begin() as s:
+        jobs = repo.list_jobs(s, limit=args.limit, status=args.status, kind=args.kind)
+        print(f"{'id':>6}  {'kind':8}  {'status':9}  {'try':>3}  {'progress':>20}  {'created':19}  {'ran':>9}  error")
+        for job in jobs:
+            print(f"{job.id:>6}  {job.kind:8}  {job.status:9}  {job.attempt:>3}  {_progress(job):>20}  "
+                  f"{_fmt_time(job.created_at):19}  {_duration(job.started_at, job.finished_at):>9}  "
+                  f"{(job.error or '')[:80]}")
+    return 0
+
+
+# ---------------------------------------------------------------- results / models
+
+
+def cmd_results(args) -> int:
+    from db import repo
+
+    with _sessions().begin() as s:
+        mv_id = None
+        if args.model:
+            mv = repo.resolve_model_version(s, args.model)
+            if mv is None:
+                raise CliError(f"no ready model version matches {args.model!r}")
+            mv_id = mv.id
+        rows = repo.list_predictions(s, collection=args.collection, model_version_id=mv_id, limit=args.limit)
+        print(f"{'doc':>7}  {'external_id':20}  {'model':16}  {'label':12}  {'score':>6}  text")
+        for doc, pred, mv in rows:
+            label = pred.label if pred.error is None else f"(failed: {pred.error})"
+            score = f"{pred.score:.3f}" if pred.score is not None else "-"
+            text = " ".join(doc.text.split())[:60]
+            print(f"{doc.id:>7}  {doc.external_id[:20]:20}  {mv.name + ':' + str(mv.version):16}  {label:12}  "
+                  f"{score:>6}  {text}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from db import repo
+
+    with _sessions().begin() as s:
+        if args.action == "list":
+            print(f"{'model':24}  {'accuracy':>8}  {'macro_f1':>8}  {'rows':>7}  {'created':19}  base model")
+            for mv in repo.list_model_versions(s, args.name):
+                print(f"{mv.name + ':' + str(mv.version):24}  {mv.metrics.get('accuracy', 0):8.4f}  "
+                      f"{mv.metrics.get('macro_f1', 0):8.4f}  {mv.lineage.get('row_count', 0):>7}  "
+                      f"{_fmt_time(mv.created_at):19}  {mv.base_model}")
+            return 0
+        mv = repo.resolve_model_version(s, args.ref)
+        if mv is None:
+            raise CliError(f"no ready model version matches {args.ref!r}")
+        if args.action == "promote":
+            repo.set_alias(s, mv, args.alias)
+            print(f"{mv.name}@{args.alias} -> {mv.name}:{mv.version}")
+            return 0
+        metrics = {k: v for k, v in mv.metrics.items() if k != "history"}
+        print(json.dumps({
+            "model": f"{mv.name}:{mv.version}", "id": mv.id, "base_model": mv.base_model,
+            "artifact": mv.artifact_path, "sha256": mv.artifact_sha256, "labels": mv.labels,
+            "hyperparameters": mv.hyperparameters, "metrics": metrics, "history": mv.metrics.get("history"),
+            "lineage": mv.lineage, "training_job_id": mv.training_job_id,
+        }, indent=2, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------- worker / demo
+
+
+def cmd_worker(args) -> int:
+    """Exec a Celery worker: prefork, concurrency 1, pinned to one GPU with --gpu."""
+    env = dict(os.environ)
+    if args.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    hostname = args.hostname or (f"gpu{args.gpu}@%h" if args.gpu is not None else "bertjobs@%h")
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork",
+            "--concurrency", "1", "--prefetch-multiplier", "1", "-Q", args.queues, "--hostname", hostname,
+            "--loglevel", args.loglevel, *args.celery_args]
+    os.execvpe(argv[0], argv, env)
+    return 0  # pragma: no cover
+
+
+def cmd_demo(args) -> int:
+    from worker.demo import run_demo
+
+    return run_demo(train_docs=args.train_docs, classify_docs=args.classify_docs, epochs=args.epochs)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bertjobs", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the jobs do")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="schema migrations")
+    db.add_argument("action", choices=["upgrade", "check"])
+    db.set_defaults(func=cmd_db)
+
+    imp = sub.add_parser("import", help="import documents from CSV or JSON Lines")
+    imp.add_argument("file")
+    imp.add_argument("--collection", required=True)
+    imp.add_argument("--format", choices=["csv", "jsonl"])
+    imp.add_argument("--text-column", default="text")
+    imp.add_argument("--label-column", default="label")
+    imp.add_argument("--max-chars", type=int, help="longest text accepted (default: BERTJOBS_MAX_TEXT_CHARS)")
+    imp.add_argument("--show-bad", type=int, default=20, help="bad rows to print")
+    imp.set_defaults(func=cmd_import)
+
+    def add_run_flags(sp):
+        sp.add_argument("--wait", action="store_true", help="wait for the job to finish")
+        sp.add_argument("--inline", action="store_true", help="run the job in this process (no Redis needed)")
+        sp.add_argument("--idempotency-key", help="the same key returns the existing job")
+
+    tr = sub.add_parser("train", help="queue a fine-tuning job")
+    tr.add_argument("--collection", required=True)
+    tr.add_argument("--base-model", required=True, help="hub name (bert-base-uncased) or local folder")
+    tr.add_argument("--name", help="model name (default: the collection)")
+    tr.add_argument("--skip-unlabelled", action="store_true", help="train on the labelled part of the collection")
+    for name, typ in [("epochs", int), ("batch-size", int), ("learning-rate", float), ("max-length", int),
+                      ("val-fraction", float), ("seed", int), ("warmup-ratio", float), ("weight-decay", float),
+                      ("device", str), ("precision", str)]:
+        tr.add_argument(f"--{name}", type=typ)
+    add_run_flags(tr)
+    tr.set_defaults(func=cmd_train)
+
+    cl = sub.add_parser("classify", help="queue a bulk classification job")
+    cl.add_argument("--collection", required=True)
+    cl.add_argument("--model", required=True, help="NAME, NAME:VERSION or NAME@ALIAS")
+    cl.add_argument("--all", action="store_true", help="re-classify documents this model version already did")
+    add_run_flags(cl)
+    cl.set_defaults(func=cmd_classify)
+
+    jb = sub.add_parser("jobs", help="list, show or cancel jobs")
+    jb.set_defaults(func=cmd_jobs, action="list")
+    jb.add_argument("--status")
+    jb.add_argument("--kind", choices=["train", "classify"])
+    jb.add_argument("--limit", type=int, default=30)
+    jsub = jb.add_subparsers(dest="action")
+    jsub.add_parser("list")
+    for action in ("show", "cancel"):
+        a = jsub.add_parser(action)
+        a.add_argument("id", type=int)
+
+    rs = sub.add_parser("results", help="print predictions")
+    rs.add_argument("--collection")
+    rs.add_argument("--model", help="NAME, NAME:VERSION or NAME@ALIAS")
+    rs.add_argument("--limit", type=int, default=20)
+    rs.set_defaults(func=cmd_results)
+
+    md = sub.add_parser("models", help="registered model versions")
+    md.set_defaults(func=cmd_models)
+    msub = md.add_subparsers(dest="action", required=True)
+    ml = msub.add_parser("list")
+    ml.add_argument("name", nargs="?")
+    ms = msub.add_parser("show")
+    ms.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
+    mp = msub.add_parser("promote", help="point an alias (production, staging...) at a version")
+    mp.add_argument("ref")
+    mp.add_argument("--alias", default="production")
+
+    wk = sub.add_parser("worker", help="start a Celery worker (one per GPU)")
+    wk.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
+    wk.add_argument("--queues", default="train,classify")
+    wk.add_argument("--hostname")
+    wk.add_argument("--loglevel", default="info")
+    wk.add_argument("celery_args", nargs=argparse.REMAINDER, help="more celery worker options after --")
+    wk.set_defaults(func=cmd_worker)
+
+    dm = sub.add_parser("demo", help="import Rotten Tomatoes, train on part of it, classify the rest")
+    dm.add_argument("--train-docs", type=int, default=2400)
+    dm.add_argument("--classify-docs", type=int, default=3000)
+    dm.add_argument("--epochs", type=int, default=2)
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "celery_args", None) and args.celery_args[0] == "--":
+        args.celery_args = args.celery_args[1:]
+    try:
+        return args.func(args)
+    except (CliError, BertjobsError, MLError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad parameters, e.g. a malformed model reference
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The enqueue API other applications import (no torch needed).
+
+    from worker.client import submit_training, submit_classification
+    job = submit_classification("news", "news-topics@production")
+    job.wait(timeout=3600)
+
+A submission writes the job row and commits, then publishes the job id to Celery. If the broker is down
+the job stays queued in the database (``published`` is False) and is published again by resubmitting
+with the same idempotency key.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from db import repo
+from db.models import FINISHED_STATUSES, JobKind
+from db.session import session_factory_for
+from worker.config import Settings, get_settings
+from worker.params import ClassifyParams, TrainParams
+
+log = logging.getLogger("bertjobs.client")
+
+_FINISHED = {s.value for s in FINISHED_STATUSES}
+
+
+class JobFailed(RuntimeError):
+    """The job ended failed, cancelled or dead; the message says why."""
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    id: int
+    kind: str
+    status: str
+    attempt: int
+    max_attempts: int
+    progress_done: int
+    progress_total: int | None
+    error: str | None
+    result: dict[str, Any] | None
+    params: dict[str, Any]
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in _FINISHED
+
+
+class JobHandle:
+    def __init__(self, job_id: int, settings: Settings | None = None, published: bool = True, created: bool = True):
+        self.id = job_id
+        self.settings = settings or get_settings()
+        self.published = published
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"JobHandle(id={self.id})"
+
+    def _sessions(self):
+        return session_factory_for(self.settings.resolved_database_url)
+
+    def snapshot(self) -> JobSnapshot:
+        with self._sessions().begin() as s:
+            job = repo.get_job(s, self.id)
+            if job is None:
+                raise LookupError(f"no job {self.id}")
+            return JobSnapshot(job.id, job.kind, job.status, job.attempt, job.max_attempts, job.progress_done,
+                               job.progress_total, job.error, job.result, dict(job.params), job.created_at,
+                               job.started_at, job.finished_at)
+
+    def status(self) -> str:
+        return self.snapshot().status
+
+    def progress(self) -> tuple[int, int | None]:
+        snap = self.snapshot()
+        return snap.progress_done, snap.progress_total
+
+    def wait(self, timeout: float | None = None, poll: float = 1.0) -> JobSnapshot:
+        """Block until the job finishes; raise TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            snap = self.snapshot()
+            if snap.finished:
+                return snap
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {self.id} still {snap.status} after {timeout} s")
+            time.sleep(poll)
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait, then return the job's result; raise JobFailed unless it succeeded."""
+        snap = self.wait(timeout)
+        if snap.status != "succeeded":
+            raise JobFailed(f"job {self.id} {snap.status}: {snap.error}")
+        return snap.result or {}
+
+    def cancel(self) -> str:
+        with self._sessions().begin() as s:
+            job = repo.request_cancel(s, self.id)
+            if job is None:
+                raise LookupError(f"no job {self.id}")
+            return job.status
+
+
+def publish(job_id: int, kind: str, settings: Settings | None = None) -> None:
+    """Send the job id to the queue of its kind (any Celery client can do the same by task name)."""
+    from worker.celery_app import QUEUES, TASKS, make_celery
+
+    settings = settings or get_settings()
+    make_celery(settings).send_task(TASKS[kind], args=[job_id], queue=QUEUES[kind],
+                                    retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+
+
+def _submit(kind: JobKind, params: dict[str, Any], settings: Settings | None, idempotency_key: str | None,
+            max_attempts: int | None, enqueue: bool) -> JobHandle:
+    settings = settings or get_settings()
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        job, created = repo.create_job(s, kind.value, params, max_attempts=max_attempts or settings.max_attempts,
+                                       dedupe_key=idempotency_key)
+        job_id, status = job.id, job.status
+    published = False
+    if enqueue and status == "queued":
+        try:
+            publish(job_id, kind.value, settings)
+            published = True
+        except Exception as exc:  # noqa: BLE001 - the job is safe in the database
+            log.warning("job %s is queued in the database but could not be published: %s", job_id, exc)
+    return JobHandle(job_id, settings, published=published, created=created)
+
+
+def submit_training(
+    collection: str,
+    base_model: str,
+    *,
+    model_name: str | None = None,
+    options: dict[str, Any] | None = None,
+    skip_unlabelled: bool = False,
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+    settings: Settings | None = None,
+    enqueue: bool = True,
+) -> JobHandle:
+    """Queue a fine-tuning job on the labelled documents of ``collection``. Options: see TrainConfig."""
+    params = TrainParams(collection=collection, base_model=base_model, model_name=model_name or collection,
+                         options=dict(options or {}), skip_unlabelled=skip_unlabelled)
+    return _submit(JobKind.train, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
+
+
+def submit_classification(
+    collection: str,
+    model: str,
+    *,
+    only_missing: bool = True,
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+    settings: Settings | None = None,
+    enqueue: bool = True,
+) -> JobHandle:
+    """Queue a bulk classification of ``collection`` with ``model`` (``name``, ``name:VERSION``, ``name@ALIAS``)."""
+    params = ClassifyParams(collection=collection, model=model, only_missing=only_missing)
+    return _submit(JobKind.classify, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
+
+
+def status(job_id: int, settings: Settings | None = None) -> JobSnapshot:
+    return JobHandle(job_id, settings).snapshot()
+
+
+def cancel(job_id: int, settings: Settings | None = None) -> str:
+    return JobHandle(job_id, settings).cancel()
+
+
+def wait(job_id: int, timeout: float | None = None, settings: Settings | None = None) -> JobSnapshot:
+    return JobHandle(job_id, settings).wait(timeout)

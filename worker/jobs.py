@@ -1,0 +1,330 @@
+"""Job functions: claim a job, run it, record the outcome. Plain functions, callable without Celery.
+
+They own the transaction boundaries: reads in short transactions, results committed together with the
+job's progress in one fenced transaction per batch (classification) or at the end (training).
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import repo
+from db.models import JobKind, JobStatus, utcnow
+from db.session import session_factory_for
+from worker.config import Settings, get_settings
+from worker.errors import PERMANENT_ERRORS, Cancelled, InvalidJob, LeaseLost
+from worker.params import ClassifyParams, TrainParams
+
+log = logging.getLogger("bertjobs.jobs")
+
+
+class Outcome(str, enum.Enum):
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    retry = "retry"  # put back in the queue after an unexpected error; publish it again
+    skipped = "skipped"  # not claimable: finished, owned by someone else, cancelled or out of attempts
+    lost = "lost"  # another attempt took the job over while this one ran; nothing was written
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit]
+
+
+class Heartbeat(threading.Thread):
+    """Extends the lease in the background and notices cancellation or a lost lease."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, attempt: int, lease_seconds: int,
+                 interval: float):
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.sessions, self.job_id, self.attempt = sessions, job_id, attempt
+        self.lease_seconds, self.interval = lease_seconds, interval
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            with self.sessions.begin() as s:
+                state = repo.heartbeat(s, self.job_id, self.attempt, self.lease_seconds)
+        except Exception as exc:  # noqa: BLE001 - a database hiccup; the next beat tries again
+            log.warning("job %s: heartbeat failed: %s", self.job_id, one_line(exc))
+            return
+        if state is None:
+            self.lost.set()
+        elif state:
+            self.cancelled.set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+@dataclass
+class JobContext:
+    """What a running job needs: its ids, parameters, sessions, settings and stop signals."""
+
+    job_id: int
+    attempt: int
+    params: dict[str, Any]
+    sessions: sessionmaker[Session]
+    settings: Settings
+    heartbeat: Heartbeat
+    _last_progress: float = field(default=0.0)
+
+    def should_stop(self) -> bool:
+        return self.heartbeat.cancelled.is_set() or self.heartbeat.lost.is_set()
+
+    def check(self) -> None:
+        if self.heartbeat.lost.is_set():
+            raise LeaseLost(f"job {self.job_id} attempt {self.attempt} lost its lease")
+        if self.heartbeat.cancelled.is_set():
+            raise Cancelled("cancelled on request")
+
+    def fenced(self, s: Session) -> None:
+        """Start of every writing transaction: lock the job row if this attempt still owns it."""
+        if not repo.fence(s, self.job_id, self.attempt):
+            self.heartbeat.lost.set()
+            raise LeaseLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
+
+    def progress(self, done: int, total: int | None = None, *, every: float = 0.0, **extra: Any) -> None:
+        now = time.monotonic()
+        if every and now - self._last_progress < every and (total is None or done < total):
+            return
+        self._last_progress = now
+        with self.sessions.begin() as s:
+            self.fenced(s)
+            repo.set_progress(s, self.job_id, self.attempt, done=done, total=total, **extra)
+
+    def end(self, status: JobStatus, *, error: str | None = None, result: dict | None = None) -> bool:
+        with self.sessions.begin() as s:
+            return repo.finish_job(s, self.job_id, self.attempt, status, error=error, result=result)
+
+
+def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], settings: Settings | None,
+         owner: str | None) -> Outcome:
+    settings = settings or get_settings()
+    sessions = session_factory_for(settings.resolved_database_url)
+    owner = owner or default_owner()
+    with sessions.begin() as s:
+        job = repo.get_job(s, job_id)
+        if job is None or job.kind != kind.value:
+            log.error("job %s: no %s job with this id", job_id, kind.value)
+            return Outcome.skipped
+        attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
+        params, max_attempts, status = dict(job.params), job.max_attempts, job.status
+    if attempt is None:
+        log.info("job %s: not claimable (status %s); leaving it", job_id, status)
+        return Outcome.skipped
+
+    heartbeat = Heartbeat(sessions, job_id, attempt, settings.lease_seconds, settings.heartbeat_seconds)
+    heartbeat.start()
+    ctx = JobContext(job_id, attempt, params, sessions, settings, heartbeat)
+    log.info("job %s attempt %s: %s started by %s", job_id, attempt, kind.value, owner)
+    try:
+        body(ctx)
+        return Outcome.succeeded
+    except LeaseLost as exc:
+        log.warning("job %s attempt %s: %s", job_id, attempt, exc)
+        return Outcome.lost
+    except Cancelled:
+        if heartbeat.lost.is_set():
+            return Outcome.lost
+        ctx.end(JobStatus.cancelled, error="cancelled on request")
+        log.info("job %s attempt %s: cancelled", job_id, attempt)
+        return Outcome.cancelled
+    except PERMANENT_ERRORS as exc:
+        ctx.end(JobStatus.failed, error=one_line(exc))
+        log.info("job %s attempt %s: failed: %s", job_id, attempt, one_line(exc))
+        return Outcome.failed
+    except Exception as exc:
+        log.exception("job %s attempt %s: unexpected error", job_id, attempt)
+        reason = f"{type(exc).__name__}: {one_line(exc)}"
+        if attempt < max_attempts:
+            with sessions.begin() as s:
+                repo.requeue_job(s, job_id, attempt, f"attempt {attempt} failed, will retry: {reason}")
+            return Outcome.retry
+        ctx.end(JobStatus.failed, error=f"gave up after {attempt} attempts: {reason}")
+        return Outcome.failed
+    finally:
+        heartbeat.stop()
+
+
+# ---------------------------------------------------------------- training
+
+
+def run_training(job_id: int, *, settings: Settings | None = None, owner: str | None = None) -> Outcome:
+    return _run(job_id, JobKind.train, _train, settings, owner)
+
+
+def _content_hash(ids, texts, labels) -> str:
+    digest = hashlib.sha256()
+    for i, t, label in zip(ids, texts, labels):
+        digest.update(f"{i}\0{label}\0{t}\0".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _library_versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _train(ctx: JobContext) -> None:
+    from worker.ml.artifact import save_artifact
+    from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_training_set
+
+    params = TrainParams.from_dict(ctx.params)
+    config = params.train_config()
+    with ctx.sessions.begin() as s:
+        data = repo.load_labelled(s, params.collection)
+    if not data.ids:
+        extra = f" ({data.unlabelled} unlabelled)" if data.unlabelled else ""
+        raise InvalidJob(f"collection {params.collection!r} has no labelled documents{extra}")
+    if data.unlabelled and not params.skip_unlabelled:
+        raise InvalidJob(f"{data.unlabelled} documents of collection {params.collection!r} have no label; "
+                         "label them or train with skip_unlabelled")
+    validate_training_set(data.texts, data.labels)
+    check_base_model(params.base_model)
+
+    def on_step(step: int, total: int) -> None:
+        ctx.progress(step, total, every=2.0)
+
+    result = fine_tune(data.texts, data.labels, config, Callbacks(on_step=on_step, should_stop=ctx.should_stop))
+    ctx.check()
+
+    hyper = config.to_dict()
+    hyper.pop("base_model")
+    lineage = {
+        "collection": params.collection,
+        "row_count": len(data.ids),
+        "unlabelled_skipped": data.unlabelled,
+        "content_sha256": _content_hash(data.ids, data.texts, data.labels),
+        "label_counts": result.label_counts,
+        "train_size": result.train_size,
+        "val_size": result.val_size,
+        "seed": config.seed,
+        "libraries": _library_versions(),
+    }
+    metrics = {**result.metrics, "history": result.history,
+               "train_examples_per_second": result.examples_per_second, "train_seconds": result.seconds}
+    store = ctx.settings.resolved_model_store.resolve()
+    destination = store / params.model_name / f"job{ctx.job_id}-attempt{ctx.attempt}"
+    metadata = {"labels": list(result.label_map.labels), "max_length": result.max_length,
+                "base_model": params.base_model, "job_id": ctx.job_id}
+    sha = save_artifact(result.model, result.tokenizer, metadata, destination)
+    try:
+        version = _register(ctx, params, sha, destination, list(result.label_map.labels), hyper, metrics, lineage)
+    except LeaseLost:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
+    log.info("job %s: registered %s:%s (accuracy %.4f, macro-F1 %.4f)", ctx.job_id, params.model_name, version,
+             result.metrics["accuracy"], result.metrics["macro_f1"])
+
+
+def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path, labels: list[str],
+              hyper: dict, metrics: dict, lineage: dict) -> int:
+    """Register the model version and finish the job in one transaction (retried on a version-number race)."""
+    for attempt in range(5):
+        try:
+            with ctx.sessions.begin() as s:
+                ctx.fenced(s)
+                mv = repo.register_model_version(
+                    s, name=params.model_name, base_model=params.base_model, status="ready",
+                    artifact_path=str(destination), artifact_sha256=sha, labels=labels,
+                    hyperparameters=hyper, metrics=metrics, lineage=lineage, training_job_id=ctx.job_id,
+                )
+                repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.succeeded, result={
+                    "model": f"{mv.name}:{mv.version}", "model_version_id": mv.id,
+                    "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+                    "best_epoch": metrics["best_epoch"],
+                    "train_examples_per_second": round(metrics["train_examples_per_second"], 2),
+                    "train_seconds": round(metrics["train_seconds"], 2),
+                })
+                return mv.version
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- classification
+
+
+def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None) -> Outcome:
+    return _run(job_id, JobKind.classify, _classify, settings, owner)
+
+
+def _classify(ctx: JobContext) -> None:
+    from worker.ml.predict import load_classifier
+
+    params = ClassifyParams.from_dict(ctx.params)
+    settings = ctx.settings
+    with ctx.sessions.begin() as s:
+        mv = repo.resolve_model_version(s, params.model)
+        if mv is None:
+            raise InvalidJob(f"no ready model version matches {params.model!r}")
+        if repo.count_documents(s, params.collection) == 0:
+            raise InvalidJob(f"collection {params.collection!r} has no documents")
+        job = repo.get_job(s, ctx.job_id)
+        cursor, done = job.cursor, job.progress_done if job.cursor is not None else 0
+        skip = mv.id if params.only_missing else None
+        total = done + repo.count_documents(s, params.collection, after_id=cursor, unpredicted_by=skip)
+        mv_id, mv_ref, path, sha = mv.id, f"{mv.name}:{mv.version}", mv.artifact_path, mv.artifact_sha256
+    ctx.progress(done, total)
+    classifier = load_classifier(path, sha256=sha, device=settings.device)
+
+    started = time.perf_counter()
+    this_attempt = 0
+    while True:
+        ctx.check()
+        with ctx.sessions.begin() as s:
+            page = repo.read_documents(s, params.collection, cursor, settings.classify_chunk_size, unpredicted_by=skip)
+        if not page:
+            break
+        predictions = classifier.predict_or_fail([text for _, text in page], settings.classify_batch_size,
+                                                 settings.max_text_chars)
+        rows = [
+            {"document_id": doc_id, "model_version_id": mv_id, "label": p.label, "score": p.score,
+             "scores": p.scores, "error": p.error, "job_id": ctx.job_id, "created_at": utcnow()}
+            for (doc_id, _), p in zip(page, predictions)
+        ]
+        cursor = page[-1][0]
+        with ctx.sessions.begin() as s:
+            ctx.fenced(s)
+            repo.upsert_predictions(s, rows)
+            repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor)
+        done += len(page)
+        this_attempt += len(page)
+
+    seconds = time.perf_counter() - started
+    with ctx.sessions.begin() as s:
+        ctx.fenced(s)
+        counts = repo.prediction_counts(s, mv_id, job_id=ctx.job_id)
+        repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.succeeded, result={
+            "model": mv_ref, "model_version_id": mv_id, "collection": params.collection, "documents": done,
+            **counts, "seconds": round(seconds, 3),
+            "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None,
+        })

@@ -1,0 +1,79 @@
+"""Model artifacts on disk: written to a temporary folder, fsynced, hashed, then renamed into place.
+
+A folder that exists under its final name is complete; its sha256 (over file names and contents) is what
+the registry stores and what loading verifies.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from worker.ml.errors import CorruptArtifact
+
+METADATA_FILE = "bertjobs.json"
+REQUIRED_FILES = ("config.json", "model.safetensors", METADATA_FILE)
+
+
+def artifact_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _fsync_tree(path: Path) -> None:
+    for file in path.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_artifact(model, tokenizer, metadata: dict, destination: Path) -> str:
+    """Save model (safetensors), tokenizer and metadata atomically at ``destination``; return its sha256."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.parent / f".tmp-{destination.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        _fsync_tree(tmp)
+        sha = artifact_sha256(tmp)
+        if destination.exists():  # a previous attempt finished writing but not registering
+            shutil.rmtree(destination)
+        os.rename(tmp, destination)
+        _fsync_dir(destination.parent)
+        return sha
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verify_artifact(path: Path, expected_sha256: str | None) -> None:
+    path = Path(path)
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise CorruptArtifact(f"model artifact {path} is missing {', '.join(missing)}")
+    if expected_sha256 and artifact_sha256(path) != expected_sha256:
+        raise CorruptArtifact(f"model artifact {path} does not match its registered sha256")
+
+
+def read_metadata(path: Path) -> dict:
+    return json.loads((Path(path) / METADATA_FILE).read_text())

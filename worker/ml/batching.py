@@ -1,0 +1,61 @@
+"""Tokenization and batching: dynamic padding over length-sorted batches.
+
+Padding to the longest text in a random batch wastes most of the compute on short texts; sorting by
+length inside a bounded window keeps every batch nearly rectangular. Callers restore the original order.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator, Sequence
+
+import torch
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated to ``max_length``, no padding."""
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                        return_attention_mask=False, return_token_type_ids=False)
+    return encoded["input_ids"]
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Index batches over texts sorted by length (longest first, so memory errors show up at once)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
+                           window_batches: int = 50) -> list[list[int]]:
+    """Training batches: shuffle, sort inside windows of ``window_batches`` batches, shuffle the batches."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * window_batches
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(ids: Sequence[Sequence[int]], pad_id: int, pad_to_multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of the batch (rounded up to ``pad_to_multiple``)."""
+    width = max(len(x) for x in ids)
+    if pad_to_multiple > 1:
+        width = -(-width // pad_to_multiple) * pad_to_multiple
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        attention[row, : len(seq)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention}
+
+
+def iter_batches(token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]], pad_id: int,
+                 device: torch.device) -> Iterator[tuple[Sequence[int], dict[str, torch.Tensor]]]:
+    multiple = 8 if device.type == "cuda" else 1
+    for batch in batches:
+        tensors = collate([token_ids[i] for i in batch], pad_id, multiple)
+        yield batch, {k: v.to(device, non_blocking=True) for k, v in tensors.items()}

@@ -1,0 +1,119 @@
+"""Inference: a loaded classifier predicts labels and scores for texts, in length-sorted batches."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from worker.ml.artifact import read_metadata, verify_artifact
+from worker.ml.batching import iter_batches, sorted_batches, tokenize
+from worker.ml.device import autocast, resolve_device, resolve_precision
+from worker.ml.errors import CorruptArtifact
+from worker.ml.hf import quiet_transformers
+from worker.ml.text import text_problem
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str | None
+    score: float | None
+    scores: dict[str, float] | None
+    error: str | None = None
+
+
+class Classifier:
+    def __init__(self, model, tokenizer, labels: Sequence[str], max_length: int, device: torch.device,
+                 precision: str = "fp32"):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.labels = list(labels)
+        self.max_length = max_length
+        self.device = device
+        self.precision = precision
+
+    @classmethod
+    def from_artifact(cls, path: str | Path, *, sha256: str | None = None, device: str = "auto",
+                      precision: str = "auto") -> "Classifier":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        quiet_transformers()
+        verify_artifact(Path(path), sha256)
+        meta = read_metadata(Path(path))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
+                                                                       trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise CorruptArtifact(f"cannot load model artifact {path}: {exc}") from exc
+        dev = resolve_device(device)
+        return cls(model, tokenizer, meta["labels"], meta["max_length"], dev, resolve_precision(dev, precision))
+
+    @torch.inference_mode()
+    def _forward(self, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]]) -> list[Prediction]:
+        out: list[Prediction | None] = [None] * len(token_ids)
+        pad_id = self.tokenizer.pad_token_id or 0
+        for batch, tensors in iter_batches(token_ids, batches, pad_id, self.device):
+            with autocast(self.device, self.precision):
+                logits = self.model(**tensors).logits
+            probs = torch.softmax(logits.float(), dim=-1).cpu().tolist()
+            for i, row in zip(batch, probs):
+                best = max(range(len(row)), key=row.__getitem__)
+                out[i] = Prediction(self.labels[best], row[best], dict(zip(self.labels, row)))
+        return out  # type: ignore[return-value]
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+        """Predictions in the order of ``texts``; all texts must be valid (see ``text_problem``)."""
+        token_ids = tokenize(self.tokenizer, texts, self.max_length)
+        return self._forward(token_ids, sorted_batches([len(t) for t in token_ids], batch_size))
+
+    def predict_or_fail(self, texts: Sequence[str], batch_size: int = 64, max_chars: int = 100_000) -> list[Prediction]:
+        """Like ``predict`` but never raises for one bad text: it gets a failure with its reason.
+
+        Invalid texts are screened out first; a batch that still raises is bisected until the poison
+        document fails alone.
+        """
+        results: list[Prediction | None] = [None] * len(texts)
+        valid = []
+        for i, text in enumerate(texts):
+            problem = text_problem(text, max_chars)
+            if problem:
+                results[i] = Prediction(None, None, None, problem)
+            else:
+                valid.append(i)
+        for i, pred in zip(valid, self._bisect([texts[i] for i in valid], batch_size)):
+            results[i] = pred
+        return results  # type: ignore[return-value]
+
+    def _bisect(self, texts: Sequence[str], batch_size: int) -> list[Prediction]:
+        if not texts:
+            return []
+        try:
+            return self.predict(texts, batch_size)
+        except torch.cuda.OutOfMemoryError:
+            if batch_size > 1:
+                torch.cuda.empty_cache()
+                return self._bisect(texts, batch_size // 2)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure is narrowed to the documents that cause it
+            if len(texts) == 1:
+                return [Prediction(None, None, None, f"prediction failed: {type(exc).__name__}: {exc}"[:500])]
+            mid = len(texts) // 2
+            return self._bisect(texts[:mid], batch_size) + self._bisect(texts[mid:], batch_size)
+
+
+_cache: dict[tuple[str, str | None, str, str], Classifier] = {}
+_cache_lock = threading.Lock()
+
+
+def load_classifier(path: str | Path, *, sha256: str | None = None, device: str = "auto",
+                    precision: str = "auto") -> Classifier:
+    """A classifier cached per process (workers keep one model warm across jobs)."""
+    key = (str(path), sha256, device, precision)
+    with _cache_lock:
+        if key not in _cache:
+            _cache.clear()  # one model at a time: a worker serves one GPU
+            _cache[key] = Classifier.from_artifact(path, sha256=sha256, device=device, precision=precision)
+        return _cache[key]

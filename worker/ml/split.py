@@ -1,0 +1,25 @@
+"""A stratified train/validation split that is the same for the same seed."""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Sequence
+
+
+def stratified_split(labels: Sequence[str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, validation); every class with two or more rows keeps at least one on each side."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_class[label].append(i)
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in sorted(by_class):
+        idx = by_class[label]
+        rng.shuffle(idx)
+        n_val = round(len(idx) * val_fraction)
+        n_val = min(max(n_val, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    return sorted(train), sorted(val)

@@ -1,0 +1,76 @@
+"""Job parameters, validated before anything is enqueued and again when a worker reads them."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from worker.errors import InvalidJob
+from worker.ml.config import TrainConfig
+from worker.ml.errors import InvalidTrainingData
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+def check_name(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidJob(f"{kind} must be 1-200 letters, digits, '.', '_' or '-', got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    collection: str
+    base_model: str
+    model_name: str
+    options: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields other than base_model
+    skip_unlabelled: bool = False
+
+    def __post_init__(self) -> None:
+        check_name("collection", self.collection)
+        check_name("model name", self.model_name)
+        if not isinstance(self.base_model, str) or not self.base_model.strip():
+            raise InvalidJob("base_model must be a hub name or a local path")
+        if "base_model" in self.options:
+            raise InvalidJob("give base_model once, not in options")
+        self.train_config()
+
+    def train_config(self) -> TrainConfig:
+        try:
+            return TrainConfig.from_dict({"base_model": self.base_model, **self.options})
+        except InvalidTrainingData as exc:
+            raise InvalidJob(str(exc)) from exc
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainParams":
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise InvalidJob(f"bad training parameters: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClassifyParams:
+    collection: str
+    model: str  # name, name:VERSION or name@ALIAS
+    only_missing: bool = True  # skip documents this model version already classified
+
+    def __post_init__(self) -> None:
+        check_name("collection", self.collection)
+        name, _, selector = self.model.replace("@", ":").partition(":")
+        check_name("model name", name)
+        if ":" in self.model and not selector.isdigit():
+            raise InvalidJob(f"model version must be a number: {self.model!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ClassifyParams":
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise InvalidJob(f"bad classification parameters: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
