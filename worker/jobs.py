@@ -283,11 +283,11 @@ def _classify(ctx: JobContext) -> None:
     params = ClassifyParams.from_dict(ctx.params)
     settings = ctx.settings
     with ctx.sessions.begin() as s:
+        if repo.count_documents(s, params.collection) == 0:
+            raise InvalidJob(f"collection {params.collection!r} has no documents")
         mv = repo.resolve_model_version(s, params.model)
         if mv is None:
             raise InvalidJob(f"no ready model version matches {params.model!r}")
-        if repo.count_documents(s, params.collection) == 0:
-            raise InvalidJob(f"collection {params.collection!r} has no documents")
         job = repo.get_job(s, ctx.job_id)
         cursor, done = job.cursor, job.progress_done if job.cursor is not None else 0
         skip = mv.id if params.only_missing else None

@@ -1,0 +1,166 @@
+"""Job functions run in-process (as the embedded runner does) on SQLite and on PostgreSQL."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from db import repo
+from db.models import Job, ModelVersion, Prediction
+from db.session import session_factory_for
+from helpers import TINY_OPTIONS, sentiment_rows
+from worker import jobs
+from worker.client import submit_classification, submit_training
+from worker.errors import InvalidJob
+
+TINY = TINY_OPTIONS
+
+
+def _load(url, collection, rows):
+    with session_factory_for(url).begin() as s:
+        repo.upsert_documents(s, collection, rows)
+
+
+def _train(settings, collection="train", **kw):
+    options = kw.pop("options", TINY)
+    handle = submit_training(collection, kw.pop("base_model"), model_name=kw.pop("model_name", "senti"),
+                             options=options, settings=settings, enqueue=False, **kw)
+    return handle, jobs.run_training(handle.id, settings=settings)
+
+
+def test_a_training_job_registers_a_model_version_with_metrics_lineage_and_a_hashed_artifact(
+        any_db_url, make_settings, tiny_base_model):
+    settings = make_settings(any_db_url)
+    _load(any_db_url, "train", sentiment_rows(48))
+    handle, outcome = _train(settings, base_model=tiny_base_model)
+    assert outcome is jobs.Outcome.succeeded
+    snap = handle.snapshot()
+    assert snap.status == "succeeded" and snap.attempt == 1
+    assert snap.result["model"] == "senti:1"
+    assert snap.progress_done == snap.progress_total > 0
+    with session_factory_for(any_db_url).begin() as s:
+        mv = s.scalar(select(ModelVersion))
+        assert mv.labels == ["neg", "pos"] and mv.training_job_id == handle.id
+        assert mv.metrics["accuracy"] >= 0.9
+        assert {"macro_f1", "per_class", "confusion_matrix", "history", "best_epoch"} <= set(mv.metrics)
+        assert len(mv.metrics["history"]) == TINY["epochs"]
+        assert mv.lineage["row_count"] == 48 and mv.lineage["label_counts"] == {"neg": 24, "pos": 24}
+        assert mv.lineage["seed"] == 7 and len(mv.lineage["content_sha256"]) == 64
+        assert {"torch", "transformers"} <= set(mv.lineage["libraries"])
+        assert mv.hyperparameters["learning_rate"] == TINY["learning_rate"]
+        artifact = Path(mv.artifact_path)
+    assert (artifact / "model.safetensors").is_file() and not list(artifact.glob("*.bin"))
+    assert not [p for p in artifact.parent.iterdir() if p.name.startswith(".tmp-")]
+    from worker.ml.artifact import artifact_sha256
+
+    assert artifact_sha256(artifact) == mv.artifact_sha256
+
+
+def test_a_classification_job_writes_one_prediction_or_failure_row_per_document(
+        any_db_url, make_settings, tiny_base_model):
+    settings = make_settings(any_db_url)
+    _load(any_db_url, "train", sentiment_rows(48))
+    _train(settings, base_model=tiny_base_model)
+    new = sentiment_rows(40, prefix="new") + [
+        {"external_id": "empty", "text": "   "},
+        {"external_id": "huge", "text": "word " * 400},  # over max_text_chars below
+    ]
+    settings = make_settings(any_db_url, max_text_chars=1000)
+    _load(any_db_url, "new", new)
+    handle = submit_classification("new", "senti", settings=settings, enqueue=False)
+    assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.succeeded
+    snap = handle.snapshot()
+    assert snap.result["classified"] == 40 and snap.result["failed"] == 2
+    assert snap.progress_done == snap.progress_total == 42
+    with session_factory_for(any_db_url).begin() as s:
+        rows = s.execute(text("SELECT external_id, label, gold_label, score, error FROM latest_predictions "
+                              "WHERE collection = 'new'")).all()
+        assert len(rows) == 42
+        errors = {r.external_id: r.error for r in rows if r.error}
+        assert errors == {"empty": "text is empty or whitespace", "huge": "text is longer than 1000 characters (2000)"}
+        scored = [r for r in rows if not r.error]
+        assert sum(r.label == r.gold_label for r in scored) / len(scored) >= 0.9
+        assert all(0.5 <= r.score <= 1.0 for r in scored)
+
+    again = submit_classification("new", "senti:1", settings=settings, enqueue=False)
+    assert jobs.run_classification(again.id, settings=settings) is jobs.Outcome.succeeded
+    assert again.snapshot().result["documents"] == 0  # nothing left that this version has not classified
+    with session_factory_for(any_db_url).begin() as s:
+        assert s.scalar(select(Prediction.id).order_by(Prediction.id.desc()).limit(1)) is not None
+        assert s.scalar(text("SELECT count(*) FROM predictions")) == 42
+
+
+@pytest.mark.parametrize("case, rows, base, reason", [
+    ("one class", [{"external_id": str(i), "text": f"t {i}", "label": "pos"} for i in range(6)], "tiny",
+     "only one class ('pos') in 6 documents; need at least two"),
+    ("missing labels", [{"external_id": str(i), "text": f"t {i}", "label": "pos" if i else None} for i in range(6)],
+     "tiny", "1 documents of collection 'train' have no label; label them or train with skip_unlabelled"),
+    ("single example", [{"external_id": str(i), "text": f"t {i}", "label": "pos" if i else "neg"} for i in range(6)],
+     "tiny", "class with a single example cannot be split for validation: 'neg'"),
+    ("empty collection", [], "tiny", "collection 'train' has no labelled documents"),
+    ("missing folder", sentiment_rows(8), "/no/such/model", "base model folder '/no/such/model' does not exist"),
+    ("unknown hub name", sentiment_rows(8), "no-such-org/no-such-bert",
+     "base model 'no-such-org/no-such-bert': the hub is offline"),
+])
+def test_bad_training_input_fails_the_job_once_with_a_one_line_reason(
+        case, rows, base, reason, clean_pg, make_settings, tiny_base_model):
+    settings = make_settings(clean_pg)
+    if rows:
+        _load(clean_pg, "train", rows)
+    handle, outcome = _train(settings, base_model=tiny_base_model if base == "tiny" else base)
+    snap = handle.snapshot()
+    assert outcome is jobs.Outcome.failed
+    assert (snap.status, snap.attempt) == ("failed", 1)
+    assert reason in snap.error and "\n" not in snap.error
+
+
+def test_classifying_with_a_model_that_does_not_exist_fails_with_the_reason(clean_pg, make_settings):
+    settings = make_settings(clean_pg)
+    _load(clean_pg, "new", sentiment_rows(4))
+    handle = submit_classification("new", "ghost:3", settings=settings, enqueue=False)
+    assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.failed
+    assert handle.snapshot().error == "no ready model version matches 'ghost:3'"
+
+
+def test_a_corrupt_artifact_fails_the_classification_job(clean_pg, make_settings, tiny_base_model):
+    settings = make_settings(clean_pg)
+    _load(clean_pg, "train", sentiment_rows(16))
+    _train(settings, base_model=tiny_base_model, options={**TINY, "epochs": 1})
+    _load(clean_pg, "new", sentiment_rows(4, prefix="n"))
+    with session_factory_for(clean_pg).begin() as s:
+        path = Path(s.scalar(select(ModelVersion.artifact_path)))
+    (path / "config.json").write_text((path / "config.json").read_text() + " ")
+    handle = submit_classification("new", "senti", settings=settings, enqueue=False)
+    assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.failed
+    assert "does not match its registered sha256" in handle.snapshot().error
+
+
+def test_invalid_parameters_are_refused_before_anything_is_enqueued(clean_pg, make_settings):
+    settings = make_settings(clean_pg)
+    with pytest.raises(InvalidJob, match="learning_rate"):
+        submit_training("train", "tiny", options={"learning_rate": 5}, settings=settings, enqueue=False)
+    with pytest.raises(InvalidJob, match="unknown training option"):
+        submit_training("train", "tiny", options={"epoch": 5}, settings=settings, enqueue=False)
+    with pytest.raises(InvalidJob, match="collection"):
+        submit_classification("bad name!", "m", settings=settings, enqueue=False)
+    with session_factory_for(clean_pg).begin() as s:
+        assert s.scalar(select(Job.id)) is None
+
+
+def test_a_job_that_another_worker_holds_is_left_alone(clean_pg, make_settings):
+    settings = make_settings(clean_pg)
+    handle = submit_classification("new", "m", settings=settings, enqueue=False)
+    with session_factory_for(clean_pg).begin() as s:
+        assert repo.claim_job(s, handle.id, "someone-else", lease_seconds=300) == 1
+    assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.skipped
+    snap = handle.snapshot()
+    assert (snap.status, snap.attempt) == ("running", 1)
+
+
+def test_a_cancelled_queued_job_never_starts(clean_pg, make_settings):
+    settings = make_settings(clean_pg)
+    handle = submit_classification("new", "m", settings=settings, enqueue=False)
+    assert handle.cancel() == "cancelled"
+    assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.skipped
+    assert handle.snapshot().attempt == 0

@@ -1,0 +1,125 @@
+"""Data access on real PostgreSQL, each test inside a transaction that is rolled back."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from db import repo
+from db.models import JobStatus, utcnow
+
+
+def _job(session, **kw):
+    job, created = repo.create_job(session, "classify", {"collection": "c", "model": "m"}, max_attempts=kw.pop("max_attempts", 3), **kw)
+    return job
+
+
+def _model_version(session, name="m", **kw):
+    fields = dict(name=name, base_model="tiny", status="ready", artifact_path="/nowhere", artifact_sha256="0" * 64,
+                  labels=["neg", "pos"], hyperparameters={}, metrics={}, lineage={})
+    fields.update(kw)
+    return repo.register_model_version(session, **fields)
+
+
+def test_a_queued_job_is_claimed_once_and_the_second_claim_gets_nothing(pg_session):
+    job = _job(pg_session)
+    assert repo.claim_job(pg_session, job.id, "w1", lease_seconds=60) == 1
+    assert repo.claim_job(pg_session, job.id, "w2", lease_seconds=60) is None
+    pg_session.refresh(job)
+    assert (job.status, job.attempt, job.lease_owner) == ("running", 1, "w1")
+
+
+def test_a_running_job_whose_lease_expired_is_claimed_again_with_the_next_attempt(pg_session):
+    job = _job(pg_session)
+    repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
+    later = utcnow() + timedelta(seconds=120)
+    assert repo.claim_job(pg_session, job.id, "w2", lease_seconds=60, now=later) == 2
+
+
+def test_a_job_out_of_attempts_cannot_be_claimed(pg_session):
+    job = _job(pg_session, max_attempts=1)
+    repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
+    assert repo.claim_job(pg_session, job.id, "w2", lease_seconds=60, now=utcnow() + timedelta(hours=1)) is None
+
+
+def test_writes_of_a_stale_attempt_change_nothing(pg_session):
+    job = _job(pg_session)
+    repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
+    repo.claim_job(pg_session, job.id, "w2", lease_seconds=60, now=utcnow() + timedelta(seconds=120))
+    assert repo.fence(pg_session, job.id, 1) is False
+    assert repo.set_progress(pg_session, job.id, 1, done=99) is False
+    assert repo.heartbeat(pg_session, job.id, 1, 60) is None
+    assert repo.finish_job(pg_session, job.id, 1, JobStatus.succeeded) is False
+    assert repo.fence(pg_session, job.id, 2) is True
+    pg_session.refresh(job)
+    assert (job.status, job.progress_done) == ("running", 0)
+
+
+def test_heartbeat_reports_a_cancel_request(pg_session):
+    job = _job(pg_session)
+    repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
+    assert repo.heartbeat(pg_session, job.id, 1, 60) is False
+    repo.request_cancel(pg_session, job.id)
+    assert repo.heartbeat(pg_session, job.id, 1, 60) is True
+
+
+def test_cancelling_a_queued_job_ends_it_and_it_can_never_be_claimed(pg_session):
+    job = _job(pg_session)
+    assert repo.request_cancel(pg_session, job.id).status == "cancelled"
+    assert repo.claim_job(pg_session, job.id, "w1", lease_seconds=60) is None
+
+
+def test_the_same_dedupe_key_returns_the_existing_job(pg_session):
+    first, created = repo.create_job(pg_session, "train", {"a": 1}, max_attempts=3, dedupe_key="k1")
+    again, created_again = repo.create_job(pg_session, "train", {"a": 2}, max_attempts=3, dedupe_key="k1")
+    assert created and not created_again and again.id == first.id
+
+
+def test_reimporting_identical_documents_changes_nothing_and_changed_ones_update(pg_session):
+    rows = [{"external_id": "a", "text": "one", "label": "x"}, {"external_id": "b", "text": "two", "label": None}]
+    assert repo.upsert_documents(pg_session, "c", rows) == repo.UpsertCounts(2, 0, 0)
+    assert repo.upsert_documents(pg_session, "c", rows) == repo.UpsertCounts(0, 0, 2)
+    rows[1] = {"external_id": "b", "text": "two, edited", "label": None}
+    assert repo.upsert_documents(pg_session, "c", rows) == repo.UpsertCounts(0, 1, 1)
+    assert repo.count_documents(pg_session, "c") == 2
+
+
+def test_keyset_pages_walk_a_collection_in_id_order_without_gaps(pg_session):
+    repo.upsert_documents(pg_session, "c", [{"external_id": str(i), "text": f"t{i}"} for i in range(25)])
+    repo.upsert_documents(pg_session, "other", [{"external_id": "x", "text": "elsewhere"}])
+    seen, cursor = [], None
+    while page := repo.read_documents(pg_session, "c", cursor, 10):
+        seen += page
+        cursor = page[-1][0]
+    assert [t for _, t in seen] == [f"t{i}" for i in range(25)]
+    assert [i for i, _ in seen] == sorted(i for i, _ in seen)
+
+
+def test_prediction_upserts_are_keyed_by_document_and_model_version(pg_session):
+    repo.upsert_documents(pg_session, "c", [{"external_id": "a", "text": "one"}, {"external_id": "b", "text": "two"}])
+    ids = [i for i, _ in repo.read_documents(pg_session, "c", None, 10)]
+    mv = _model_version(pg_session)
+    row = lambda d, label: {"document_id": d, "model_version_id": mv.id, "label": label, "score": 0.9,  # noqa: E731
+                            "scores": {"neg": 0.1, "pos": 0.9}, "error": None, "job_id": None, "created_at": utcnow()}
+    repo.upsert_predictions(pg_session, [row(ids[0], "pos")])
+    assert repo.count_documents(pg_session, "c", unpredicted_by=mv.id) == 1
+    repo.upsert_predictions(pg_session, [row(ids[0], "neg"), row(ids[1], "pos")])
+    assert repo.prediction_counts(pg_session, mv.id) == {"classified": 2, "failed": 0}
+    labels = {d.external_id: p.label for d, p, _ in repo.list_predictions(pg_session, collection="c")}
+    assert labels == {"a": "neg", "b": "pos"}
+
+
+def test_model_references_resolve_to_latest_a_version_or_an_alias(pg_session):
+    v1 = _model_version(pg_session)
+    v2 = _model_version(pg_session)
+    assert (v1.version, v2.version) == (1, 2)
+    assert repo.resolve_model_version(pg_session, "m").id == v2.id
+    assert repo.resolve_model_version(pg_session, "m:1").id == v1.id
+    assert repo.resolve_model_version(pg_session, "m@production") is None
+    repo.set_alias(pg_session, v1, "production")
+    assert repo.resolve_model_version(pg_session, "m@production").id == v1.id
+    repo.set_alias(pg_session, v2, "production")
+    assert repo.resolve_model_version(pg_session, "m@production").id == v2.id
+    assert repo.resolve_model_version(pg_session, "m:9") is None
+    with pytest.raises(ValueError):
+        repo.parse_model_ref("m:latest")

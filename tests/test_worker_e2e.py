@@ -1,0 +1,149 @@
+"""End to end through a real ``celery worker`` subprocess, real Redis and real PostgreSQL.
+
+Jobs are enqueued through the client exactly as another application would, and the worker runs them.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from db import repo
+from db.session import session_factory_for
+from helpers import TINY_OPTIONS, sentiment_rows
+from worker.cli import main as cli_main
+from worker.client import submit_classification, submit_training
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def worker_env(clean_pg, redis_url, tmp_path):
+    env = dict(os.environ)
+    env.update({
+        "BERTJOBS_DATABASE_URL": clean_pg,
+        "BERTJOBS_BROKER_URL": redis_url,
+        "BERTJOBS_MODEL_STORE": str(tmp_path / "models"),
+        "BERTJOBS_DATA_DIR": str(tmp_path / "data"),
+        "BERTJOBS_HEARTBEAT_SECONDS": "1",
+        "BERTJOBS_CLASSIFY_CHUNK_SIZE": "32",
+        "HF_HUB_OFFLINE": "1",
+    })
+    return env
+
+
+@pytest.fixture
+def celery_worker(worker_env, tmp_path):
+    """Start ``bertjobs worker`` (a real Celery worker) and stop it after the test."""
+    log = open(tmp_path / "worker.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "worker", "--loglevel", "info", "--", "--without-gossip",
+         "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.seek(0)
+    output = log.read()
+    log.close()
+    if "Traceback" in output and "WorkerLostError" not in output:
+        print(output[-5000:])
+
+
+@pytest.fixture
+def settings(worker_env, make_settings):
+    return make_settings(worker_env["BERTJOBS_DATABASE_URL"], broker_url=worker_env["BERTJOBS_BROKER_URL"],
+                         model_store=Path(worker_env["BERTJOBS_MODEL_STORE"]))
+
+
+def _load(url, collection, rows):
+    with session_factory_for(url).begin() as s:
+        repo.upsert_documents(s, collection, rows)
+
+
+def test_a_worker_trains_and_classifies_jobs_enqueued_through_the_client(celery_worker, settings, tiny_base_model):
+    url = settings.resolved_database_url
+    _load(url, "reviews", sentiment_rows(48))
+    _load(url, "inbox", sentiment_rows(100, prefix="inbox") + [{"external_id": "blank", "text": " \n "}])
+
+    training = submit_training("reviews", tiny_base_model, model_name="senti", options=TINY_OPTIONS,
+                               settings=settings)
+    assert training.published
+    result = training.result(timeout=180)
+    assert result["model"] == "senti:1" and result["accuracy"] >= 0.9
+
+    classification = submit_classification("inbox", "senti", settings=settings)
+    done = classification.result(timeout=180)
+    assert (done["classified"], done["failed"], done["documents"]) == (100, 1, 101)
+
+    with session_factory_for(url).begin() as s:
+        counts = s.execute(text(
+            "SELECT count(*) AS n, count(DISTINCT document_id) AS docs, "
+            "sum(CASE WHEN label = gold_label THEN 1 ELSE 0 END) AS agree "
+            "FROM latest_predictions WHERE collection = 'inbox' AND model_name = 'senti'")).one()
+        assert counts.n == counts.docs == 101
+        assert counts.agree >= 90
+        failure = s.execute(text("SELECT label, error FROM latest_predictions WHERE external_id = 'blank'")).one()
+        assert failure.label is None and failure.error == "text is empty or whitespace"
+
+
+def test_bad_jobs_fail_with_a_one_line_reason_visible_in_jobs_show(
+        celery_worker, settings, worker_env, tiny_base_model, monkeypatch, capsys):
+    url = settings.resolved_database_url
+    _load(url, "oneclass", [{"external_id": str(i), "text": f"text {i}", "label": "pos"} for i in range(5)])
+    _load(url, "inbox", sentiment_rows(4))
+    handles = {
+        "one class": submit_training("oneclass", tiny_base_model, settings=settings),
+        "unknown base model": submit_training("inbox", "no-such-org/no-such-model", settings=settings),
+        "empty collection": submit_classification("nothing-here", "senti", settings=settings),
+        "missing model version": submit_classification("inbox", "senti:7", settings=settings),
+    }
+    expected = {
+        "one class": "only one class ('pos') in 5 documents; need at least two",
+        "unknown base model": "base model 'no-such-org/no-such-model': the hub is offline",
+        "empty collection": "collection 'nothing-here' has no documents",
+        "missing model version": "no ready model version matches 'senti:7'",
+    }
+    monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
+    from worker.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        for case, handle in handles.items():
+            snap = handle.wait(timeout=120)
+            assert (snap.status, snap.attempt) == ("failed", 1), case
+            assert expected[case] in snap.error and "\n" not in snap.error, case
+            assert cli_main(["jobs", "show", str(handle.id)]) == 0
+            out = capsys.readouterr().out
+            assert f"job {handle.id}:" in out and "failed" in out and f"error      {snap.error}" in out
+    finally:
+        get_settings.cache_clear()
+
+
+def test_the_real_minilm_weights_train_and_classify_through_the_worker(celery_worker, settings, minilm_path):
+    from worker.demo import load_corpus
+
+    rows = load_corpus()
+    url = settings.resolved_database_url
+    _load(url, "rt-train", [{"external_id": r["id"], "text": r["text"], "label": r["category"]} for r in rows[:160]])
+    _load(url, "rt-new", [{"external_id": r["id"], "text": r["text"], "label": r["category"]}
+                          for r in rows[160:260]])
+    training = submit_training("rt-train", minilm_path, model_name="rt", settings=settings,
+                               options={"epochs": 1, "batch_size": 16, "max_length": 64})
+    result = training.result(timeout=300)
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["model"] == "rt:1"
+    done = submit_classification("rt-new", "rt:1", settings=settings).result(timeout=300)
+    assert (done["classified"], done["failed"]) == (100, 0)
+    with session_factory_for(url).begin() as s:
+        labels = {r.label for r in s.execute(text("SELECT label FROM latest_predictions WHERE collection = 'rt-new'"))}
+        assert labels <= {"fresh", "rotten"}
