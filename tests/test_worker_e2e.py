@@ -86,6 +86,19 @@ def test_a_worker_trains_and_classifies_jobs_enqueued_through_the_client(celery_
     done = classification.result(timeout=180)
     assert (done["classified"], done["failed"], done["documents"]) == (100, 1, 101)
 
+    # Another application, in any language: insert the job row with plain SQL, then send the id by task name.
+    _load(url, "outbox", sentiment_rows(10, prefix="outbox"))
+    with session_factory_for(url).begin() as s:
+        job_id = s.execute(text(
+            "INSERT INTO jobs (kind, params) VALUES ('classify', "
+            "'{\"collection\": \"outbox\", \"model\": \"senti:1\"}') RETURNING id")).scalar_one()
+    from celery import Celery
+
+    Celery(broker=settings.broker_url).send_task("bertjobs.classify", args=[job_id], queue="classify")
+    from worker.client import JobHandle
+
+    assert JobHandle(job_id, settings).result(timeout=120)["classified"] == 10
+
     with session_factory_for(url).begin() as s:
         counts = s.execute(text(
             "SELECT count(*) AS n, count(DISTINCT document_id) AS docs, "

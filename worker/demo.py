@@ -10,6 +10,7 @@ import bz2
 import csv
 import importlib.util
 import json
+import logging
 import os
 import random
 import time
@@ -66,6 +67,10 @@ def _step(title: str) -> float:
 
 def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    jobs.log.addHandler(handler)
+    jobs.log.setLevel(logging.INFO)
     settings = get_settings()
     url = settings.resolved_database_url
     started = time.perf_counter()

@@ -211,7 +211,13 @@ def _train(ctx: JobContext) -> None:
     def on_step(step: int, total: int) -> None:
         ctx.progress(step, total, every=2.0)
 
-    result = fine_tune(data.texts, data.labels, config, Callbacks(on_step=on_step, should_stop=ctx.should_stop))
+    def on_epoch(record: dict) -> None:
+        log.info("job %s: epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
+                 ctx.job_id, record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
+                 record["accuracy"], record["macro_f1"], record["seconds"])
+
+    result = fine_tune(data.texts, data.labels, config,
+                       Callbacks(on_step=on_step, on_epoch=on_epoch, should_stop=ctx.should_stop))
     ctx.check()
 
     hyper = config.to_dict()

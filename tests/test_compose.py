@@ -1,0 +1,59 @@
+"""docker-compose.yml cannot run here (no Docker engine); check that it agrees with the code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from worker.cli import build_parser
+from worker.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _subcommands() -> set[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return set(action.choices)
+
+
+def test_every_app_service_runs_a_real_bertjobs_command():
+    services = _compose()["services"]
+    app_services = {name: s for name, s in services.items() if s.get("image") == "bertjobs:latest"}
+    assert {"migrate", "worker-gpu0"} <= set(app_services)
+    for name, service in app_services.items():
+        build_parser().parse_args(service["command"])  # raises SystemExit on an unknown command or flag
+        assert service["command"][0] in _subcommands(), name
+
+
+def test_workers_wait_for_the_migration_and_healthy_services():
+    services = _compose()["services"]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in (n for n in services if n.startswith("worker-")):
+        worker = services[name]
+        assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert worker["command"][:2] == ["worker", "--gpu"]
+        devices = worker["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["capabilities"] == ["gpu"] and len(devices[0]["device_ids"]) == 1
+    for name in ("postgres", "redis"):
+        assert "healthcheck" in services[name] and services[name]["volumes"]
+
+
+def test_the_environment_names_real_settings():
+    fields = {f"BERTJOBS_{name.upper()}" for name in Settings.model_fields}
+    for service in _compose()["services"].values():
+        for key in (service.get("environment") or {}):
+            if key.startswith("BERTJOBS_"):
+                assert key in fields, key
+
+
+def test_the_dockerfile_installs_the_package_the_way_the_makefile_does():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "torch==2.13.0" in dockerfile and "pip install ." in dockerfile
+    for folder in ("worker", "db", "migrations"):
+        assert f"COPY {folder} ./{folder}" in dockerfile
