@@ -138,16 +138,25 @@ def minilm_path() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory, minilm_path) -> str:
-    """A 2-layer, 32-wide BERT with the real MiniLM WordPiece tokenizer: trains in seconds, no download."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    """A folder holding a 2-layer, 32-wide random BERT (safetensors) and the real MiniLM WordPiece tokenizer.
+
+    The encoder is saved without a classification head, so ``fine_tune`` can put any number of labels on it.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     from worker.ml.hf import quiet_transformers
 
     quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    # model_max_length matches the position embeddings, so no text can index past them.
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path, model_max_length=128)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-bert")
-    BertForSequenceClassification(config).save_pretrained(path)
+    BertModel(config).save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return str(path)

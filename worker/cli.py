@@ -98,10 +98,7 @@ def _run_or_wait(handle, kind: str, args) -> int:
     from worker import jobs
 
     if args.inline:
-        runner = jobs.run_training if kind == "train" else jobs.run_classification
-        outcome = runner(handle.id)
-        while outcome is jobs.Outcome.retry:
-            outcome = runner(handle.id)
+        jobs.run_inline(handle.id, kind)
     elif not handle.published:
         print(f"job {handle.id} is queued in the database, but the broker could not be reached; "
               "start Redis and resubmit with the same --idempotency-key, or run it here with --inline",

@@ -65,12 +65,23 @@ def _step(title: str) -> float:
     return time.perf_counter()
 
 
+def _run(handle, kind: str) -> dict | None:
+    """Run the job here; its result, or None after printing why it did not succeed."""
+    jobs.run_inline(handle.id, kind)
+    snap = handle.snapshot()
+    if snap.status != "succeeded":
+        print(f"  {kind} job {handle.id} {snap.status}: {snap.error}")
+        return None
+    return snap.result
+
+
 def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("  %(message)s"))
     jobs.log.addHandler(handler)
     jobs.log.setLevel(logging.INFO)
+    jobs.log.propagate = False
     settings = get_settings()
     url = settings.resolved_database_url
     started = time.perf_counter()
@@ -94,12 +105,9 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
     t = _step(f"train: all-MiniLM-L6-v2, {epochs} epochs, 20% stratified validation")
     job = submit_training("rt-train", base_model_path(), model_name="rt-sentiment",
                           options={"epochs": epochs, "batch_size": 32, "learning_rate": 5e-5}, enqueue=False)
-    jobs.run_training(job.id)
-    snap = job.wait()
-    if snap.status != "succeeded":
-        print(f"  training job {job.id} {snap.status}: {snap.error}")
+    res = _run(job, "train")
+    if res is None:
         return 1
-    res = snap.result
     print(f"  job {job.id}: model {res['model']}  validation accuracy {res['accuracy']:.3f}  "
           f"macro-F1 {res['macro_f1']:.3f}  best epoch {res['best_epoch']}  "
           f"{res['train_examples_per_second']:.1f} examples/s  ({time.perf_counter() - t:.0f} s)")
@@ -107,12 +115,9 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
 
     t = _step(f"bulk-classify rt-new with {model_ref}")
     cjob = submit_classification("rt-new", model_ref, enqueue=False)
-    jobs.run_classification(cjob.id)
-    csnap = cjob.wait()
-    if csnap.status != "succeeded":
-        print(f"  classification job {cjob.id} {csnap.status}: {csnap.error}")
+    cres = _run(cjob, "classify")
+    if cres is None:
         return 1
-    cres = csnap.result
     print(f"  job {cjob.id}: {cres['classified']} classified, {cres['failed']} failed, "
           f"{cres['documents_per_second']:.1f} documents/s ({time.perf_counter() - t:.0f} s)")
 

@@ -170,6 +170,15 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
         heartbeat.stop()
 
 
+def run_inline(job_id: int, kind: str, *, settings: Settings | None = None) -> Outcome:
+    """The embedded runner: run a job in this process, retrying it here while it asks to be retried."""
+    runner = run_training if kind == JobKind.train.value else run_classification
+    outcome = runner(job_id, settings=settings)
+    while outcome is Outcome.retry:
+        outcome = runner(job_id, settings=settings)
+    return outcome
+
+
 # ---------------------------------------------------------------- training
 
 

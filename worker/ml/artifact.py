@@ -15,7 +15,7 @@ from pathlib import Path
 from worker.ml.errors import CorruptArtifact
 
 METADATA_FILE = "bertjobs.json"
-REQUIRED_FILES = ("config.json", "model.safetensors", METADATA_FILE)
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", METADATA_FILE)
 
 
 def artifact_sha256(path: Path) -> str:
@@ -76,4 +76,10 @@ def verify_artifact(path: Path, expected_sha256: str | None) -> None:
 
 
 def read_metadata(path: Path) -> dict:
-    return json.loads((Path(path) / METADATA_FILE).read_text())
+    try:
+        meta = json.loads((Path(path) / METADATA_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptArtifact(f"model artifact {path}: unreadable {METADATA_FILE}: {exc}") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list) or not isinstance(meta.get("max_length"), int):
+        raise CorruptArtifact(f"model artifact {path}: {METADATA_FILE} lacks labels or max_length")
+    return meta

@@ -46,8 +46,8 @@ class Classifier:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
                                                                        trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise CorruptArtifact(f"cannot load model artifact {path}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - safetensors, json and tokenizer errors all mean a bad artifact
+            raise CorruptArtifact(f"cannot load model artifact {path}: {type(exc).__name__}: {exc}") from exc
         dev = resolve_device(device)
         return cls(model, tokenizer, meta["labels"], meta["max_length"], dev, resolve_precision(dev, precision))
 

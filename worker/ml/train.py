@@ -50,6 +50,8 @@ class Callbacks:
 
 def validate_training_set(texts: Sequence[str], labels: Sequence[str | None]) -> None:
     """Refuse, before any model is loaded, a set that cannot train and validate a classifier."""
+    if len(texts) != len(labels):
+        raise InvalidTrainingData(f"{len(texts)} texts but {len(labels)} labels")
     if not texts:
         raise InvalidTrainingData("no labelled documents to train on")
     missing = sum(1 for label in labels if label is None or str(label).strip() == "")

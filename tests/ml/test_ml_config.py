@@ -1,0 +1,97 @@
+"""TrainConfig: built from client JSON, validated before anything is enqueued."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from worker.ml.config import TrainConfig
+from worker.ml.errors import InvalidTrainingData, MLError
+
+
+def test_only_the_base_model_is_required_and_the_rest_defaults_to_the_bert_recipe():
+    config = TrainConfig.from_dict({"base_model": "some/model"})
+
+    assert config == TrainConfig(base_model="some/model")
+    assert (config.epochs, config.batch_size, config.learning_rate) == (3, 32, 5e-5)
+    assert config.select_metric == "macro_f1"
+
+
+def test_a_missing_base_model_is_invalid_training_data():
+    with pytest.raises(InvalidTrainingData, match="base_model"):
+        TrainConfig.from_dict({"epochs": 2})
+
+
+def test_unknown_options_are_refused_and_named_in_sorted_order():
+    with pytest.raises(InvalidTrainingData, match=r"unknown training option\(s\): lr, n_epochs"):
+        TrainConfig.from_dict({"base_model": "m", "n_epochs": 3, "lr": 1e-4})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("epochs", 0, "epochs must be at least 1"),
+        ("batch_size", 0, "batch_size must be at least 1"),
+        ("learning_rate", 0.0, "learning_rate must be between 0 and 1"),
+        ("learning_rate", 1.0, "learning_rate must be between 0 and 1"),
+        ("learning_rate", math.nan, "learning_rate must be a finite number"),
+        ("warmup_ratio", 1.0, r"warmup_ratio must be in \[0, 1\)"),
+        ("warmup_ratio", -0.1, r"warmup_ratio must be in \[0, 1\)"),
+        ("weight_decay", -0.01, r"weight_decay must be in \[0, 1\)"),
+        ("max_length", 7, "max_length must be between 8 and 8192"),
+        ("max_length", 8193, "max_length must be between 8 and 8192"),
+        ("val_fraction", 0.0, "val_fraction must be between 0 and 1"),
+        ("val_fraction", 1.0, "val_fraction must be between 0 and 1"),
+        ("select_metric", "loss", "select_metric must be macro_f1 or accuracy"),
+    ],
+)
+def test_an_out_of_range_value_is_refused_with_a_message_naming_the_option(option, value, message):
+    with pytest.raises(InvalidTrainingData, match=message):
+        TrainConfig.from_dict({"base_model": "m", option: value})
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(InvalidTrainingData) as info:
+        TrainConfig.from_dict({"base_model": "m", "epochs": 0, "batch_size": 0, "select_metric": "f2"})
+
+    message = str(info.value)
+    assert "epochs must be at least 1" in message
+    assert "batch_size must be at least 1" in message
+    assert "select_metric" in message
+
+
+@pytest.mark.parametrize("value", [8, 8192])
+def test_max_length_bounds_are_inclusive(value):
+    assert TrainConfig.from_dict({"base_model": "m", "max_length": value}).max_length == value
+
+
+def test_invalid_training_data_is_an_ml_error_so_it_is_not_retried():
+    assert issubclass(InvalidTrainingData, MLError)
+
+
+def test_to_dict_round_trips_through_from_dict_and_json():
+    config = TrainConfig(base_model="m", epochs=5, batch_size=4, learning_rate=1e-4, weight_decay=0.0,
+                         warmup_ratio=0.0, max_length=64, val_fraction=0.3, seed=1, device="cpu",
+                         precision="fp32", select_metric="accuracy")
+
+    as_json = json.dumps(config.to_dict())
+
+    assert TrainConfig.from_dict(json.loads(as_json)) == config
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("epochs", "3"),
+        ("learning_rate", None),
+        ("base_model", None),
+        ("epochs", 2.5),
+        ("weight_decay", math.nan),
+        ("precision", "fp64"),
+        ("device", "banana"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_outside_the_allowed_set_is_invalid_training_data(option, value):
+    with pytest.raises(InvalidTrainingData):
+        TrainConfig.from_dict({"base_model": "m", option: value})
