@@ -266,6 +266,46 @@ def requeue_job(session: Session, job_id: int, attempt: int, error: str) -> bool
     return session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount == 1
 
 
+@dataclass(frozen=True)
+class ExpiredJob:
+    id: int
+    kind: str
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+
+
+def expired_jobs(session: Session, now: datetime, limit: int = 500) -> list[ExpiredJob]:
+    """Running jobs whose lease ran out: their worker died, hung or lost the database."""
+    stmt = (select(Job.id, Job.kind, Job.attempt, Job.max_attempts, Job.cancel_requested)
+            .where(Job.status == JobStatus.running.value, Job.lease_expires_at < now).order_by(Job.id).limit(limit))
+    return [ExpiredJob(*row) for row in session.execute(stmt)]
+
+
+def release_expired(session: Session, job: ExpiredJob, now: datetime, status: JobStatus, error: str) -> bool:
+    """Re-queue or end a job whose lease expired, unless someone renewed or re-claimed it meanwhile."""
+    values: dict[str, Any] = {"status": status.value, "lease_owner": None, "lease_expires_at": None,
+                              "error": error, "updated_at": now}
+    if status is not JobStatus.queued:
+        values["finished_at"] = now
+    stmt = update(Job).where(Job.id == job.id, Job.attempt == job.attempt, Job.status == JobStatus.running.value,
+                             Job.lease_expires_at < now).values(**values)
+    return session.execute(stmt).rowcount == 1
+
+
+def stale_queued_jobs(session: Session, older_than: datetime, limit: int = 500) -> list[tuple[int, str]]:
+    """Queued jobs untouched since ``older_than``: their message may be lost (a flushed or restarted Redis).
+
+    Marks them touched, so each is re-published at most once per interval.
+    """
+    rows = list(session.execute(
+        select(Job.id, Job.kind).where(Job.status == JobStatus.queued.value, Job.updated_at < older_than,
+                                       Job.cancel_requested.is_(False)).order_by(Job.id).limit(limit)))
+    if rows:
+        session.execute(update(Job).where(Job.id.in_([r[0] for r in rows])).values(updated_at=utcnow()))
+    return [(i, k) for i, k in rows]
+
+
 def request_cancel(session: Session, job_id: int) -> Job | None:
     """Ask a job to stop: a queued job is cancelled at once, a running one stops at its next batch or step."""
     job = get_job(session, job_id)

@@ -27,6 +27,11 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "postgresql":
+        # A paused or hung process must not hold row locks forever: the server ends a session that sits
+        # idle inside a transaction for a minute (no bertjobs transaction waits on anything but the database).
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("options", "-c idle_in_transaction_session_timeout=60000")
     return create_engine(url, **kwargs)
 
 

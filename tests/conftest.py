@@ -160,3 +160,70 @@ def tiny_base_model(tmp_path_factory, minilm_path) -> str:
     BertModel(config).save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture
+def worker_env(clean_pg, redis_url, tmp_path):
+    """Environment of worker processes: the test database and Redis, short leases, small pages."""
+    env = dict(os.environ)
+    env.update({
+        "BERTJOBS_DATABASE_URL": clean_pg,
+        "BERTJOBS_BROKER_URL": redis_url,
+        "BERTJOBS_MODEL_STORE": str(tmp_path / "models"),
+        "BERTJOBS_DATA_DIR": str(tmp_path / "data"),
+        "BERTJOBS_LEASE_SECONDS": "4",
+        "BERTJOBS_HEARTBEAT_SECONDS": "1",
+        "BERTJOBS_RETRY_DELAY_SECONDS": "1",
+        "BERTJOBS_CLASSIFY_CHUNK_SIZE": "32",
+        "BERTJOBS_CLASSIFY_BATCH_SIZE": "32",
+        "HF_HUB_OFFLINE": "1",
+    })
+    return env
+
+
+@pytest.fixture
+def service_settings(worker_env, make_settings):
+    """Settings of the test process that match the workers' environment."""
+    from pathlib import Path
+
+    return make_settings(worker_env["BERTJOBS_DATABASE_URL"], broker_url=worker_env["BERTJOBS_BROKER_URL"],
+                         model_store=Path(worker_env["BERTJOBS_MODEL_STORE"]), lease_seconds=4,
+                         republish_after_seconds=2)
+
+
+@pytest.fixture
+def workers(worker_env, tmp_path):
+    from workers import WorkerPool
+
+    pool = WorkerPool(worker_env, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def minilm_artifact(minilm_path, tmp_path_factory):
+    """all-MiniLM-L6-v2 with a fresh fresh/rotten head, saved as a model artifact: (folder, sha256).
+
+    Not trained: the fault tests need a model of real size and speed, not a good one.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from worker.ml.artifact import save_artifact
+
+    torch.manual_seed(0)
+    labels = ["fresh", "rotten"]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        minilm_path, num_labels=2, id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    destination = tmp_path_factory.mktemp("minilm-artifact") / "rt"
+    sha = save_artifact(model, tokenizer, {"labels": labels, "max_length": 128}, destination)
+    return destination, sha
+
+
+@pytest.fixture(scope="session")
+def rt_rows():
+    """Rotten Tomatoes snippets as document rows (external_id, text, label)."""
+    from worker.demo import load_corpus
+
+    return [{"external_id": r["id"], "text": r["text"], "label": r["category"]} for r in load_corpus()]

@@ -35,3 +35,12 @@ def free_port() -> int:
 
 # Training options under which the tiny BERT learns sentiment_rows(48) in about a second.
 TINY_OPTIONS = {"epochs": 6, "batch_size": 4, "learning_rate": 2e-3, "max_length": 32, "seed": 7}
+
+
+def load_documents(url: str, collection: str, rows: list[dict]) -> None:
+    """Upsert document rows (external_id, text, label) straight into the database at ``url``."""
+    from db import repo
+    from db.session import session_factory_for
+
+    with session_factory_for(url).begin() as s:
+        repo.upsert_documents(s, collection, rows)

@@ -4,22 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from sqlalchemy import select, text
 
 from db import repo
 from db.models import Job, ModelVersion, Prediction
 from db.session import session_factory_for
-from helpers import TINY_OPTIONS, sentiment_rows
 from worker import jobs
 from worker.client import submit_classification, submit_training
 from worker.errors import InvalidJob
 
 TINY = TINY_OPTIONS
 
-
-def _load(url, collection, rows):
-    with session_factory_for(url).begin() as s:
-        repo.upsert_documents(s, collection, rows)
 
 
 def _train(settings, collection="train", **kw):
@@ -32,7 +28,7 @@ def _train(settings, collection="train", **kw):
 def test_a_training_job_registers_a_model_version_with_metrics_lineage_and_a_hashed_artifact(
         any_db_url, make_settings, tiny_base_model):
     settings = make_settings(any_db_url)
-    _load(any_db_url, "train", sentiment_rows(48))
+    load_documents(any_db_url, "train", sentiment_rows(48))
     handle, outcome = _train(settings, base_model=tiny_base_model)
     assert outcome is jobs.Outcome.succeeded
     snap = handle.snapshot()
@@ -60,14 +56,14 @@ def test_a_training_job_registers_a_model_version_with_metrics_lineage_and_a_has
 def test_a_classification_job_writes_one_prediction_or_failure_row_per_document(
         any_db_url, make_settings, tiny_base_model):
     settings = make_settings(any_db_url)
-    _load(any_db_url, "train", sentiment_rows(48))
+    load_documents(any_db_url, "train", sentiment_rows(48))
     _train(settings, base_model=tiny_base_model)
     new = sentiment_rows(40, prefix="new") + [
         {"external_id": "empty", "text": "   "},
         {"external_id": "huge", "text": "word " * 400},  # over max_text_chars below
     ]
     settings = make_settings(any_db_url, max_text_chars=1000)
-    _load(any_db_url, "new", new)
+    load_documents(any_db_url, "new", new)
     handle = submit_classification("new", "senti", settings=settings, enqueue=False)
     assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.succeeded
     snap = handle.snapshot()
@@ -107,7 +103,7 @@ def test_bad_training_input_fails_the_job_once_with_a_one_line_reason(
         case, rows, base, reason, clean_pg, make_settings, tiny_base_model):
     settings = make_settings(clean_pg)
     if rows:
-        _load(clean_pg, "train", rows)
+        load_documents(clean_pg, "train", rows)
     handle, outcome = _train(settings, base_model=tiny_base_model if base == "tiny" else base)
     snap = handle.snapshot()
     assert outcome is jobs.Outcome.failed
@@ -117,7 +113,7 @@ def test_bad_training_input_fails_the_job_once_with_a_one_line_reason(
 
 def test_classifying_with_a_model_that_does_not_exist_fails_with_the_reason(clean_pg, make_settings):
     settings = make_settings(clean_pg)
-    _load(clean_pg, "new", sentiment_rows(4))
+    load_documents(clean_pg, "new", sentiment_rows(4))
     handle = submit_classification("new", "ghost:3", settings=settings, enqueue=False)
     assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.failed
     assert handle.snapshot().error == "no ready model version matches 'ghost:3'"
@@ -125,9 +121,9 @@ def test_classifying_with_a_model_that_does_not_exist_fails_with_the_reason(clea
 
 def test_a_corrupt_artifact_fails_the_classification_job(clean_pg, make_settings, tiny_base_model):
     settings = make_settings(clean_pg)
-    _load(clean_pg, "train", sentiment_rows(16))
+    load_documents(clean_pg, "train", sentiment_rows(16))
     _train(settings, base_model=tiny_base_model, options={**TINY, "epochs": 1})
-    _load(clean_pg, "new", sentiment_rows(4, prefix="n"))
+    load_documents(clean_pg, "new", sentiment_rows(4, prefix="n"))
     with session_factory_for(clean_pg).begin() as s:
         path = Path(s.scalar(select(ModelVersion.artifact_path)))
     (path / "config.json").write_text((path / "config.json").read_text() + " ")

@@ -4,18 +4,15 @@ Jobs are enqueued through the client exactly as another application would, and t
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from sqlalchemy import text
 
-from db import repo
 from db.session import session_factory_for
-from helpers import TINY_OPTIONS, sentiment_rows
 from worker.cli import main as cli_main
 from worker.client import submit_classification, submit_training
 
@@ -24,23 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def worker_env(clean_pg, redis_url, tmp_path):
-    env = dict(os.environ)
-    env.update({
-        "BERTJOBS_DATABASE_URL": clean_pg,
-        "BERTJOBS_BROKER_URL": redis_url,
-        "BERTJOBS_MODEL_STORE": str(tmp_path / "models"),
-        "BERTJOBS_DATA_DIR": str(tmp_path / "data"),
-        "BERTJOBS_HEARTBEAT_SECONDS": "1",
-        "BERTJOBS_CLASSIFY_CHUNK_SIZE": "32",
-        "HF_HUB_OFFLINE": "1",
-    })
-    return env
-
-
-@pytest.fixture
 def celery_worker(worker_env, tmp_path):
-    """Start ``bertjobs worker`` (a real Celery worker) and stop it after the test."""
+    """Start ``bertjobs worker`` (the real command, a real Celery worker) and stop it after the test."""
     log = open(tmp_path / "worker.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "worker", "--loglevel", "info", "--", "--without-gossip",
@@ -60,44 +42,35 @@ def celery_worker(worker_env, tmp_path):
         print(output[-5000:])
 
 
-@pytest.fixture
-def settings(worker_env, make_settings):
-    return make_settings(worker_env["BERTJOBS_DATABASE_URL"], broker_url=worker_env["BERTJOBS_BROKER_URL"],
-                         model_store=Path(worker_env["BERTJOBS_MODEL_STORE"]))
 
-
-def _load(url, collection, rows):
-    with session_factory_for(url).begin() as s:
-        repo.upsert_documents(s, collection, rows)
-
-
-def test_a_worker_trains_and_classifies_jobs_enqueued_through_the_client(celery_worker, settings, tiny_base_model):
-    url = settings.resolved_database_url
-    _load(url, "reviews", sentiment_rows(48))
-    _load(url, "inbox", sentiment_rows(100, prefix="inbox") + [{"external_id": "blank", "text": " \n "}])
+def test_a_worker_trains_and_classifies_jobs_enqueued_through_the_client(
+        celery_worker, service_settings, tiny_base_model):
+    url = service_settings.resolved_database_url
+    load_documents(url, "reviews", sentiment_rows(48))
+    load_documents(url, "inbox", sentiment_rows(100, prefix="inbox") + [{"external_id": "blank", "text": " \n "}])
 
     training = submit_training("reviews", tiny_base_model, model_name="senti", options=TINY_OPTIONS,
-                               settings=settings)
+                               settings=service_settings)
     assert training.published
     result = training.result(timeout=180)
     assert result["model"] == "senti:1" and result["accuracy"] >= 0.9
 
-    classification = submit_classification("inbox", "senti", settings=settings)
+    classification = submit_classification("inbox", "senti", settings=service_settings)
     done = classification.result(timeout=180)
     assert (done["classified"], done["failed"], done["documents"]) == (100, 1, 101)
 
     # Another application, in any language: insert the job row with plain SQL, then send the id by task name.
-    _load(url, "outbox", sentiment_rows(10, prefix="outbox"))
+    load_documents(url, "outbox", sentiment_rows(10, prefix="outbox"))
     with session_factory_for(url).begin() as s:
         job_id = s.execute(text(
             "INSERT INTO jobs (kind, params) VALUES ('classify', "
             "'{\"collection\": \"outbox\", \"model\": \"senti:1\"}') RETURNING id")).scalar_one()
     from celery import Celery
 
-    Celery(broker=settings.broker_url).send_task("bertjobs.classify", args=[job_id], queue="classify")
+    Celery(broker=service_settings.broker_url).send_task("bertjobs.classify", args=[job_id], queue="classify")
     from worker.client import JobHandle
 
-    assert JobHandle(job_id, settings).result(timeout=120)["classified"] == 10
+    assert JobHandle(job_id, service_settings).result(timeout=120)["classified"] == 10
 
     with session_factory_for(url).begin() as s:
         counts = s.execute(text(
@@ -111,15 +84,15 @@ def test_a_worker_trains_and_classifies_jobs_enqueued_through_the_client(celery_
 
 
 def test_bad_jobs_fail_with_a_one_line_reason_visible_in_jobs_show(
-        celery_worker, settings, worker_env, tiny_base_model, monkeypatch, capsys):
-    url = settings.resolved_database_url
-    _load(url, "oneclass", [{"external_id": str(i), "text": f"text {i}", "label": "pos"} for i in range(5)])
-    _load(url, "inbox", sentiment_rows(4))
+        celery_worker, service_settings, worker_env, tiny_base_model, monkeypatch, capsys):
+    url = service_settings.resolved_database_url
+    load_documents(url, "oneclass", [{"external_id": str(i), "text": f"text {i}", "label": "pos"} for i in range(5)])
+    load_documents(url, "inbox", sentiment_rows(4))
     handles = {
-        "one class": submit_training("oneclass", tiny_base_model, settings=settings),
-        "unknown base model": submit_training("inbox", "no-such-org/no-such-model", settings=settings),
-        "empty collection": submit_classification("nothing-here", "senti", settings=settings),
-        "missing model version": submit_classification("inbox", "senti:7", settings=settings),
+        "one class": submit_training("oneclass", tiny_base_model, settings=service_settings),
+        "unknown base model": submit_training("inbox", "no-such-org/no-such-model", settings=service_settings),
+        "empty collection": submit_classification("nothing-here", "senti", settings=service_settings),
+        "missing model version": submit_classification("inbox", "senti:7", settings=service_settings),
     }
     expected = {
         "one class": "only one class ('pos') in 5 documents; need at least two",
@@ -143,19 +116,19 @@ def test_bad_jobs_fail_with_a_one_line_reason_visible_in_jobs_show(
         get_settings.cache_clear()
 
 
-def test_the_real_minilm_weights_train_and_classify_through_the_worker(celery_worker, settings, minilm_path):
+def test_the_real_minilm_weights_train_and_classify_through_the_worker(celery_worker, service_settings, minilm_path):
     from worker.demo import load_corpus
 
     rows = load_corpus()
-    url = settings.resolved_database_url
-    _load(url, "rt-train", [{"external_id": r["id"], "text": r["text"], "label": r["category"]} for r in rows[:160]])
-    _load(url, "rt-new", [{"external_id": r["id"], "text": r["text"], "label": r["category"]}
+    url = service_settings.resolved_database_url
+    load_documents(url, "rt-train", [{"external_id": r["id"], "text": r["text"], "label": r["category"]} for r in rows[:160]])
+    load_documents(url, "rt-new", [{"external_id": r["id"], "text": r["text"], "label": r["category"]}
                           for r in rows[160:260]])
-    training = submit_training("rt-train", minilm_path, model_name="rt", settings=settings,
+    training = submit_training("rt-train", minilm_path, model_name="rt", settings=service_settings,
                                options={"epochs": 1, "batch_size": 16, "max_length": 64})
     result = training.result(timeout=300)
     assert 0.0 <= result["accuracy"] <= 1.0 and result["model"] == "rt:1"
-    done = submit_classification("rt-new", "rt:1", settings=settings).result(timeout=300)
+    done = submit_classification("rt-new", "rt:1", settings=service_settings).result(timeout=300)
     assert (done["classified"], done["failed"]) == (100, 0)
     with session_factory_for(url).begin() as s:
         labels = {r.label for r in s.execute(text("SELECT label FROM latest_predictions WHERE collection = 'rt-new'"))}

@@ -6,6 +6,9 @@ Settings chosen on purpose (the database, not the broker, decides whether a job 
   redelivery is harmless because a job runs only under a claim in the database.
 - ``worker_prefetch_multiplier=1`` and concurrency 1: a worker holds one job at a time (one per GPU).
 - Redis ``visibility_timeout`` above the longest task: Redis re-delivers unacknowledged messages after it.
+- ``task_reject_on_worker_lost=False``: a task whose process dies is acknowledged, not re-queued forever;
+  the reaper re-queues the job from the database until it runs out of attempts, then marks it dead.
+- Beat sends the reaper to its own ``maintenance`` queue every ``reaper_interval_seconds``.
 """
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from celery.signals import worker_process_init
 
 from worker.config import Settings, get_settings
 
-TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify"}
-QUEUES = {"train": "train", "classify": "classify"}
+TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify", "reap": "bertjobs.reap"}
+QUEUES = {"train": "train", "classify": "classify", "reap": "maintenance"}
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -36,7 +39,13 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={TASKS[kind]: {"queue": queue} for kind, queue in QUEUES.items()},
         task_default_queue=QUEUES["classify"],
         task_create_missing_queues=True,
-        worker_hijack_root_logger=False,
+        beat_schedule={
+            "reap-lost-jobs": {
+                "task": TASKS["reap"],
+                "schedule": settings.reaper_interval_seconds,
+                "options": {"queue": QUEUES["reap"], "expires": settings.reaper_interval_seconds},
+            },
+        },
     )
     return app
 

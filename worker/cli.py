@@ -250,6 +250,25 @@ def cmd_worker(args) -> int:
     return 0  # pragma: no cover
 
 
+def cmd_beat(args) -> int:
+    """Exec celery beat: runs the reaper every BERTJOBS_REAPER_INTERVAL_SECONDS."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", args.loglevel,
+            "--schedule", str(settings.data_dir / "celerybeat-schedule")]
+    os.execvp(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def cmd_reap(args) -> int:
+    from worker.reaper import reap
+
+    report = reap()
+    print(f"requeued {report.requeued}, dead {report.dead}, cancelled {report.cancelled}, "
+          f"republished {report.republished}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from worker.demo import run_demo
 
@@ -332,11 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="start a Celery worker (one per GPU)")
     wk.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
-    wk.add_argument("--queues", default="train,classify")
+    wk.add_argument("--queues", default="train,classify,maintenance")
     wk.add_argument("--hostname")
     wk.add_argument("--loglevel", default="info")
     wk.add_argument("celery_args", nargs=argparse.REMAINDER, help="more celery worker options after --")
     wk.set_defaults(func=cmd_worker)
+
+    bt = sub.add_parser("beat", help="start celery beat (runs the reaper periodically)")
+    bt.add_argument("--loglevel", default="info")
+    bt.set_defaults(func=cmd_beat)
+    rp = sub.add_parser("reap", help="recover lost jobs once (what beat runs periodically)")
+    rp.set_defaults(func=cmd_reap)
 
     dm = sub.add_parser("demo", help="import Rotten Tomatoes, train on part of it, classify the rest")
     dm.add_argument("--train-docs", type=int, default=2400)

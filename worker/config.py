@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("bertjobs-data")
@@ -26,10 +26,13 @@ class Settings(BaseSettings):
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
     model_store: Path | None = Field(None, description="Folder of trained model artifacts; default data_dir/models.")
 
-    lease_seconds: int = Field(300, ge=5, description="How long a claim lasts without a heartbeat.")
+    lease_seconds: int = Field(300, ge=2, description="How long a claim lasts without a heartbeat.")
     heartbeat_seconds: float = Field(30.0, gt=0, description="How often a running job renews its lease and reads cancellation.")
     max_attempts: int = Field(3, ge=1, description="Claims a job gets before it is dead.")
-    visibility_timeout: int = Field(6 * 3600, ge=60, description="Redis visibility timeout, above the longest task.")
+    retry_delay_seconds: float = Field(10.0, ge=0, description="Wait before re-running a job after an unexpected error.")
+    visibility_timeout: int = Field(6 * 3600, ge=1, description="Redis visibility timeout, above the longest task.")
+    reaper_interval_seconds: float = Field(60.0, gt=0, description="How often celery beat runs the reaper.")
+    republish_after_seconds: int = Field(300, ge=1, description="A job queued this long untouched is published again.")
 
     max_text_chars: int = Field(100_000, ge=1, description="Longest document text accepted on import and classified.")
     classify_chunk_size: int = Field(512, ge=1, description="Documents per committed batch of a classification job.")
@@ -40,6 +43,13 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise(cls, value: str) -> str:
         return normalise_database_url(value.strip())
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_lease(self) -> "Settings":
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError(f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "
+                             f"lease_seconds ({self.lease_seconds}), or leases expire between heartbeats")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -225,9 +225,14 @@ def _train(ctx: JobContext) -> None:
                  ctx.job_id, record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
                  record["accuracy"], record["macro_f1"], record["seconds"])
 
+    store = ctx.settings.resolved_model_store.resolve()
+    checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
     result = fine_tune(data.texts, data.labels, config,
-                       Callbacks(on_step=on_step, on_epoch=on_epoch, should_stop=ctx.should_stop))
+                       Callbacks(on_step=on_step, on_epoch=on_epoch, should_stop=ctx.should_stop),
+                       checkpoint_dir=checkpoints)
     ctx.check()
+    if result.resumed_from_epoch:
+        log.info("job %s: resumed from the checkpoint of epoch %d", ctx.job_id, result.resumed_from_epoch)
 
     hyper = config.to_dict()
     hyper.pop("base_model")
@@ -243,8 +248,8 @@ def _train(ctx: JobContext) -> None:
         "libraries": _library_versions(),
     }
     metrics = {**result.metrics, "history": result.history,
-               "train_examples_per_second": result.examples_per_second, "train_seconds": result.seconds}
-    store = ctx.settings.resolved_model_store.resolve()
+               "train_examples_per_second": result.examples_per_second, "train_seconds": result.seconds,
+               "resumed_from_epoch": result.resumed_from_epoch}
     destination = store / params.model_name / f"job{ctx.job_id}-attempt{ctx.attempt}"
     metadata = {"labels": list(result.label_map.labels), "max_length": result.max_length,
                 "base_model": params.base_model, "job_id": ctx.job_id}
@@ -254,6 +259,7 @@ def _train(ctx: JobContext) -> None:
     except LeaseLost:
         shutil.rmtree(destination, ignore_errors=True)
         raise
+    shutil.rmtree(checkpoints, ignore_errors=True)
     log.info("job %s: registered %s:%s (accuracy %.4f, macro-F1 %.4f)", ctx.job_id, params.model_name, version,
              result.metrics["accuracy"], result.metrics["macro_f1"])
 
@@ -276,6 +282,7 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
                     "best_epoch": metrics["best_epoch"],
                     "train_examples_per_second": round(metrics["train_examples_per_second"], 2),
                     "train_seconds": round(metrics["train_seconds"], 2),
+                    "resumed_from_epoch": metrics["resumed_from_epoch"],
                 })
                 return mv.version
         except IntegrityError:

@@ -65,7 +65,7 @@ def training_run(tiny_base_model, sentiment_data) -> TrainingRun:
     from worker.ml.train import Callbacks, fine_tune
 
     texts, labels = sentiment_data
-    config = TrainConfig(base_model=tiny_base_model, epochs=3, batch_size=8, learning_rate=3e-3, seed=42,
+    config = TrainConfig(base_model=tiny_base_model, epochs=5, batch_size=8, learning_rate=3e-3, seed=42,
                          device="cpu")
     steps: list[tuple[int, int]] = []
     epochs: list[dict] = []

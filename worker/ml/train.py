@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import os
 import random
@@ -14,10 +16,11 @@ from typing import Callable, Sequence
 import torch
 
 from worker.ml.batching import iter_batches, length_grouped_batches, sorted_batches, tokenize
+from worker.ml.checkpoint import load_checkpoint, save_checkpoint
 from worker.ml.config import TrainConfig
 from worker.ml.device import autocast, resolve_device, resolve_precision
-from worker.ml.hf import quiet_transformers
 from worker.ml.errors import Cancelled, InvalidTrainingData, ModelNotFound
+from worker.ml.hf import quiet_transformers
 from worker.ml.labels import LabelMap
 from worker.ml.metrics import classification_metrics
 from worker.ml.split import stratified_split
@@ -37,6 +40,7 @@ class TrainResult:
     examples_per_second: float
     seconds: float
     label_counts: dict[str, int] = field(default_factory=dict)
+    resumed_from_epoch: int | None = None
 
 
 @dataclass
@@ -87,6 +91,13 @@ def check_base_model(name_or_path: str) -> None:
         raise ModelNotFound(f"base model {name_or_path!r}: {reason}") from exc
 
 
+def _checkpoint_key(texts: Sequence[str], labels: Sequence[str], config: TrainConfig) -> str:
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for t, label in zip(texts, labels):
+        digest.update(f"{label}\0{t}\0".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -127,8 +138,12 @@ def evaluate(model, token_ids, y_true: Sequence[int], label_map: LabelMap, pad_i
 
 
 def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
-              callbacks: Callbacks | None = None) -> TrainResult:
-    """Fine-tune ``config.base_model`` on (texts, labels); return the best epoch's model and its metrics."""
+              callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None) -> TrainResult:
+    """Fine-tune ``config.base_model`` on (texts, labels); return the best epoch's model and its metrics.
+
+    With ``checkpoint_dir``, the state after every epoch is saved there, and a run that finds a checkpoint of
+    the same data and configuration resumes after its epoch instead of starting over.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     quiet_transformers()
@@ -169,16 +184,27 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-    rng = random.Random(config.seed)
     history: list[dict] = []
     best_state, best_epoch, best_score, best_metrics = None, 0, -1.0, {}
-    step = 0
-    train_seconds = 0.0
+    step, start_epoch, train_seconds = 0, 1, 0.0
+    key = _checkpoint_key(texts, labels, config)
+    resumed = load_checkpoint(checkpoint_dir, key)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        scaler.load_state_dict(resumed["scaler"])
+        torch.set_rng_state(resumed["torch_rng"])
+        history, step, train_seconds = resumed["history"], resumed["step"], resumed["train_seconds"]
+        best_state, best_epoch = resumed["best_state"], resumed["best_epoch"]
+        best_score, best_metrics = resumed["best_score"], resumed["best_metrics"]
+        start_epoch = resumed["epoch"] + 1
     started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(start_epoch, config.epochs + 1):
         model.train()
         epoch_start = time.perf_counter()
         loss_sum = 0.0
+        rng = random.Random(config.seed * 1_000_003 + epoch)  # the same batches whether resumed or not
         for batch, tensors in iter_batches(train_ids, length_grouped_batches([len(t) for t in train_ids],
                                                                              config.batch_size, rng), pad_id, device):
             if callbacks.should_stop and callbacks.should_stop():
@@ -210,6 +236,14 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         if score > best_score:
             best_score, best_epoch, best_metrics = score, epoch, metrics
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if checkpoint_dir is not None and epoch < config.epochs:
+            save_checkpoint(checkpoint_dir, {
+                "key": key, "epoch": epoch, "step": step, "train_seconds": train_seconds, "history": history,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "best_state": best_state, "best_epoch": best_epoch,
+                "best_score": best_score, "best_metrics": best_metrics,
+            })
 
     if best_state is not None and best_epoch != config.epochs:
         model.load_state_dict(best_state)
@@ -227,6 +261,7 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         train_size=len(train_ids),
         val_size=len(val_ids),
         examples_per_second=len(train_ids) * config.epochs / train_seconds if train_seconds else 0.0,
+        resumed_from_epoch=resumed["epoch"] if resumed is not None else None,
         seconds=time.perf_counter() - started,
         label_counts=dict(sorted(Counter(labels).items())),
     )

@@ -1,0 +1,44 @@
+"""A real Celery worker with two faults planted, for the fault-injection tests (never used in production).
+
+- a classification of the collection ``kills-its-worker`` SIGKILLs the process running it, every attempt;
+- a text containing ``POISON`` makes the model's forward pass raise, as a corrupt input might.
+
+Run as ``python tests/fault_worker.py [celery worker options]``; the prefork children inherit the patches.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from worker import jobs  # noqa: E402
+from worker.ml import predict  # noqa: E402
+
+_classify = jobs._classify
+_forward = predict.Classifier._forward
+
+
+def classify_or_die(ctx):
+    if ctx.params.get("collection") == "kills-its-worker":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _classify(ctx)
+
+
+def forward_or_raise(self, token_ids, batches):
+    for batch in batches:
+        for i in batch:
+            if "poison" in self.tokenizer.decode(token_ids[i]):
+                raise RuntimeError("the model choked on this input")
+    return _forward(self, token_ids, batches)
+
+
+jobs._classify = classify_or_die
+predict.Classifier._forward = forward_or_raise
+
+if __name__ == "__main__":
+    from worker.celery_app import app
+
+    app.worker_main(["worker", *sys.argv[1:]])

@@ -1,0 +1,53 @@
+"""Training resumes from its last complete epoch checkpoint and ends where an uninterrupted run ends."""
+from __future__ import annotations
+
+import pytest
+
+from worker.ml.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from worker.ml.config import TrainConfig
+from worker.ml.errors import Cancelled
+from worker.ml.train import Callbacks, fine_tune
+
+
+def _config(tiny_base_model, **kw):
+    values = dict(base_model=tiny_base_model, epochs=3, batch_size=8, learning_rate=3e-3, seed=42, device="cpu")
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def _stop_after_epoch(n):
+    seen = []
+    return Callbacks(on_epoch=seen.append, should_stop=lambda: len(seen) >= n)
+
+
+def test_an_interrupted_run_resumes_after_its_last_epoch_and_matches_an_uninterrupted_one(
+        tiny_base_model, sentiment_data, tmp_path):
+    texts, labels = sentiment_data
+    config = _config(tiny_base_model)
+    straight = fine_tune(texts, labels, config)
+
+    with pytest.raises(Cancelled):
+        fine_tune(texts, labels, config, _stop_after_epoch(1), checkpoint_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT_FILE).is_file()
+    resumed = fine_tune(texts, labels, config, checkpoint_dir=tmp_path)
+
+    assert straight.resumed_from_epoch is None and resumed.resumed_from_epoch == 1
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    for a, b in zip(straight.history, resumed.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    assert resumed.metrics["confusion_matrix"] == straight.metrics["confusion_matrix"]
+
+
+def test_a_checkpoint_of_other_data_or_options_is_ignored(tiny_base_model, sentiment_data, tmp_path):
+    texts, labels = sentiment_data
+    with pytest.raises(Cancelled):
+        fine_tune(texts, labels, _config(tiny_base_model), _stop_after_epoch(1), checkpoint_dir=tmp_path)
+    other = fine_tune(texts, labels, _config(tiny_base_model, learning_rate=2e-3, epochs=2), checkpoint_dir=tmp_path)
+    assert other.resumed_from_epoch is None
+
+
+def test_a_damaged_checkpoint_means_starting_over(tmp_path):
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    assert load_checkpoint(tmp_path, "key") is None
+    assert load_checkpoint(None, "key") is None

@@ -1,0 +1,295 @@
+"""Fault injection on real PostgreSQL, real Redis and real ``celery worker`` processes.
+
+Every case ends with the same invariants: each eligible document has exactly one prediction or failure row
+for the model version, none is missing, and no job is left unfinished.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import free_port, load_documents
+from sqlalchemy import select, text
+from workers import wait_for
+
+from db import repo
+from db.models import ModelVersion
+from db.session import session_factory_for
+from worker.client import publish, submit_classification, submit_training
+from worker.reaper import reap
+
+pytestmark = pytest.mark.slow
+
+
+
+def _register(url, artifact, name="rt") -> str:
+    path, sha = artifact
+    with session_factory_for(url).begin() as s:
+        mv = repo.register_model_version(s, name=name, base_model="all-MiniLM-L6-v2", status="ready",
+                                         artifact_path=str(path), artifact_sha256=sha, labels=["fresh", "rotten"],
+                                         hyperparameters={}, metrics={}, lineage={})
+        return f"{mv.name}:{mv.version}"
+
+
+def _reap_until_finished(handles, settings, timeout=180):
+    """Run the reaper (as beat would, more often) until every job has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reap(settings)
+        snaps = [h.snapshot() for h in handles]
+        if all(s.finished for s in snaps):
+            return snaps
+        time.sleep(0.5)
+    raise TimeoutError(f"jobs not finished: {[(s.id, s.status, s.attempt) for s in snaps]}")
+
+
+def _assert_each_document_once(url, collection, model_ref):
+    name, version = model_ref.split(":")
+    with session_factory_for(url).begin() as s:
+        row = s.execute(text(
+            "SELECT (SELECT count(*) FROM documents WHERE collection = :c) AS docs, count(p.id) AS rows, "
+            "count(DISTINCT p.document_id) AS distinct_docs FROM predictions p "
+            "JOIN documents d ON d.id = p.document_id JOIN model_versions mv ON mv.id = p.model_version_id "
+            "WHERE d.collection = :c AND mv.name = :n AND mv.version = :v"), {"c": collection, "n": name,
+                                                                               "v": int(version)}).one()
+    assert row.docs == row.rows == row.distinct_docs, row
+
+
+def _running_with_progress(handle, at_least):
+    snap = handle.snapshot()
+    assert not snap.finished, f"job {snap.id} finished before the fault: {snap.status}"
+    return snap.status == "running" and snap.progress_done >= at_least
+
+
+def test_sigkill_in_the_middle_of_a_bulk_job_then_a_new_worker_completes_it(
+        workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:600])
+    workers.start("a")
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+    workers.kill("a")
+    assert job.status() == "running"
+    workers.start("b")
+    [snap] = _reap_until_finished([job], service_settings)
+    assert (snap.status, snap.attempt) == ("succeeded", 2)
+    assert snap.result["classified"] == 600
+    _assert_each_document_once(url, "inbox", model)
+
+
+def test_sigkill_during_training_resumes_from_the_last_checkpoint(workers, service_settings, minilm_path, rt_rows):
+    url = service_settings.resolved_database_url
+    load_documents(url, "reviews", rt_rows[:150])
+    workers.start("a")
+    job = submit_training("reviews", minilm_path, model_name="rt", settings=service_settings,
+                          options={"epochs": 3, "batch_size": 16, "max_length": 64})
+    checkpoint = Path(service_settings.resolved_model_store) / ".checkpoints" / f"job{job.id}" / "checkpoint.pt"
+    wait_for(checkpoint.is_file, timeout=180, what="the first epoch's checkpoint")
+    workers.kill("a")
+    workers.start("b")
+    [snap] = _reap_until_finished([job], service_settings, timeout=240)
+    assert (snap.status, snap.attempt) == ("succeeded", 2)
+    assert snap.result["resumed_from_epoch"] >= 1
+    with session_factory_for(url).begin() as s:
+        versions = s.scalars(select(ModelVersion).where(ModelVersion.name == "rt")).all()
+        assert [v.version for v in versions] == [1]
+        assert [h["epoch"] for h in versions[0].metrics["history"]] == [1, 2, 3]
+    wait_for(lambda: not checkpoint.parent.exists(), timeout=10, what="checkpoints removed after registration")
+
+
+def test_a_job_that_kills_its_worker_every_time_ends_dead_and_the_others_finish(
+        workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "kills-its-worker", rt_rows[:10])
+    load_documents(url, "inbox", rt_rows[10:60])
+    workers.start("a")
+    doomed = submit_classification("kills-its-worker", model, settings=service_settings)
+    fine = submit_classification("inbox", model, settings=service_settings)
+    doomed_snap, fine_snap = _reap_until_finished([doomed, fine], service_settings)
+    assert (doomed_snap.status, doomed_snap.attempt) == ("dead", 3)
+    assert "lease expired on attempt 3 of 3" in doomed_snap.error
+    assert fine_snap.status == "succeeded"
+    _assert_each_document_once(url, "inbox", model)
+
+
+def test_two_workers_given_the_same_job_at_once_run_it_once(workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:200])
+    workers.start("a")
+    workers.start("b")
+    job = submit_classification("inbox", model, settings=service_settings)
+    publish(job.id, "classify", service_settings)  # a duplicate delivery
+    snap = job.wait(timeout=120)
+    assert (snap.status, snap.attempt) == ("succeeded", 1)
+    wait_for(lambda: "not claimable" in workers.log("a") + workers.log("b"), timeout=30, what="the losing claim")
+    _assert_each_document_once(url, "inbox", model)
+
+
+def test_a_worker_paused_past_its_lease_has_its_writes_rejected_when_it_resumes(
+        workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:600])
+    workers.start("a")
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+    workers.signal("a", signal.SIGSTOP)
+    workers.start("b")
+    [snap] = _reap_until_finished([job], service_settings)
+    assert (snap.status, snap.attempt) == ("succeeded", 2)
+    workers.signal("a", signal.SIGCONT)
+    wait_for(lambda: "no longer owns the job" in workers.log("a") or "lost its lease" in workers.log("a"),
+             timeout=60, what="the stale worker noticing it lost the job")
+    assert job.snapshot().attempt == 2
+    _assert_each_document_once(url, "inbox", model)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test's own, so it can be killed and restarted."""
+    port = free_port()
+
+    def start(persistent: bool) -> subprocess.Popen:
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""] if persistent else \
+                ["--appendonly", "no", "--save", ""]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        wait_for(lambda: _pings(redis.Redis(port=port)), timeout=10, what="redis up")
+        return proc
+
+    procs = []
+
+    def factory(persistent):
+        procs.append(start(persistent))
+        return procs[-1]
+
+    factory.url = f"redis://127.0.0.1:{port}/0"
+    yield factory
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["no-persistence", "appendonly"])
+def test_jobs_queued_when_redis_dies_and_restarts_all_complete(
+        persistent, private_redis, workers, service_settings, worker_env, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    redis_proc = private_redis(persistent)
+    settings = service_settings.model_copy(update={"broker_url": private_redis.url})
+    handles = []
+    for i in range(3):
+        load_documents(url, f"box{i}", rt_rows[i * 30:(i + 1) * 30])
+        handles.append(submit_classification(f"box{i}", model, settings=settings))
+    assert all(h.published for h in handles)
+    redis_proc.kill()
+    redis_proc.wait()
+    private_redis(persistent)
+    workers.start("a", BERTJOBS_BROKER_URL=private_redis.url)
+    if persistent:  # the messages survived: no reaper needed
+        snaps = [h.wait(timeout=120) for h in handles]
+    else:  # the messages are gone: the reaper publishes the queued jobs again
+        snaps = _reap_until_finished(handles, settings)
+    assert [s.status for s in snaps] == ["succeeded"] * 3
+    for i in range(3):
+        _assert_each_document_once(url, f"box{i}", model)
+
+
+def test_database_connections_terminated_mid_job_then_the_job_recovers(
+        workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:600])
+    workers.start("a")
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+    with session_factory_for(url).begin() as s:
+        killed = s.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    assert killed >= 1
+    [snap] = _reap_until_finished([job], service_settings)
+    assert snap.status == "succeeded" and snap.result["classified"] == 600
+    _assert_each_document_once(url, "inbox", model)
+
+
+def test_cancelling_a_running_bulk_job_stops_it_within_a_batch(workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:600])
+    workers.start("a")
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(lambda: _running_with_progress(job, 32), timeout=120, what="progress")
+    assert job.cancel() == "running"
+    snap = job.wait(timeout=30)
+    assert snap.status == "cancelled" and snap.progress_done < 600
+    reap(service_settings)
+    assert job.status() == "cancelled"  # the reaper never revives it
+    with session_factory_for(url).begin() as s:
+        written = s.scalar(text("SELECT count(*) FROM predictions"))
+    assert written == snap.progress_done  # what was committed is whole batches, with the cursor
+
+
+def test_cancelling_a_running_training_job_registers_nothing(workers, service_settings, minilm_path, rt_rows):
+    url = service_settings.resolved_database_url
+    load_documents(url, "reviews", rt_rows[:300])
+    workers.start("a")
+    job = submit_training("reviews", minilm_path, model_name="rt", settings=service_settings,
+                          options={"epochs": 2, "batch_size": 16, "max_length": 64})
+    wait_for(lambda: _running_with_progress(job, 1), timeout=120, what="a training step")
+    job.cancel()
+    snap = job.wait(timeout=60)
+    assert snap.status == "cancelled"
+    with session_factory_for(url).begin() as s:
+        assert s.scalar(select(ModelVersion.id)) is None
+
+
+def test_poison_documents_fail_alone_and_the_rest_of_the_batch_is_classified(
+        workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    poison = [
+        {"external_id": "poison-1", "text": "this one is POISON to the model"},
+        {"external_id": "blank", "text": "\t \n"},
+        {"external_id": "huge", "text": "long " * 30_000},
+        {"external_id": "poison-2", "text": "more POISON here"},
+    ]
+    load_documents(url, "inbox", rt_rows[:60] + poison)
+    workers.start("a")
+    result = submit_classification("inbox", model, settings=service_settings).result(timeout=120)
+    assert (result["classified"], result["failed"]) == (60, 4)
+    with session_factory_for(url).begin() as s:
+        errors = dict(s.execute(text("SELECT external_id, error FROM latest_predictions WHERE error IS NOT NULL")).all())
+    assert errors["blank"] == "text is empty or whitespace"
+    assert errors["huge"].startswith("text is longer than 100000 characters")
+    assert errors["poison-1"] == errors["poison-2"] == "prediction failed: RuntimeError: the model choked on this input"
+    _assert_each_document_once(url, "inbox", model)
+
+
+def test_a_long_task_redelivered_after_a_short_visibility_timeout_does_not_run_twice(
+        workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:1500])
+    workers.start("a", BERTJOBS_VISIBILITY_TIMEOUT="2")
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(lambda: _running_with_progress(job, 1), timeout=120, what="the job to start")
+    workers.start("b", BERTJOBS_VISIBILITY_TIMEOUT="2")
+    wait_for(lambda: "not claimable" in workers.log("b"), timeout=60, what="the redelivered message")
+    snap = job.wait(timeout=180)
+    assert (snap.status, snap.attempt) == ("succeeded", 1)
+    _assert_each_document_once(url, "inbox", model)

@@ -1,0 +1,64 @@
+"""The reaper (run periodically by celery beat): recovers jobs whose worker or message was lost.
+
+- a running job whose lease expired goes back to the queue and is published again, or ends ``dead`` once
+  it has used all its attempts (a job that kills its worker every time), or ``cancelled`` if that was asked;
+- a queued job untouched for a while is published again (its message may have died with Redis); a
+  duplicate message is harmless, since only one claim can win.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from db import repo
+from db.models import JobStatus, utcnow
+from db.session import session_factory_for
+from worker.client import publish
+from worker.config import Settings, get_settings
+
+log = logging.getLogger("bertjobs.reaper")
+
+
+@dataclass
+class ReapReport:
+    requeued: list[int] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+    republished: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.dead or self.cancelled or self.republished)
+
+
+def reap(settings: Settings | None = None, *, now: datetime | None = None) -> ReapReport:
+    settings = settings or get_settings()
+    now = now or utcnow()
+    report = ReapReport()
+    to_publish: list[tuple[int, str]] = []
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        for job in repo.expired_jobs(s, now):
+            if job.cancel_requested:
+                if repo.release_expired(s, job, now, JobStatus.cancelled, "cancelled on request; its worker was lost"):
+                    report.cancelled.append(job.id)
+            elif job.attempt >= job.max_attempts:
+                reason = f"dead: the lease expired on attempt {job.attempt} of {job.max_attempts} (worker lost)"
+                if repo.release_expired(s, job, now, JobStatus.dead, reason):
+                    report.dead.append(job.id)
+            elif repo.release_expired(s, job, now, JobStatus.queued,
+                                      f"attempt {job.attempt} lost its worker (lease expired); re-queued"):
+                report.requeued.append(job.id)
+                to_publish.append((job.id, job.kind))
+        cutoff = now - timedelta(seconds=settings.republish_after_seconds)
+        for job_id, kind in repo.stale_queued_jobs(s, cutoff):
+            report.republished.append(job_id)
+            to_publish.append((job_id, kind))
+    for job_id, kind in to_publish:
+        try:
+            publish(job_id, kind, settings)
+        except Exception as exc:  # noqa: BLE001 - the next run publishes it again
+            log.warning("job %s: could not publish: %s", job_id, exc)
+    if report:
+        log.info("reaper: requeued %s, dead %s, cancelled %s, republished %s",
+                 report.requeued, report.dead, report.cancelled, report.republished)
+    return report
