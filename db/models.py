@@ -90,6 +90,8 @@ class Job(Base):
                                         index=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default=text("'{}'"))
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # A shard of a bulk classification points at the job that split it; the parent finishes with its last shard.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     lease_owner: Mapped[str | None] = mapped_column(String(200))

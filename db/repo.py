@@ -96,28 +96,44 @@ def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str,
     return UpsertCounts(inserted, updated, unchanged)
 
 
-def _documents_in(collection: str, after_id: int | None, unpredicted_by: int | None):
+def _documents_in(collection: str, after_id: int | None, unpredicted_by: int | None, up_to_id: int | None = None):
     conditions = [Document.collection == collection]
     if after_id is not None:
         conditions.append(Document.id > after_id)
+    if up_to_id is not None:
+        conditions.append(Document.id <= up_to_id)
     if unpredicted_by is not None:
         conditions.append(unpredicted_filter(unpredicted_by))
     return conditions
 
 
 def count_documents(session: Session, collection: str, after_id: int | None = None,
-                    unpredicted_by: int | None = None) -> int:
-    """Documents of a collection, optionally after an id and without a prediction from a model version."""
-    stmt = select(func.count()).select_from(Document).where(*_documents_in(collection, after_id, unpredicted_by))
+                    unpredicted_by: int | None = None, up_to_id: int | None = None) -> int:
+    """Documents of a collection, optionally in (after_id, up_to_id] and without a prediction from a version."""
+    stmt = select(func.count()).select_from(Document).where(
+        *_documents_in(collection, after_id, unpredicted_by, up_to_id))
     return session.scalar(stmt) or 0
 
 
 def read_documents(session: Session, collection: str, after_id: int | None, limit: int,
-                   unpredicted_by: int | None = None) -> list[tuple[int, str]]:
-    """One keyset page of (id, text) in id order, strictly after ``after_id``."""
-    stmt = (select(Document.id, Document.text).where(*_documents_in(collection, after_id, unpredicted_by))
+                   unpredicted_by: int | None = None, up_to_id: int | None = None) -> list[tuple[int, str]]:
+    """One keyset page of (id, text) in id order, strictly after ``after_id`` (and up to ``up_to_id``)."""
+    stmt = (select(Document.id, Document.text).where(*_documents_in(collection, after_id, unpredicted_by, up_to_id))
             .order_by(Document.id).limit(limit))
     return [(i, t) for i, t in session.execute(stmt)]
+
+
+def id_ranges(session: Session, collection: str, per_range: int) -> list[tuple[int, int]]:
+    """Split a collection into consecutive id ranges of about ``per_range`` documents each (one pass)."""
+    numbered = (select(Document.id, func.row_number().over(order_by=Document.id).label("rn"))
+                .where(Document.collection == collection).subquery())
+    starts = list(session.scalars(select(numbered.c.id).where((numbered.c.rn - 1) % per_range == 0)
+                                  .order_by(numbered.c.id)))
+    if not starts:
+        return []
+    last = session.scalar(select(func.max(Document.id)).where(Document.collection == collection))
+    ends = [nxt - 1 for nxt in starts[1:]] + [last]
+    return list(zip(starts, ends))
 
 
 @dataclass(frozen=True)
@@ -256,7 +272,74 @@ def finish_job(
                               "lease_owner": None, "lease_expires_at": None, "error": error}
     if result is not None:
         values["result"] = result
-    return session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount == 1
+    if session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount != 1:
+        return False
+    _finalize_parent_of(session, job_id)
+    return True
+
+
+# ---------------------------------------------------------------- shards
+
+
+def create_shards(session: Session, parent_id: int, attempt: int, params: list[dict[str, Any]],
+                  max_attempts: int, total: int) -> list[int]:
+    """Insert queued child jobs and park the parent (running, no lease: it finishes with its last shard)."""
+    now = utcnow()
+    ids = []
+    for p in params:
+        job = Job(kind="classify", params=p, max_attempts=max_attempts, parent_id=parent_id,
+                  status=JobStatus.queued.value, created_at=now, updated_at=now)
+        session.add(job)
+        session.flush()
+        ids.append(job.id)
+    session.execute(update(Job).where(_fenced(parent_id, attempt)).values(
+        lease_owner=None, lease_expires_at=None, progress_done=0, progress_total=total,
+        result={"shards": ids}, updated_at=now))
+    return ids
+
+
+def add_progress(session: Session, job_id: int, done: int) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(progress_done=Job.progress_done + done))
+
+
+def _finalize_parent_of(session: Session, job_id: int) -> None:
+    parent_id = session.scalar(select(Job.parent_id).where(Job.id == job_id))
+    if parent_id is not None:
+        finalize_parent(session, parent_id)
+
+
+def finalize_parent(session: Session, parent_id: int) -> bool:
+    """Finish a sharded job once the database says all its shards have finished. True if it did."""
+    now = utcnow()
+    # Lock the parent row: two shards finishing at once are serialized here.
+    locked = session.execute(update(Job).where(Job.id == parent_id, Job.status == JobStatus.running.value,
+                                               Job.lease_expires_at.is_(None)).values(updated_at=now))
+    if locked.rowcount != 1:
+        return False
+    shards = session.execute(select(Job.id, Job.status, Job.result, Job.error).where(Job.parent_id == parent_id)).all()
+    finished = {st.value for st in FINISHED_STATUSES}
+    if not shards or any(sh.status not in finished for sh in shards):
+        return False
+    started = session.scalar(select(Job.started_at).where(Job.id == parent_id))
+    totals = {k: sum((sh.result or {}).get(k, 0) for sh in shards) for k in ("documents", "classified", "failed")}
+    first = next((sh.result for sh in shards if sh.result and "model" in sh.result), {}) or {}
+    result = {"shards": [sh.id for sh in shards], "model": first.get("model"),
+              "model_version_id": first.get("model_version_id"), "collection": first.get("collection"), **totals}
+    if started is not None:
+        seconds = (now - (started if started.tzinfo else started.replace(tzinfo=now.tzinfo))).total_seconds()
+        result["seconds"] = round(seconds, 3)
+        result["documents_per_second"] = round(totals["documents"] / seconds, 2) if seconds > 0 else None
+    bad = [sh for sh in shards if sh.status in (JobStatus.failed.value, JobStatus.dead.value)]
+    if bad:
+        error = f"{len(bad)} of {len(shards)} shards failed; shard {bad[0].id}: {bad[0].error}"
+        status = JobStatus.failed
+    elif any(sh.status == JobStatus.cancelled.value for sh in shards):
+        status, error = JobStatus.cancelled, "cancelled on request"
+    else:
+        status, error = JobStatus.succeeded, None
+    session.execute(update(Job).where(Job.id == parent_id).values(
+        status=status.value, finished_at=now, updated_at=now, result=result, error=error))
+    return True
 
 
 def requeue_job(session: Session, job_id: int, attempt: int, error: str) -> bool:
@@ -290,7 +373,11 @@ def release_expired(session: Session, job: ExpiredJob, now: datetime, status: Jo
         values["finished_at"] = now
     stmt = update(Job).where(Job.id == job.id, Job.attempt == job.attempt, Job.status == JobStatus.running.value,
                              Job.lease_expires_at < now).values(**values)
-    return session.execute(stmt).rowcount == 1
+    if session.execute(stmt).rowcount != 1:
+        return False
+    if status is not JobStatus.queued:
+        _finalize_parent_of(session, job.id)
+    return True
 
 
 def stale_queued_jobs(session: Session, older_than: datetime, limit: int = 500) -> list[tuple[int, str]]:
@@ -315,11 +402,15 @@ def request_cancel(session: Session, job_id: int) -> Job | None:
         return job
     now = utcnow()
     values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
+    unfinished = Job.status.not_in([st.value for st in FINISHED_STATUSES])
+    targets = or_(Job.id == job_id, Job.parent_id == job_id)  # a sharded job cancels its shards
     session.execute(
-        update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
+        update(Job).where(targets, Job.status == JobStatus.queued.value)
         .values(status=JobStatus.cancelled.value, finished_at=now, error="cancelled before it started", **values)
     )
-    session.execute(update(Job).where(Job.id == job_id).values(**values))
+    session.execute(update(Job).where(targets, unfinished).values(**values))
+    finalize_parent(session, job_id)
+    _finalize_parent_of(session, job_id)
     return get_job(session, job_id)
 
 

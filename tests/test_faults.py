@@ -293,3 +293,21 @@ def test_a_long_task_redelivered_after_a_short_visibility_timeout_does_not_run_t
     snap = job.wait(timeout=180)
     assert (snap.status, snap.attempt) == ("succeeded", 1)
     _assert_each_document_once(url, "inbox", model)
+
+
+def test_a_sharded_bulk_job_is_shared_by_two_workers_and_survives_losing_one(
+        workers, service_settings, minilm_artifact, rt_rows):
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:800])
+    workers.start("a")
+    workers.start("b")
+    job = submit_classification("inbox", model, shards=4, settings=service_settings)
+    wait_for(lambda: "classify started" in workers.log("a") and "classify started" in workers.log("b")
+             and job.snapshot().progress_done >= 64, timeout=120, what="both workers on shards")
+    workers.kill("b")
+    [snap] = _reap_until_finished([job], service_settings)
+    assert snap.status == "succeeded"
+    assert (snap.result["documents"], snap.result["classified"]) == (800, 800)
+    assert len(snap.result["shards"]) == 4
+    _assert_each_document_once(url, "inbox", model)

@@ -160,3 +160,51 @@ def test_a_cancelled_queued_job_never_starts(clean_pg, make_settings):
     assert handle.cancel() == "cancelled"
     assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.skipped
     assert handle.snapshot().attempt == 0
+
+
+def _sharded_setup(url, settings, tiny_base_model, n_docs=50):
+    load_documents(url, "train", sentiment_rows(48))
+    _train(settings, base_model=tiny_base_model)
+    load_documents(url, "big", sentiment_rows(n_docs, prefix="big"))
+
+
+def test_a_sharded_bulk_job_finishes_when_its_last_shard_does(any_db_url, make_settings, tiny_base_model):
+    settings = make_settings(any_db_url)
+    _sharded_setup(any_db_url, settings, tiny_base_model)
+    handle = submit_classification("big", "senti", shards=3, settings=settings, enqueue=False)
+    assert jobs.run_inline(handle.id, "classify", settings=settings) is jobs.Outcome.succeeded
+    snap = handle.snapshot()
+    assert snap.status == "succeeded"
+    assert (snap.result["documents"], snap.result["classified"], snap.result["failed"]) == (50, 50, 0)
+    assert snap.progress_done == snap.progress_total == 50
+    with session_factory_for(any_db_url).begin() as s:
+        shards = s.scalars(select(Job).where(Job.parent_id == handle.id).order_by(Job.id)).all()
+        assert len(shards) == 3 and [sh.status for sh in shards] == ["succeeded"] * 3
+        ranges = [(sh.params["id_min"], sh.params["id_max"]) for sh in shards]
+        assert all(hi < lo2 for (_, hi), (lo2, _) in zip(ranges, ranges[1:]))  # disjoint, in order
+        assert sum(sh.result["documents"] for sh in shards) == 50
+        assert all(sh.params["model"] == "senti:1" for sh in shards)  # pinned to one version
+        assert s.scalar(text("SELECT count(DISTINCT document_id) FROM predictions")) == 50
+
+
+def test_cancelling_a_sharded_job_cancels_its_queued_shards_and_then_itself(clean_pg, make_settings, tiny_base_model):
+    settings = make_settings(clean_pg)
+    _sharded_setup(clean_pg, settings, tiny_base_model)
+    handle = submit_classification("big", "senti", shards=4, settings=settings, enqueue=False)
+    spawned = []
+    outcome = jobs.run_classification(handle.id, settings=settings, publish=lambda i, k: spawned.append(i))
+    assert outcome is jobs.Outcome.succeeded and len(spawned) == 4
+    assert handle.status() == "running"
+    jobs.run_classification(spawned[0], settings=settings)  # one shard done before the cancel
+    assert handle.cancel() == "cancelled"
+    for shard in spawned[1:]:
+        assert jobs.run_classification(shard, settings=settings) is jobs.Outcome.skipped
+    snap = handle.snapshot()
+    assert snap.status == "cancelled" and snap.result["documents"] < 50
+
+
+def test_sharding_is_refused_with_bad_parameters(clean_pg, make_settings):
+    settings = make_settings(clean_pg)
+    for bad in (0, 5000, "2"):
+        with pytest.raises(InvalidJob, match="shards must be"):
+            submit_classification("big", "senti", shards=bad, settings=settings, enqueue=False)

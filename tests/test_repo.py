@@ -10,7 +10,8 @@ from db.models import JobStatus, utcnow
 
 
 def _job(session, **kw):
-    job, created = repo.create_job(session, "classify", {"collection": "c", "model": "m"}, max_attempts=kw.pop("max_attempts", 3), **kw)
+    job, _ = repo.create_job(session, "classify", {"collection": "c", "model": "m"},
+                             max_attempts=kw.pop("max_attempts", 3), **kw)
     return job
 
 

@@ -130,7 +130,7 @@ def cmd_train(args) -> int:
 def cmd_classify(args) -> int:
     from worker.client import submit_classification
 
-    handle = submit_classification(args.collection, args.model, only_missing=not args.all,
+    handle = submit_classification(args.collection, args.model, only_missing=not args.all, shards=args.shards,
                                    idempotency_key=args.idempotency_key, enqueue=not args.inline)
     return _run_or_wait(handle, "classify", args)
 
@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--collection", required=True)
     cl.add_argument("--model", required=True, help="NAME, NAME:VERSION or NAME@ALIAS")
     cl.add_argument("--all", action="store_true", help="re-classify documents this model version already did")
+    cl.add_argument("--shards", type=int, help="split into N jobs for N workers (default: by BERTJOBS_CLASSIFY_SHARD_SIZE)")
     add_run_flags(cl)
     cl.set_defaults(func=cmd_classify)
 

@@ -156,13 +156,18 @@ def submit_classification(
     model: str,
     *,
     only_missing: bool = True,
+    shards: int | None = None,
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
     settings: Settings | None = None,
     enqueue: bool = True,
 ) -> JobHandle:
-    """Queue a bulk classification of ``collection`` with ``model`` (``name``, ``name:VERSION``, ``name@ALIAS``)."""
-    params = ClassifyParams(collection=collection, model=model, only_missing=only_missing)
+    """Queue a bulk classification of ``collection`` with ``model`` (``name``, ``name:VERSION``, ``name@ALIAS``).
+
+    Over BERTJOBS_CLASSIFY_SHARD_SIZE documents (or with ``shards``), the job splits into shard jobs that any
+    worker can take; it finishes when the last shard does.
+    """
+    params = ClassifyParams(collection=collection, model=model, only_missing=only_missing, shards=shards)
     return _submit(JobKind.classify, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
 
 

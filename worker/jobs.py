@@ -29,6 +29,10 @@ from worker.params import ClassifyParams, TrainParams
 
 log = logging.getLogger("bertjobs.jobs")
 
+# How a job hands new jobs (shards) to the queue: the Celery task passes client.publish; the embedded
+# runner collects them to run in-process. Jobs never import Celery.
+Publish = Callable[[int, str], None]
+
 
 class Outcome(str, enum.Enum):
     succeeded = "succeeded"
@@ -90,6 +94,7 @@ class JobContext:
     sessions: sessionmaker[Session]
     settings: Settings
     heartbeat: Heartbeat
+    publish: Publish | None = None
     _last_progress: float = field(default=0.0)
 
     def should_stop(self) -> bool:
@@ -122,7 +127,7 @@ class JobContext:
 
 
 def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], settings: Settings | None,
-         owner: str | None) -> Outcome:
+         owner: str | None, publish: Publish | None = None) -> Outcome:
     settings = settings or get_settings()
     sessions = session_factory_for(settings.resolved_database_url)
     owner = owner or default_owner()
@@ -139,7 +144,7 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
 
     heartbeat = Heartbeat(sessions, job_id, attempt, settings.lease_seconds, settings.heartbeat_seconds)
     heartbeat.start()
-    ctx = JobContext(job_id, attempt, params, sessions, settings, heartbeat)
+    ctx = JobContext(job_id, attempt, params, sessions, settings, heartbeat, publish)
     log.info("job %s attempt %s: %s started by %s", job_id, attempt, kind.value, owner)
     try:
         body(ctx)
@@ -171,19 +176,31 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
 
 
 def run_inline(job_id: int, kind: str, *, settings: Settings | None = None) -> Outcome:
-    """The embedded runner: run a job in this process, retrying it here while it asks to be retried."""
-    runner = run_training if kind == JobKind.train.value else run_classification
-    outcome = runner(job_id, settings=settings)
-    while outcome is Outcome.retry:
-        outcome = runner(job_id, settings=settings)
-    return outcome
+    """The embedded runner: run a job (and any shards it spawns) in this process, retrying here as asked."""
+    pending: list[tuple[int, str]] = [(job_id, kind)]
+    first: Outcome | None = None
+    while pending:
+        current, current_kind = pending.pop(0)
+        runner = run_training if current_kind == JobKind.train.value else run_classification
+        spawned: list[tuple[int, str]] = []
+
+        def collect(new_id: int, new_kind: str) -> None:
+            spawned.append((new_id, new_kind))
+
+        outcome = runner(current, settings=settings, publish=collect)
+        while outcome is Outcome.retry:
+            outcome = runner(current, settings=settings, publish=collect)
+        pending.extend(spawned)
+        first = first or outcome
+    return first
 
 
 # ---------------------------------------------------------------- training
 
 
-def run_training(job_id: int, *, settings: Settings | None = None, owner: str | None = None) -> Outcome:
-    return _run(job_id, JobKind.train, _train, settings, owner)
+def run_training(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
+                 publish: Publish | None = None) -> Outcome:
+    return _run(job_id, JobKind.train, _train, settings, owner, publish)
 
 
 def _content_hash(ids, texts, labels) -> str:
@@ -295,15 +312,13 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
 # ---------------------------------------------------------------- classification
 
 
-def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None) -> Outcome:
-    return _run(job_id, JobKind.classify, _classify, settings, owner)
+def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
+                       publish: Publish | None = None) -> Outcome:
+    return _run(job_id, JobKind.classify, _classify, settings, owner, publish)
 
 
 def _classify(ctx: JobContext) -> None:
-    from worker.ml.predict import load_classifier
-
     params = ClassifyParams.from_dict(ctx.params)
-    settings = ctx.settings
     with ctx.sessions.begin() as s:
         if repo.count_documents(s, params.collection) == 0:
             raise InvalidJob(f"collection {params.collection!r} has no documents")
@@ -311,26 +326,72 @@ def _classify(ctx: JobContext) -> None:
         if mv is None:
             raise InvalidJob(f"no ready model version matches {params.model!r}")
         job = repo.get_job(s, ctx.job_id)
-        cursor, done = job.cursor, job.progress_done if job.cursor is not None else 0
         skip = mv.id if params.only_missing else None
-        total = done + repo.count_documents(s, params.collection, after_id=cursor, unpredicted_by=skip)
-        mv_id, mv_ref, path, sha = mv.id, f"{mv.name}:{mv.version}", mv.artifact_path, mv.artifact_sha256
-    ctx.progress(done, total)
-    classifier = load_classifier(path, sha256=sha, device=settings.device)
+        if params.is_shard:
+            cursor = job.cursor if job.cursor is not None else params.id_min - 1
+        else:
+            cursor = job.cursor
+        done = job.progress_done if job.cursor is not None else 0
+        remaining = repo.count_documents(s, params.collection, after_id=cursor, unpredicted_by=skip,
+                                         up_to_id=params.id_max)
+        target = _Target(mv.id, f"{mv.name}:{mv.version}", mv.artifact_path, mv.artifact_sha256, job.parent_id)
+    shards = params.shards or -(-remaining // ctx.settings.classify_shard_size)
+    if not params.is_shard and job.cursor is None and shards > 1 and remaining > shards:
+        _split(ctx, params, target, shards, remaining)
+        return
+    _classify_range(ctx, params, target, cursor, done, done + remaining, skip)
 
+
+@dataclass(frozen=True)
+class _Target:
+    model_version_id: int
+    ref: str
+    path: str
+    sha256: str
+    parent_id: int | None
+
+
+def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int, total: int) -> None:
+    """Split into shards by id range, commit them with the parent parked, then publish them."""
+    with ctx.sessions.begin() as s:
+        ranges = repo.id_ranges(s, params.collection, -(-repo.count_documents(s, params.collection) // shards))
+        ctx.fenced(s)
+        children = [ClassifyParams(collection=params.collection, model=target.ref, only_missing=params.only_missing,
+                                   id_min=lo, id_max=hi).to_dict() for lo, hi in ranges]
+        ids = repo.create_shards(s, ctx.job_id, ctx.attempt, children, ctx.settings.max_attempts, total)
+    log.info("job %s: split into %d shards: %s", ctx.job_id, len(ids), ids)
+    if ctx.publish is None:
+        log.warning("job %s: no publisher; its shards stay queued for the reaper", ctx.job_id)
+        return
+    for shard_id in ids:
+        try:
+            ctx.publish(shard_id, JobKind.classify.value)
+        except Exception as exc:  # noqa: BLE001 - committed as queued: the reaper publishes them again
+            log.warning("job %s: could not publish shard %s: %s", ctx.job_id, shard_id, exc)
+
+
+def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cursor: int | None, done: int,
+                    total: int, skip: int | None) -> None:
+    from worker.ml.predict import load_classifier
+
+    settings = ctx.settings
+    ctx.progress(done, total)
+    classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device)
     started = time.perf_counter()
     this_attempt = 0
     while True:
         ctx.check()
         with ctx.sessions.begin() as s:
-            page = repo.read_documents(s, params.collection, cursor, settings.classify_chunk_size, unpredicted_by=skip)
+            page = repo.read_documents(s, params.collection, cursor, settings.classify_chunk_size,
+                                       unpredicted_by=skip, up_to_id=params.id_max)
         if not page:
             break
         predictions = classifier.predict_or_fail([text for _, text in page], settings.classify_batch_size,
                                                  settings.max_text_chars)
+        now = utcnow()
         rows = [
-            {"document_id": doc_id, "model_version_id": mv_id, "label": p.label, "score": p.score,
-             "scores": p.scores, "error": p.error, "job_id": ctx.job_id, "created_at": utcnow()}
+            {"document_id": doc_id, "model_version_id": target.model_version_id, "label": p.label,
+             "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id, "created_at": now}
             for (doc_id, _), p in zip(page, predictions)
         ]
         cursor = page[-1][0]
@@ -338,15 +399,17 @@ def _classify(ctx: JobContext) -> None:
             ctx.fenced(s)
             repo.upsert_predictions(s, rows)
             repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor)
+            if target.parent_id is not None:
+                repo.add_progress(s, target.parent_id, len(page))
         done += len(page)
         this_attempt += len(page)
 
     seconds = time.perf_counter() - started
     with ctx.sessions.begin() as s:
         ctx.fenced(s)
-        counts = repo.prediction_counts(s, mv_id, job_id=ctx.job_id)
+        counts = repo.prediction_counts(s, target.model_version_id, job_id=ctx.job_id)
         repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.succeeded, result={
-            "model": mv_ref, "model_version_id": mv_id, "collection": params.collection, "documents": done,
-            **counts, "seconds": round(seconds, 3),
+            "model": target.ref, "model_version_id": target.model_version_id, "collection": params.collection,
+            "documents": done, **counts, "seconds": round(seconds, 3),
             "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None,
         })

@@ -57,9 +57,23 @@ class ClassifyParams:
     collection: str
     model: str  # name, name:VERSION or name@ALIAS
     only_missing: bool = True  # skip documents this model version already classified
+    shards: int | None = None  # split into this many jobs; None: one per BERTJOBS_CLASSIFY_SHARD_SIZE documents
+    id_min: int | None = None  # set on a shard: its document id range, inclusive
+    id_max: int | None = None
+
+    @property
+    def is_shard(self) -> bool:
+        return self.id_min is not None
 
     def __post_init__(self) -> None:
         check_name("collection", self.collection)
+        if self.shards is not None and (not isinstance(self.shards, int) or isinstance(self.shards, bool)
+                                        or not 1 <= self.shards <= 1024):
+            raise InvalidJob(f"shards must be a whole number from 1 to 1024, got {self.shards!r}")
+        if (self.id_min is None) != (self.id_max is None) or (
+                self.id_min is not None and not (isinstance(self.id_min, int) and isinstance(self.id_max, int)
+                                                 and self.id_min <= self.id_max)):
+            raise InvalidJob("id_min and id_max go together, as whole numbers with id_min <= id_max")
         name, _, selector = self.model.replace("@", ":").partition(":")
         check_name("model name", name)
         if ":" in self.model and not selector.isdigit():

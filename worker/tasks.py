@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from worker import jobs, reaper
 from worker.celery_app import TASKS, app
+from worker.client import publish
 from worker.config import get_settings
 
 
@@ -14,12 +15,12 @@ def _republish_on_retry(task, job_id: int, outcome: jobs.Outcome) -> str:
 
 @app.task(name=TASKS["train"], bind=True)
 def train(self, job_id: int) -> str:
-    return _republish_on_retry(self, job_id, jobs.run_training(int(job_id)))
+    return _republish_on_retry(self, job_id, jobs.run_training(int(job_id), publish=publish))
 
 
 @app.task(name=TASKS["classify"], bind=True)
 def classify(self, job_id: int) -> str:
-    return _republish_on_retry(self, job_id, jobs.run_classification(int(job_id)))
+    return _republish_on_retry(self, job_id, jobs.run_classification(int(job_id), publish=publish))
 
 
 @app.task(name=TASKS["reap"], ignore_result=True)

@@ -80,6 +80,6 @@ def read_metadata(path: Path) -> dict:
         meta = json.loads((Path(path) / METADATA_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise CorruptArtifact(f"model artifact {path}: unreadable {METADATA_FILE}: {exc}") from exc
-    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list) or not isinstance(meta.get("max_length"), int):
+    if not (isinstance(meta, dict) and isinstance(meta.get("labels"), list) and isinstance(meta.get("max_length"), int)):
         raise CorruptArtifact(f"model artifact {path}: {METADATA_FILE} lacks labels or max_length")
     return meta
