@@ -311,3 +311,20 @@ def test_a_sharded_bulk_job_is_shared_by_two_workers_and_survives_losing_one(
     assert (snap.result["documents"], snap.result["classified"]) == (800, 800)
     assert len(snap.result["shards"]) == 4
     _assert_each_document_once(url, "inbox", model)
+
+
+def test_a_pickled_message_is_refused_and_runs_nothing(workers, service_settings, minilm_artifact, rt_rows):
+    from celery import Celery
+
+    url = service_settings.resolved_database_url
+    model = _register(url, minilm_artifact)
+    load_documents(url, "inbox", rt_rows[:10])
+    workers.start("a")
+    job = submit_classification("inbox", model, settings=service_settings, enqueue=False)
+    sender = Celery(broker=service_settings.broker_url)
+    sender.conf.accept_content = ["pickle", "json"]
+    sender.send_task("bertjobs.classify", args=[job.id], queue="classify", serializer="pickle")
+    wait_for(lambda: "pickle" in workers.log("a") and "ContentDisallowed" in workers.log("a"), timeout=60,
+             what="the worker refusing pickle")
+    snap = job.snapshot()
+    assert (snap.status, snap.attempt) == ("queued", 0)

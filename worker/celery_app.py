@@ -8,6 +8,7 @@ Settings chosen on purpose (the database, not the broker, decides whether a job 
 - Redis ``visibility_timeout`` above the longest task: Redis re-delivers unacknowledged messages after it.
 - ``task_reject_on_worker_lost=False``: a task whose process dies is acknowledged, not re-queued forever;
   the reaper re-queues the job from the database until it runs out of attempts, then marks it dead.
+- ``task_time_limit``: a hung task is killed (then re-queued by the reaper, up to ``max_attempts``).
 - Beat sends the reaper to its own ``maintenance`` queue every ``reaper_interval_seconds``.
 """
 from __future__ import annotations
@@ -35,6 +36,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=1,
         worker_pool="prefork",
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # A hung task is killed past this; its job's lease then expires and the reaper re-queues it, until
+        # max_attempts. No soft limit: jobs stop themselves through cancellation, not exceptions mid-batch.
+        task_time_limit=settings.task_time_limit_seconds,
         broker_connection_retry_on_startup=True,
         task_routes={TASKS[kind]: {"queue": queue} for kind, queue in QUEUES.items()},
         task_default_queue=QUEUES["classify"],
