@@ -24,7 +24,7 @@ def _subcommands() -> set[str]:
 def test_every_app_service_runs_a_real_bertjobs_command():
     services = _compose()["services"]
     app_services = {name: s for name, s in services.items() if s.get("image") == "bertjobs:latest"}
-    assert {"migrate", "worker-gpu0"} <= set(app_services)
+    assert {"migrate", "worker-gpu0", "worker-maintenance", "beat"} <= set(app_services)
     for name, service in app_services.items():
         build_parser().parse_args(service["command"])  # raises SystemExit on an unknown command or flag
         assert service["command"][0] in _subcommands(), name
@@ -33,10 +33,19 @@ def test_every_app_service_runs_a_real_bertjobs_command():
 def test_workers_wait_for_the_migration_and_healthy_services():
     services = _compose()["services"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in (n for n in services if n.startswith("worker-")):
+    for name in (n for n in services if n.startswith("worker-") or n == "beat"):
         worker = services[name]
         assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    queues = set()
+    for name in (n for n in services if n.startswith("worker-")):
+        args = build_parser().parse_args(services[name]["command"])
+        queues |= set(args.queues.split(","))
+    from worker.celery_app import QUEUES
+
+    assert queues == set(QUEUES.values())  # every queue the app routes to has a consumer
+    for name in (n for n in services if n.startswith("worker-gpu")):
+        worker = services[name]
         assert worker["command"][:2] == ["worker", "--gpu"]
         devices = worker["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["capabilities"] == ["gpu"] and len(devices[0]["device_ids"]) == 1
