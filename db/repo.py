@@ -6,7 +6,7 @@ attempt number the worker claimed. A stale owner (a paused process, a duplicate 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Select, and_, exists, func, or_, select, update
@@ -96,8 +96,46 @@ def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str,
     return UpsertCounts(inserted, updated, unchanged)
 
 
-def _documents_in(collection: str, after_id: int | None, unpredicted_by: int | None, up_to_id: int | None = None):
-    conditions = [Document.collection == collection]
+FILTER_KEYS = ("labels", "external_id_prefix", "created_after", "updated_after")
+
+
+def document_filter(where: dict[str, Any] | None) -> list:
+    """A user's document filter as SQL conditions. Values are bound parameters, never SQL text.
+
+    Keys: ``labels`` (list of gold labels), ``external_id_prefix`` (LIKE-escaped), ``created_after`` and
+    ``updated_after`` (ISO 8601 timestamps).
+    """
+    if not where:
+        return []
+    unknown = sorted(set(where) - set(FILTER_KEYS))
+    if unknown:
+        raise ValueError(f"unknown filter key(s) {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}")
+    conditions = []
+    if "labels" in where:
+        labels = where["labels"]
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            raise ValueError("filter labels must be a non-empty list of strings")
+        conditions.append(Document.label.in_(labels))
+    if "external_id_prefix" in where:
+        prefix = where["external_id_prefix"]
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError("filter external_id_prefix must be a non-empty string")
+        conditions.append(Document.external_id.startswith(prefix, autoescape=True))
+    for key, column in (("created_after", Document.created_at), ("updated_after", Document.updated_at)):
+        if key in where:
+            try:
+                moment = datetime.fromisoformat(str(where[key]))
+            except ValueError as exc:
+                raise ValueError(f"filter {key} must be an ISO 8601 timestamp, got {where[key]!r}") from exc
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            conditions.append(column > moment)
+    return conditions
+
+
+def _documents_in(collection: str, after_id: int | None, unpredicted_by: int | None, up_to_id: int | None = None,
+                  where: dict[str, Any] | None = None):
+    conditions = [Document.collection == collection, *document_filter(where)]
     if after_id is not None:
         conditions.append(Document.id > after_id)
     if up_to_id is not None:
@@ -108,30 +146,33 @@ def _documents_in(collection: str, after_id: int | None, unpredicted_by: int | N
 
 
 def count_documents(session: Session, collection: str, after_id: int | None = None,
-                    unpredicted_by: int | None = None, up_to_id: int | None = None) -> int:
+                    unpredicted_by: int | None = None, up_to_id: int | None = None,
+                    where: dict[str, Any] | None = None) -> int:
     """Documents of a collection, optionally in (after_id, up_to_id] and without a prediction from a version."""
     stmt = select(func.count()).select_from(Document).where(
-        *_documents_in(collection, after_id, unpredicted_by, up_to_id))
+        *_documents_in(collection, after_id, unpredicted_by, up_to_id, where))
     return session.scalar(stmt) or 0
 
 
 def read_documents(session: Session, collection: str, after_id: int | None, limit: int,
-                   unpredicted_by: int | None = None, up_to_id: int | None = None) -> list[tuple[int, str]]:
+                   unpredicted_by: int | None = None, up_to_id: int | None = None,
+                   where: dict[str, Any] | None = None) -> list[tuple[int, str]]:
     """One keyset page of (id, text) in id order, strictly after ``after_id`` (and up to ``up_to_id``)."""
-    stmt = (select(Document.id, Document.text).where(*_documents_in(collection, after_id, unpredicted_by, up_to_id))
-            .order_by(Document.id).limit(limit))
+    conditions = _documents_in(collection, after_id, unpredicted_by, up_to_id, where)
+    stmt = select(Document.id, Document.text).where(*conditions).order_by(Document.id).limit(limit)
     return [(i, t) for i, t in session.execute(stmt)]
 
 
-def id_ranges(session: Session, collection: str, per_range: int) -> list[tuple[int, int]]:
+def id_ranges(session: Session, collection: str, per_range: int,
+              where: dict[str, Any] | None = None) -> list[tuple[int, int]]:
     """Split a collection into consecutive id ranges of about ``per_range`` documents each (one pass)."""
     numbered = (select(Document.id, func.row_number().over(order_by=Document.id).label("rn"))
-                .where(Document.collection == collection).subquery())
+                .where(*_documents_in(collection, None, None, None, where)).subquery())
     starts = list(session.scalars(select(numbered.c.id).where((numbered.c.rn - 1) % per_range == 0)
                                   .order_by(numbered.c.id)))
     if not starts:
         return []
-    last = session.scalar(select(func.max(Document.id)).where(Document.collection == collection))
+    last = session.scalar(select(func.max(Document.id)).where(*_documents_in(collection, None, None, None, where)))
     ends = [nxt - 1 for nxt in starts[1:]] + [last]
     return list(zip(starts, ends))
 
@@ -144,20 +185,19 @@ class LabelledSet:
     unlabelled: int
 
 
-def load_labelled(session: Session, collection: str) -> LabelledSet:
+def load_labelled(session: Session, collection: str, where: dict[str, Any] | None = None) -> LabelledSet:
     """The collection's labelled documents in id order, and how many have no label."""
     ids, texts, labels = [], [], []
+    selected = _documents_in(collection, None, None, None, where)
     for doc_id, text, label in session.execute(
         select(Document.id, Document.text, Document.label)
-        .where(Document.collection == collection, Document.label.is_not(None))
+        .where(*selected, Document.label.is_not(None))
         .order_by(Document.id)
     ):
         ids.append(doc_id)
         texts.append(text)
         labels.append(label)
-    unlabelled = session.scalar(
-        select(func.count()).select_from(Document).where(Document.collection == collection, Document.label.is_(None))
-    )
+    unlabelled = session.scalar(select(func.count()).select_from(Document).where(*selected, Document.label.is_(None)))
     return LabelledSet(ids, texts, labels, unlabelled or 0)
 
 

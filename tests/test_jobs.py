@@ -208,3 +208,20 @@ def test_sharding_is_refused_with_bad_parameters(clean_pg, make_settings):
     for bad in (0, 5000, "2"):
         with pytest.raises(InvalidJob, match="shards must be"):
             submit_classification("big", "senti", shards=bad, settings=settings, enqueue=False)
+
+
+def test_a_filter_selects_what_is_trained_on_and_classified(clean_pg, make_settings, tiny_base_model):
+    settings = make_settings(clean_pg)
+    rows = sentiment_rows(48) + [{"external_id": f"other-{i}", "text": f"unrelated {i}", "label": "spam"}
+                                 for i in range(10)]
+    load_documents(clean_pg, "train", rows)
+    handle, outcome = _train(settings, base_model=tiny_base_model, filter={"external_id_prefix": "doc-"})
+    assert outcome is jobs.Outcome.succeeded
+    with session_factory_for(clean_pg).begin() as s:
+        mv = s.scalar(select(ModelVersion))
+        assert mv.labels == ["neg", "pos"] and mv.lineage["filter"] == {"external_id_prefix": "doc-"}
+    job = submit_classification("train", "senti", filter={"labels": ["spam"]}, settings=settings, enqueue=False)
+    jobs.run_classification(job.id, settings=settings)
+    assert job.snapshot().result["documents"] == 10
+    with pytest.raises(InvalidJob, match="unknown filter key"):
+        submit_classification("train", "senti", filter={"where": "1=1"}, settings=settings, enqueue=False)

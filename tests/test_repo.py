@@ -124,3 +124,19 @@ def test_model_references_resolve_to_latest_a_version_or_an_alias(pg_session):
     assert repo.resolve_model_version(pg_session, "m:9") is None
     with pytest.raises(ValueError):
         repo.parse_model_ref("m:latest")
+
+
+def test_user_filters_are_bound_parameters_and_match_literally(pg_session):
+    rows = [{"external_id": "a%b", "text": "percent", "label": "x"},
+            {"external_id": "aXb", "text": "letter", "label": "y"},
+            {"external_id": "x'; DROP TABLE documents; --", "text": "quote", "label": "x"}]
+    repo.upsert_documents(pg_session, "c", rows)
+    assert repo.count_documents(pg_session, "c", where={"external_id_prefix": "a%"}) == 1
+    assert repo.count_documents(pg_session, "c", where={"external_id_prefix": "x'; DROP"}) == 1
+    assert repo.count_documents(pg_session, "c", where={"labels": ["x"]}) == 2
+    assert repo.count_documents(pg_session, "c", where={"updated_after": "2000-01-01T00:00:00"}) == 3
+    assert repo.count_documents(pg_session, "c", where={"updated_after": "2999-01-01T00:00:00+00:00"}) == 0
+    assert repo.count_documents(pg_session, "c") == 3
+    for bad in ({"sql": "1=1"}, {"labels": "x"}, {"updated_after": "yesterday"}):
+        with pytest.raises(ValueError):
+            repo.count_documents(pg_session, "c", where=bad)

@@ -118,11 +118,23 @@ def _train_options(args) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
+def _filter(args) -> dict[str, Any] | None:
+    where: dict[str, Any] = {}
+    if args.where_label:
+        where["labels"] = args.where_label
+    if args.where_id_prefix:
+        where["external_id_prefix"] = args.where_id_prefix
+    if args.updated_after:
+        where["updated_after"] = args.updated_after
+    return where or None
+
+
 def cmd_train(args) -> int:
     from worker.client import submit_training
 
     handle = submit_training(args.collection, args.base_model, model_name=args.name, options=_train_options(args),
-                             skip_unlabelled=args.skip_unlabelled, idempotency_key=args.idempotency_key,
+                             skip_unlabelled=args.skip_unlabelled, filter=_filter(args),
+                             idempotency_key=args.idempotency_key,
                              enqueue=not args.inline)
     return _run_or_wait(handle, "train", args)
 
@@ -131,7 +143,7 @@ def cmd_classify(args) -> int:
     from worker.client import submit_classification
 
     handle = submit_classification(args.collection, args.model, only_missing=not args.all, shards=args.shards,
-                                   idempotency_key=args.idempotency_key, enqueue=not args.inline)
+                                   filter=_filter(args), idempotency_key=args.idempotency_key, enqueue=not args.inline)
     return _run_or_wait(handle, "classify", args)
 
 
@@ -301,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--wait", action="store_true", help="wait for the job to finish")
         sp.add_argument("--inline", action="store_true", help="run the job in this process (no Redis needed)")
         sp.add_argument("--idempotency-key", help="the same key returns the existing job")
+        sp.add_argument("--where-label", action="append", help="only documents with this gold label (repeatable)")
+        sp.add_argument("--where-id-prefix", help="only documents whose external id starts with this")
+        sp.add_argument("--updated-after", help="only documents imported or changed after this ISO 8601 time")
 
     tr = sub.add_parser("train", help="queue a fine-tuning job")
     tr.add_argument("--collection", required=True)

@@ -140,6 +140,7 @@ def submit_training(
     model_name: str | None = None,
     options: dict[str, Any] | None = None,
     skip_unlabelled: bool = False,
+    filter: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
     settings: Settings | None = None,
@@ -147,7 +148,7 @@ def submit_training(
 ) -> JobHandle:
     """Queue a fine-tuning job on the labelled documents of ``collection``. Options: see TrainConfig."""
     params = TrainParams(collection=collection, base_model=base_model, model_name=model_name or collection,
-                         options=dict(options or {}), skip_unlabelled=skip_unlabelled)
+                         options=dict(options or {}), skip_unlabelled=skip_unlabelled, filter=filter)
     return _submit(JobKind.train, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
 
 
@@ -157,6 +158,7 @@ def submit_classification(
     *,
     only_missing: bool = True,
     shards: int | None = None,
+    filter: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
     settings: Settings | None = None,
@@ -167,7 +169,8 @@ def submit_classification(
     Over BERTJOBS_CLASSIFY_SHARD_SIZE documents (or with ``shards``), the job splits into shard jobs that any
     worker can take; it finishes when the last shard does.
     """
-    params = ClassifyParams(collection=collection, model=model, only_missing=only_missing, shards=shards)
+    params = ClassifyParams(collection=collection, model=model, only_missing=only_missing, shards=shards,
+                            filter=filter)
     return _submit(JobKind.classify, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
 
 

@@ -41,6 +41,7 @@ class Outcome(str, enum.Enum):
     retry = "retry"  # put back in the queue after an unexpected error; publish it again
     skipped = "skipped"  # not claimable: finished, owned by someone else, cancelled or out of attempts
     lost = "lost"  # another attempt took the job over while this one ran; nothing was written
+    dead = "dead"  # unexpected errors on every attempt
 
 
 def default_owner() -> str:
@@ -169,8 +170,8 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
             with sessions.begin() as s:
                 repo.requeue_job(s, job_id, attempt, f"attempt {attempt} failed, will retry: {reason}")
             return Outcome.retry
-        ctx.end(JobStatus.failed, error=f"gave up after {attempt} attempts: {reason}")
-        return Outcome.failed
+        ctx.end(JobStatus.dead, error=f"dead after {attempt} attempts; last error: {reason}")
+        return Outcome.dead
     finally:
         heartbeat.stop()
 
@@ -224,7 +225,7 @@ def _train(ctx: JobContext) -> None:
     params = TrainParams.from_dict(ctx.params)
     config = params.train_config()
     with ctx.sessions.begin() as s:
-        data = repo.load_labelled(s, params.collection)
+        data = repo.load_labelled(s, params.collection, params.filter)
     if not data.ids:
         extra = f" ({data.unlabelled} unlabelled)" if data.unlabelled else ""
         raise InvalidJob(f"collection {params.collection!r} has no labelled documents{extra}")
@@ -255,6 +256,7 @@ def _train(ctx: JobContext) -> None:
     hyper.pop("base_model")
     lineage = {
         "collection": params.collection,
+        "filter": params.filter,
         "row_count": len(data.ids),
         "unlabelled_skipped": data.unlabelled,
         "content_sha256": _content_hash(data.ids, data.texts, data.labels),
@@ -320,8 +322,9 @@ def run_classification(job_id: int, *, settings: Settings | None = None, owner: 
 def _classify(ctx: JobContext) -> None:
     params = ClassifyParams.from_dict(ctx.params)
     with ctx.sessions.begin() as s:
-        if repo.count_documents(s, params.collection) == 0:
-            raise InvalidJob(f"collection {params.collection!r} has no documents")
+        if repo.count_documents(s, params.collection, where=params.filter) == 0:
+            which = " matching the filter" if params.filter else ""
+            raise InvalidJob(f"collection {params.collection!r} has no documents{which}")
         mv = repo.resolve_model_version(s, params.model)
         if mv is None:
             raise InvalidJob(f"no ready model version matches {params.model!r}")
@@ -333,7 +336,7 @@ def _classify(ctx: JobContext) -> None:
             cursor = job.cursor
         done = job.progress_done if job.cursor is not None else 0
         remaining = repo.count_documents(s, params.collection, after_id=cursor, unpredicted_by=skip,
-                                         up_to_id=params.id_max)
+                                         up_to_id=params.id_max, where=params.filter)
         target = _Target(mv.id, f"{mv.name}:{mv.version}", mv.artifact_path, mv.artifact_sha256, job.parent_id)
     shards = params.shards or -(-remaining // ctx.settings.classify_shard_size)
     if not params.is_shard and job.cursor is None and shards > 1 and remaining > shards:
@@ -354,10 +357,11 @@ class _Target:
 def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int, total: int) -> None:
     """Split into shards by id range, commit them with the parent parked, then publish them."""
     with ctx.sessions.begin() as s:
-        ranges = repo.id_ranges(s, params.collection, -(-repo.count_documents(s, params.collection) // shards))
+        selected = repo.count_documents(s, params.collection, where=params.filter)
+        ranges = repo.id_ranges(s, params.collection, -(-selected // shards), where=params.filter)
         ctx.fenced(s)
         children = [ClassifyParams(collection=params.collection, model=target.ref, only_missing=params.only_missing,
-                                   id_min=lo, id_max=hi).to_dict() for lo, hi in ranges]
+                                   id_min=lo, id_max=hi, filter=params.filter).to_dict() for lo, hi in ranges]
         ids = repo.create_shards(s, ctx.job_id, ctx.attempt, children, ctx.settings.max_attempts, total)
     log.info("job %s: split into %d shards: %s", ctx.job_id, len(ids), ids)
     if ctx.publish is None:
@@ -383,7 +387,7 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
         ctx.check()
         with ctx.sessions.begin() as s:
             page = repo.read_documents(s, params.collection, cursor, settings.classify_chunk_size,
-                                       unpredicted_by=skip, up_to_id=params.id_max)
+                                       unpredicted_by=skip, up_to_id=params.id_max, where=params.filter)
         if not page:
             break
         predictions = classifier.predict_or_fail([text for _, text in page], settings.classify_batch_size,

@@ -12,6 +12,21 @@ from worker.ml.errors import InvalidTrainingData
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
+def check_filter(where: Any) -> dict[str, Any] | None:
+    """Validate a document filter (see db.repo.document_filter) before anything is enqueued."""
+    if where is None:
+        return None
+    if not isinstance(where, dict):
+        raise InvalidJob(f"filter must be an object, got {where!r}")
+    from db.repo import document_filter
+
+    try:
+        document_filter(where)
+    except ValueError as exc:
+        raise InvalidJob(str(exc)) from exc
+    return where
+
+
 def check_name(kind: str, value: Any) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise InvalidJob(f"{kind} must be 1-200 letters, digits, '.', '_' or '-', got {value!r}")
@@ -25,9 +40,11 @@ class TrainParams:
     model_name: str
     options: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields other than base_model
     skip_unlabelled: bool = False
+    filter: dict[str, Any] | None = None  # which documents of the collection (db.repo.document_filter)
 
     def __post_init__(self) -> None:
         check_name("collection", self.collection)
+        check_filter(self.filter)
         check_name("model name", self.model_name)
         if not isinstance(self.base_model, str) or not self.base_model.strip():
             raise InvalidJob("base_model must be a hub name or a local path")
@@ -60,6 +77,7 @@ class ClassifyParams:
     shards: int | None = None  # split into this many jobs; None: one per BERTJOBS_CLASSIFY_SHARD_SIZE documents
     id_min: int | None = None  # set on a shard: its document id range, inclusive
     id_max: int | None = None
+    filter: dict[str, Any] | None = None  # which documents of the collection (db.repo.document_filter)
 
     @property
     def is_shard(self) -> bool:
@@ -67,6 +85,7 @@ class ClassifyParams:
 
     def __post_init__(self) -> None:
         check_name("collection", self.collection)
+        check_filter(self.filter)
         if self.shards is not None and (not isinstance(self.shards, int) or isinstance(self.shards, bool)
                                         or not 1 <= self.shards <= 1024):
             raise InvalidJob(f"shards must be a whole number from 1 to 1024, got {self.shards!r}")
