@@ -11,18 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, load_documents
 from sqlalchemy import select, text
-from workers import wait_for
 
 from db import repo
 from db.models import ModelVersion
 from db.session import session_factory_for
+from helpers import free_port, load_documents
 from worker.client import publish, submit_classification, submit_training
 from worker.reaper import reap
+from workers import wait_for
 
 pytestmark = pytest.mark.slow
-
 
 
 def _register(url, artifact, name="rt") -> str:
@@ -58,6 +57,21 @@ def _assert_each_document_once(url, collection, model_ref):
     assert row.docs == row.rows == row.distinct_docs, row
 
 
+@pytest.fixture
+def rt_model(service_settings, minilm_artifact) -> str:
+    """The MiniLM artifact registered as model version rt:1."""
+    return _register(service_settings.resolved_database_url, minilm_artifact)
+
+
+def _bulk_job_under_way(workers, settings, model, rows, at_least=64):
+    """Load ``rows`` into ``inbox``, start worker ``a``, submit the bulk job and wait until it is under way."""
+    load_documents(settings.resolved_database_url, "inbox", rows)
+    workers.start("a")
+    job = submit_classification("inbox", model, settings=settings)
+    wait_for(lambda: _running_with_progress(job, at_least), timeout=120, what="progress")
+    return job
+
+
 def _running_with_progress(handle, at_least):
     snap = handle.snapshot()
     assert not snap.finished, f"job {snap.id} finished before the fault: {snap.status}"
@@ -65,13 +79,9 @@ def _running_with_progress(handle, at_least):
 
 
 def test_sigkill_in_the_middle_of_a_bulk_job_then_a_new_worker_completes_it(
-        workers, service_settings, minilm_artifact, rt_rows):
-    url = service_settings.resolved_database_url
-    model = _register(url, minilm_artifact)
-    load_documents(url, "inbox", rt_rows[:600])
-    workers.start("a")
-    job = submit_classification("inbox", model, settings=service_settings)
-    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+        workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=64)
     workers.kill("a")
     assert job.status() == "running"
     workers.start("b")
@@ -132,13 +142,9 @@ def test_two_workers_given_the_same_job_at_once_run_it_once(workers, service_set
 
 
 def test_a_worker_paused_past_its_lease_has_its_writes_rejected_when_it_resumes(
-        workers, service_settings, minilm_artifact, rt_rows):
-    url = service_settings.resolved_database_url
-    model = _register(url, minilm_artifact)
-    load_documents(url, "inbox", rt_rows[:600])
-    workers.start("a")
-    job = submit_classification("inbox", model, settings=service_settings)
-    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+        workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=64)
     workers.signal("a", signal.SIGSTOP)
     workers.start("b")
     [snap] = _reap_until_finished([job], service_settings)
@@ -211,13 +217,9 @@ def test_jobs_queued_when_redis_dies_and_restarts_all_complete(
 
 
 def test_database_connections_terminated_mid_job_then_the_job_recovers(
-        workers, service_settings, minilm_artifact, rt_rows):
-    url = service_settings.resolved_database_url
-    model = _register(url, minilm_artifact)
-    load_documents(url, "inbox", rt_rows[:600])
-    workers.start("a")
-    job = submit_classification("inbox", model, settings=service_settings)
-    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+        workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=64)
     with session_factory_for(url).begin() as s:
         killed = s.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
@@ -227,13 +229,9 @@ def test_database_connections_terminated_mid_job_then_the_job_recovers(
     _assert_each_document_once(url, "inbox", model)
 
 
-def test_cancelling_a_running_bulk_job_stops_it_within_a_batch(workers, service_settings, minilm_artifact, rt_rows):
-    url = service_settings.resolved_database_url
-    model = _register(url, minilm_artifact)
-    load_documents(url, "inbox", rt_rows[:600])
-    workers.start("a")
-    job = submit_classification("inbox", model, settings=service_settings)
-    wait_for(lambda: _running_with_progress(job, 32), timeout=120, what="progress")
+def test_cancelling_a_running_bulk_job_stops_it_within_a_batch(workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=32)
     assert job.cancel() == "running"
     snap = job.wait(timeout=30)
     assert snap.status == "cancelled" and snap.progress_done < 600

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from sqlalchemy import select, text
 
 from db import repo
 from db.models import Job, ModelVersion, Prediction
 from db.session import session_factory_for
+from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from worker import jobs
 from worker.client import submit_classification, submit_training
 from worker.errors import InvalidJob

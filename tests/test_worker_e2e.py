@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from sqlalchemy import text
 
 from db.session import session_factory_for
+from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from worker.cli import main as cli_main
 from worker.client import submit_classification, submit_training
 
