@@ -138,6 +138,8 @@ class ModelAlias(Base):
     name: Mapped[str] = mapped_column(String(200))
     alias: Mapped[str] = mapped_column(String(100))
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    # What the alias pointed at before its last move: `bertjobs models rollback` goes back to it.
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow,
                                                  server_default=func.now())
 
@@ -148,7 +150,9 @@ class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
         UniqueConstraint("document_id", "model_version_id"),
-        Index("ix_predictions_model_version_id", "model_version_id"),
+        # Label counts per model version and low-confidence lists stay index scans at millions of rows.
+        Index("ix_predictions_model_version_id_label", "model_version_id", "label"),
+        Index("ix_predictions_model_version_id_score", "model_version_id", "score"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -499,12 +499,40 @@ def list_model_versions(session: Session, name: str | None = None) -> list[Model
     return list(session.scalars(stmt))
 
 
-def set_alias(session: Session, mv: ModelVersion, alias: str) -> None:
-    stmt = _insert(session, ModelAlias).values(name=mv.name, alias=alias, model_version_id=mv.id, updated_at=utcnow())
-    session.execute(stmt.on_conflict_do_update(
-        index_elements=["name", "alias"],
-        set_={"model_version_id": stmt.excluded.model_version_id, "updated_at": stmt.excluded.updated_at},
-    ))
+def alias_holder(session: Session, name: str, alias: str) -> ModelAlias | None:
+    return session.scalar(select(ModelAlias).where(ModelAlias.name == name, ModelAlias.alias == alias))
+
+
+def set_alias(session: Session, mv: ModelVersion, alias: str) -> int | None:
+    """Point ``name@alias`` at this version, remembering the version it pointed at (for a rollback)."""
+    current = alias_holder(session, mv.name, alias)
+    if current is None:
+        session.add(ModelAlias(name=mv.name, alias=alias, model_version_id=mv.id, updated_at=utcnow()))
+        session.flush()
+        return None
+    previous = current.model_version_id
+    if previous != mv.id:
+        current.previous_version_id, current.model_version_id, current.updated_at = previous, mv.id, utcnow()
+        session.flush()
+    return previous
+
+
+def rollback_alias(session: Session, name: str, alias: str) -> ModelVersion | None:
+    """Point ``name@alias`` back at the version it held before the last promotion."""
+    current = alias_holder(session, name, alias)
+    if current is None or current.previous_version_id is None:
+        return None
+    current.model_version_id, current.previous_version_id = current.previous_version_id, current.model_version_id
+    current.updated_at = utcnow()
+    session.flush()
+    return session.get(ModelVersion, current.model_version_id)
+
+
+def active_jobs(session: Session, kind: str, dedupe_prefix: str) -> list[Job]:
+    """Unfinished jobs of a kind whose dedupe key starts with a prefix (used to never overlap nightly runs)."""
+    return list(session.scalars(select(Job).where(
+        Job.kind == kind, Job.dedupe_key.startswith(dedupe_prefix, autoescape=True),
+        Job.status.in_([JobStatus.queued.value, JobStatus.running.value]))))
 
 
 # ---------------------------------------------------------------- predictions
@@ -523,8 +551,9 @@ def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
 
 
 def unpredicted_filter(model_version_id: int):
-    """Documents that have no prediction from this model version."""
-    return ~exists().where(Prediction.document_id == Document.id, Prediction.model_version_id == model_version_id)
+    """Documents with no current prediction from this model version: none yet, or one older than the text."""
+    return ~exists().where(Prediction.document_id == Document.id, Prediction.model_version_id == model_version_id,
+                           Prediction.created_at >= Document.updated_at)
 
 
 def prediction_counts(session: Session, model_version_id: int, job_id: int | None = None) -> dict[str, int]:

@@ -9,17 +9,38 @@ Settings chosen on purpose (the database, not the broker, decides whether a job 
 - ``task_reject_on_worker_lost=False``: a task whose process dies is acknowledged, not re-queued forever;
   the reaper re-queues the job from the database until it runs out of attempts, then marks it dead.
 - ``task_time_limit``: a hung task is killed (then re-queued by the reaper, up to ``max_attempts``).
-- Beat sends the reaper to its own ``maintenance`` queue every ``reaper_interval_seconds``.
+- Beat sends the reaper to its own ``maintenance`` queue every ``reaper_interval_seconds``, and the nightly
+  classification at ``nightly_time`` (UTC) when ``nightly_model`` and ``nightly_collections`` are set.
 """
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import worker_process_init
 
 from worker.config import Settings, get_settings
 
-TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify", "reap": "bertjobs.reap"}
-QUEUES = {"train": "train", "classify": "classify", "reap": "maintenance"}
+TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify", "reap": "bertjobs.reap",
+         "nightly": "bertjobs.nightly"}
+QUEUES = {"train": "train", "classify": "classify", "reap": "maintenance", "nightly": "maintenance"}
+
+
+def beat_schedule(settings: Settings) -> dict:
+    schedule = {
+        "reap-lost-jobs": {
+            "task": TASKS["reap"],
+            "schedule": settings.reaper_interval_seconds,
+            "options": {"queue": QUEUES["reap"], "expires": settings.reaper_interval_seconds},
+        },
+    }
+    if settings.nightly_model and settings.nightly_collections:
+        hour, minute = settings.nightly_time.split(":")
+        schedule["nightly-classification"] = {
+            "task": TASKS["nightly"],
+            "schedule": crontab(hour=int(hour), minute=int(minute)),
+            "options": {"queue": QUEUES["nightly"]},
+        }
+    return schedule
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -43,13 +64,10 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={TASKS[kind]: {"queue": queue} for kind, queue in QUEUES.items()},
         task_default_queue=QUEUES["classify"],
         task_create_missing_queues=True,
-        beat_schedule={
-            "reap-lost-jobs": {
-                "task": TASKS["reap"],
-                "schedule": settings.reaper_interval_seconds,
-                "options": {"queue": QUEUES["reap"], "expires": settings.reaper_interval_seconds},
-            },
-        },
+        worker_send_task_events=True,  # Flower shows tasks as they run
+        task_send_sent_event=True,
+        beat_schedule=beat_schedule(settings),
+        timezone="UTC",
     )
     return app
 

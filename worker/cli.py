@@ -94,6 +94,33 @@ def cmd_import(args) -> int:
 # ---------------------------------------------------------------- train / classify
 
 
+class ProgressBar:
+    """One line on stderr, redrawn in place: status, done/total, rate and ETA."""
+
+    def __init__(self, stream, width: int = 30):
+        import time
+
+        self.stream, self.width, self.clock = stream, width, time.monotonic
+        self.first: tuple[float, int] | None = None
+
+    def __call__(self, snap) -> None:
+        now, done, total = self.clock(), snap.progress_done, snap.progress_total
+        if snap.status == "running" and (self.first is None or done < self.first[1]):
+            self.first = (now, done)
+        rate = (done - self.first[1]) / (now - self.first[0]) if self.first and now > self.first[0] else 0.0
+        if total:
+            filled = int(self.width * min(done / total, 1.0))
+            bar = "#" * filled + "-" * (self.width - filled)
+            eta = f" ETA {int((total - done) / rate) // 60}:{int((total - done) / rate) % 60:02d}" if rate > 0 else ""
+            line = f"job {snap.id} {snap.status:9} [{bar}] {done}/{total} {rate:.1f}/s{eta}"
+        else:
+            line = f"job {snap.id} {snap.status:9} {done}"
+        end = "\n" if snap.finished else ""
+        if self.stream.isatty() or snap.finished:
+            self.stream.write("\r" + line.ljust(100) + end)
+            self.stream.flush()
+
+
 def _run_or_wait(handle, kind: str, args) -> int:
     from worker import jobs
 
@@ -105,7 +132,7 @@ def _run_or_wait(handle, kind: str, args) -> int:
               file=sys.stderr)
         return 1
     if args.inline or args.wait:
-        snap = handle.wait()
+        snap = handle.wait(on_progress=None if args.inline else ProgressBar(sys.stderr))
         _print_job(snap)
         return 0 if snap.status == "succeeded" else 1
     print(f"job {handle.id} queued ({kind}); follow it with: bertjobs jobs show {handle.id}")
@@ -221,6 +248,17 @@ def cmd_results(args) -> int:
 def cmd_models(args) -> int:
     from db import repo
 
+    if args.action == "rollback":
+        from worker.registry import rollback
+
+        print(rollback(args.name, args.alias))
+        return 0
+    if args.action == "promote":
+        from worker.registry import promote
+
+        promotion = promote(args.ref, args.alias, gate_collection=args.gate)
+        print(promotion.describe())
+        return 0 if promotion.promoted else 1
     with _sessions().begin() as s:
         if args.action == "list":
             print(f"{'model':24}  {'accuracy':>8}  {'macro_f1':>8}  {'rows':>7}  {'created':19}  base model")
@@ -232,9 +270,14 @@ def cmd_models(args) -> int:
         mv = repo.resolve_model_version(s, args.ref)
         if mv is None:
             raise CliError(f"no ready model version matches {args.ref!r}")
-        if args.action == "promote":
-            repo.set_alias(s, mv, args.alias)
-            print(f"{mv.name}@{args.alias} -> {mv.name}:{mv.version}")
+        if args.action == "report":
+            from worker.report import write_report
+
+            path = write_report({"name": mv.name, "version": mv.version, "base_model": mv.base_model,
+                                 "metrics": mv.metrics, "hyperparameters": mv.hyperparameters,
+                                 "lineage": mv.lineage}, mv.artifact_path)
+            print(f"{mv.name}:{mv.version}: accuracy {mv.metrics.get('accuracy', 0):.4f}, "
+                  f"macro-F1 {mv.metrics.get('macro_f1', 0):.4f}; report: {path}")
             return 0
         metrics = {k: v for k, v in mv.metrics.items() if k != "history"}
         print(json.dumps({
@@ -278,6 +321,31 @@ def cmd_reap(args) -> int:
     report = reap()
     print(f"requeued {report.requeued}, dead {report.dead}, cancelled {report.cancelled}, "
           f"republished {report.republished}")
+    return 0
+
+
+def cmd_nightly(args) -> int:
+    from worker.nightly import run_nightly
+
+    handles = run_nightly()
+    if not handles:
+        print("nothing started (see BERTJOBS_NIGHTLY_MODEL and BERTJOBS_NIGHTLY_COLLECTIONS, or the log)")
+    for h in handles:
+        print(f"job {h.id}: {'queued' if h.created else 'already created today'}")
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from worker.metrics import prometheus_text
+
+    text = prometheus_text(get_settings())
+    if args.textfile:
+        target = Path(args.textfile)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -364,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     mp = msub.add_parser("promote", help="point an alias (production, staging...) at a version")
     mp.add_argument("ref")
     mp.add_argument("--alias", default="production")
+    mp.add_argument("--gate", metavar="COLLECTION",
+                    help="promote only if macro-F1 on this labelled collection beats the current holder's")
+    mr = msub.add_parser("rollback", help="point an alias back at the version it held before")
+    mr.add_argument("name")
+    mr.add_argument("--alias", default="production")
+    mrep = msub.add_parser("report", help="write the HTML training report and print where it is")
+    mrep.add_argument("ref")
 
     wk = sub.add_parser("worker", help="start a Celery worker (one per GPU)")
     wk.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
@@ -378,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=cmd_beat)
     rp = sub.add_parser("reap", help="recover lost jobs once (what beat runs periodically)")
     rp.set_defaults(func=cmd_reap)
+
+    ng = sub.add_parser("nightly", help="start today's nightly classification now (what beat runs at nightly_time)")
+    ng.set_defaults(func=cmd_nightly)
+    mt = sub.add_parser("metrics", help="Prometheus metrics: jobs by status, queue depth, documents per second")
+    mt.add_argument("--textfile", help="write atomically to this file (node_exporter textfile collector)")
+    mt.set_defaults(func=cmd_metrics)
 
     dm = sub.add_parser("demo", help="import Rotten Tomatoes, train on part of it, classify the rest")
     dm.add_argument("--train-docs", type=int, default=2400)

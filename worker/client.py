@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from db import repo
 from db.models import FINISHED_STATUSES, JobKind
@@ -81,11 +81,14 @@ class JobHandle:
         snap = self.snapshot()
         return snap.progress_done, snap.progress_total
 
-    def wait(self, timeout: float | None = None, poll: float = 1.0) -> JobSnapshot:
+    def wait(self, timeout: float | None = None, poll: float = 1.0,
+             on_progress: Callable[[JobSnapshot], None] | None = None) -> JobSnapshot:
         """Block until the job finishes; raise TimeoutError after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             snap = self.snapshot()
+            if on_progress is not None:
+                on_progress(snap)
             if snap.finished:
                 return snap
             if deadline is not None and time.monotonic() > deadline:

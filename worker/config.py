@@ -35,11 +35,31 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often celery beat runs the reaper.")
     republish_after_seconds: int = Field(300, ge=1, description="A job queued this long untouched is published again.")
 
+    nightly_model: str = Field("", description="Model name the nightly run classifies with (its nightly_alias version).")
+    nightly_alias: str = Field("production", description="Alias of the model the nightly run uses.")
+    nightly_collections: list[str] = Field(default_factory=list, description="Collections the nightly run classifies.")
+    nightly_time: str = Field("02:00", description="When beat starts the nightly run, HH:MM in UTC.")
+
     max_text_chars: int = Field(100_000, ge=1, description="Longest document text accepted on import and classified.")
     classify_chunk_size: int = Field(512, ge=1, description="Documents per committed batch of a classification job.")
     classify_shard_size: int = Field(100_000, ge=1, description="A bulk job over more documents splits into shards of this size.")
     classify_batch_size: int = Field(64, ge=1, description="Texts per forward pass.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+
+    @field_validator("nightly_collections", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("nightly_time")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        hour, _, minute = value.partition(":")
+        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            raise ValueError(f"nightly_time must be HH:MM, got {value!r}")
+        return value
 
     @field_validator("database_url")
     @classmethod

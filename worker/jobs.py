@@ -26,6 +26,7 @@ from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import PERMANENT_ERRORS, Cancelled, InvalidJob, LeaseLost
 from worker.params import ClassifyParams, TrainParams
+from worker.report import write_report
 
 log = logging.getLogger("bertjobs.jobs")
 
@@ -51,6 +52,14 @@ def default_owner() -> str:
 def one_line(exc: BaseException, limit: int = 500) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:limit]
+
+
+class JobLog(logging.LoggerAdapter):
+    """Every line of a running job carries its id, attempt, kind and (once known) model version."""
+
+    def process(self, msg, kwargs):
+        fields = " ".join(f"{k}={v}" for k, v in self.extra.items() if v is not None)
+        return f"[{fields}] {msg}", kwargs
 
 
 class Heartbeat(threading.Thread):
@@ -96,6 +105,7 @@ class JobContext:
     settings: Settings
     heartbeat: Heartbeat
     publish: Publish | None = None
+    log: JobLog = field(default_factory=lambda: JobLog(log, {}))
     _last_progress: float = field(default=0.0)
 
     def should_stop(self) -> bool:
@@ -145,26 +155,27 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
 
     heartbeat = Heartbeat(sessions, job_id, attempt, settings.lease_seconds, settings.heartbeat_seconds)
     heartbeat.start()
-    ctx = JobContext(job_id, attempt, params, sessions, settings, heartbeat, publish)
-    log.info("job %s attempt %s: %s started by %s", job_id, attempt, kind.value, owner)
+    jlog = JobLog(log, {"job": job_id, "attempt": attempt, "kind": kind.value, "model": None})
+    ctx = JobContext(job_id, attempt, params, sessions, settings, heartbeat, publish, jlog)
+    jlog.info("%s started by %s", kind.value, owner)
     try:
         body(ctx)
         return Outcome.succeeded
     except LeaseLost as exc:
-        log.warning("job %s attempt %s: %s", job_id, attempt, exc)
+        jlog.warning("%s", exc)
         return Outcome.lost
     except Cancelled:
         if heartbeat.lost.is_set():
             return Outcome.lost
         ctx.end(JobStatus.cancelled, error="cancelled on request")
-        log.info("job %s attempt %s: cancelled", job_id, attempt)
+        jlog.info("cancelled")
         return Outcome.cancelled
     except PERMANENT_ERRORS as exc:
         ctx.end(JobStatus.failed, error=one_line(exc))
-        log.info("job %s attempt %s: failed: %s", job_id, attempt, one_line(exc))
+        jlog.info("failed: %s", one_line(exc))
         return Outcome.failed
     except Exception as exc:
-        log.exception("job %s attempt %s: unexpected error", job_id, attempt)
+        jlog.exception("unexpected error")
         reason = f"{type(exc).__name__}: {one_line(exc)}"
         if attempt < max_attempts:
             with sessions.begin() as s:
@@ -239,9 +250,9 @@ def _train(ctx: JobContext) -> None:
         ctx.progress(step, total, every=2.0)
 
     def on_epoch(record: dict) -> None:
-        log.info("job %s: epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
-                 ctx.job_id, record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
-                 record["accuracy"], record["macro_f1"], record["seconds"])
+        ctx.log.info("epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
+                     record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
+                     record["accuracy"], record["macro_f1"], record["seconds"])
 
     store = ctx.settings.resolved_model_store.resolve()
     checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
@@ -250,7 +261,7 @@ def _train(ctx: JobContext) -> None:
                        checkpoint_dir=checkpoints)
     ctx.check()
     if result.resumed_from_epoch:
-        log.info("job %s: resumed from the checkpoint of epoch %d", ctx.job_id, result.resumed_from_epoch)
+        ctx.log.info("resumed from the checkpoint of epoch %d", result.resumed_from_epoch)
 
     hyper = config.to_dict()
     hyper.pop("base_model")
@@ -279,7 +290,13 @@ def _train(ctx: JobContext) -> None:
         shutil.rmtree(destination, ignore_errors=True)
         raise
     shutil.rmtree(checkpoints, ignore_errors=True)
-    log.info("job %s: registered %s:%s (accuracy %.4f, macro-F1 %.4f)", ctx.job_id, params.model_name, version,
+    try:
+        write_report({"name": params.model_name, "version": version, "base_model": params.base_model,
+                      "metrics": metrics, "hyperparameters": hyper, "lineage": lineage}, destination)
+    except OSError as exc:  # the model is registered; `bertjobs models report` can write it again
+        ctx.log.warning("could not write the training report: %s", exc)
+    ctx.log.extra["model"] = f"{params.model_name}:{version}"
+    ctx.log.info("registered %s:%s (accuracy %.4f, macro-F1 %.4f)", params.model_name, version,
              result.metrics["accuracy"], result.metrics["macro_f1"])
 
 
@@ -338,6 +355,7 @@ def _classify(ctx: JobContext) -> None:
         remaining = repo.count_documents(s, params.collection, after_id=cursor, unpredicted_by=skip,
                                          up_to_id=params.id_max, where=params.filter)
         target = _Target(mv.id, f"{mv.name}:{mv.version}", mv.artifact_path, mv.artifact_sha256, job.parent_id)
+    ctx.log.extra["model"] = target.ref
     shards = params.shards or -(-remaining // ctx.settings.classify_shard_size)
     if not params.is_shard and job.cursor is None and shards > 1 and remaining > shards:
         _split(ctx, params, target, shards, remaining)
@@ -363,15 +381,15 @@ def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int
         children = [ClassifyParams(collection=params.collection, model=target.ref, only_missing=params.only_missing,
                                    id_min=lo, id_max=hi, filter=params.filter).to_dict() for lo, hi in ranges]
         ids = repo.create_shards(s, ctx.job_id, ctx.attempt, children, ctx.settings.max_attempts, total)
-    log.info("job %s: split into %d shards: %s", ctx.job_id, len(ids), ids)
+    ctx.log.info("split into %d shards: %s", len(ids), ids)
     if ctx.publish is None:
-        log.warning("job %s: no publisher; its shards stay queued for the reaper", ctx.job_id)
+        ctx.log.warning("no publisher; its shards stay queued for the reaper")
         return
     for shard_id in ids:
         try:
             ctx.publish(shard_id, JobKind.classify.value)
         except Exception as exc:  # noqa: BLE001 - committed as queued: the reaper publishes them again
-            log.warning("job %s: could not publish shard %s: %s", ctx.job_id, shard_id, exc)
+            ctx.log.warning("could not publish shard %s: %s", shard_id, exc)
 
 
 def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cursor: int | None, done: int,

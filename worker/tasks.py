@@ -1,7 +1,7 @@
 """Celery tasks: one thin task per job kind. Each takes a job id and calls the job function."""
 from __future__ import annotations
 
-from worker import jobs, reaper
+from worker import jobs, nightly, reaper
 from worker.celery_app import TASKS, app
 from worker.client import publish
 from worker.config import get_settings
@@ -28,3 +28,8 @@ def reap() -> dict:
     report = reaper.reap()
     return {"requeued": report.requeued, "dead": report.dead, "cancelled": report.cancelled,
             "republished": report.republished}
+
+
+@app.task(name=TASKS["nightly"], ignore_result=True)
+def nightly_classification() -> list[int]:
+    return [handle.id for handle in nightly.run_nightly()]

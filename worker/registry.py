@@ -1,0 +1,80 @@
+"""Model registry operations beyond plain rows: gated promotion, rollback, evaluation on a labelled collection."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from db import repo
+from db.models import ModelVersion
+from db.session import session_factory_for
+from worker.config import Settings, get_settings
+from worker.errors import InvalidJob
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promoted: bool
+    model: str
+    alias: str
+    previous: str | None
+    candidate_macro_f1: float | None = None
+    holder_macro_f1: float | None = None
+
+    def describe(self) -> str:
+        scores = ""
+        if self.candidate_macro_f1 is not None:
+            holder = "none" if self.holder_macro_f1 is None else f"{self.holder_macro_f1:.4f}"
+            scores = f" (gate macro-F1: candidate {self.candidate_macro_f1:.4f}, current {holder})"
+        if not self.promoted:
+            return f"not promoted: {self.model} does not beat {self.previous}{scores}"
+        name = self.model.split(":")[0]
+        return f"{name}@{self.alias} -> {self.model}" + (f" (was {self.previous})" if self.previous else "") + scores
+
+
+def evaluate(mv: ModelVersion, collection: str, settings: Settings) -> dict:
+    """Metrics of a model version on the labelled documents of a collection (predicted here, not stored)."""
+    from worker.ml.metrics import classification_metrics
+    from worker.ml.predict import load_classifier
+
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        data = repo.load_labelled(s, collection)
+    if not data.ids:
+        raise InvalidJob(f"collection {collection!r} has no labelled documents to evaluate on")
+    classifier = load_classifier(mv.artifact_path, sha256=mv.artifact_sha256, device=settings.device)
+    predictions = classifier.predict_or_fail(data.texts, settings.classify_batch_size, settings.max_text_chars)
+    labels = sorted(set(data.labels) | set(mv.labels))
+    index = {label: i for i, label in enumerate(labels)}
+    pairs = [(index[t], index[p.label]) for t, p in zip(data.labels, predictions) if p.label is not None]
+    return classification_metrics([t for t, _ in pairs], [p for _, p in pairs], labels)
+
+
+def promote(ref: str, alias: str = "production", *, gate_collection: str | None = None,
+            settings: Settings | None = None) -> Promotion:
+    """Point ``name@alias`` at ``ref``; with a gate, only if its macro-F1 on the collection beats the holder's."""
+    settings = settings or get_settings()
+    sessions = session_factory_for(settings.resolved_database_url)
+    with sessions.begin() as s:
+        candidate = repo.resolve_model_version(s, ref)
+        if candidate is None:
+            raise InvalidJob(f"no ready model version matches {ref!r}")
+        holder = repo.resolve_model_version(s, f"{candidate.name}@{alias}")
+    model = f"{candidate.name}:{candidate.version}"
+    previous = f"{holder.name}:{holder.version}" if holder else None
+    candidate_f1 = holder_f1 = None
+    if gate_collection:
+        candidate_f1 = evaluate(candidate, gate_collection, settings)["macro_f1"]
+        if holder is not None and holder.id != candidate.id:
+            holder_f1 = evaluate(holder, gate_collection, settings)["macro_f1"]
+            if candidate_f1 <= holder_f1:
+                return Promotion(False, model, alias, previous, candidate_f1, holder_f1)
+    with sessions.begin() as s:
+        repo.set_alias(s, repo.resolve_model_version(s, model), alias)
+    return Promotion(True, model, alias, previous, candidate_f1, holder_f1)
+
+
+def rollback(name: str, alias: str = "production", settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        mv = repo.rollback_alias(s, name, alias)
+        if mv is None:
+            raise InvalidJob(f"{name}@{alias} has no earlier version to roll back to")
+        return f"{name}@{alias} -> {mv.name}:{mv.version}"

@@ -1,0 +1,119 @@
+"""A self-contained HTML training report per model version: learning curves, confusion matrix, per-class table.
+
+No plotting library: the curves are inline SVG, so the file opens anywhere and can be mailed as it is.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def report_path(artifact_path: str | Path) -> Path:
+    """Beside the artifact folder (not inside it: that would change the artifact's hash)."""
+    artifact = Path(artifact_path)
+    return artifact.with_name(artifact.name + ".report.html")
+
+
+def _polyline(xs: Sequence[float], ys: Sequence[float], x_range, y_range, box, color: str) -> str:
+    (x0, x1), (y0, y1), (left, top, width, height) = x_range, y_range, box
+    points = []
+    for x, y in zip(xs, ys):
+        px = left + (x - x0) / ((x1 - x0) or 1) * width
+        py = top + height - (y - y0) / ((y1 - y0) or 1) * height
+        points.append(f"{px:.1f},{py:.1f}")
+    dots = "".join(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{color}"/>' for p in points)
+    return f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(points)}"/>{dots}'
+
+
+def curve_svg(title: str, epochs: Sequence[int], series: dict[str, Sequence[float]]) -> str:
+    """A small line chart of per-epoch values, one line per series, with a legend."""
+    width, height, left, top, plot_w, plot_h = 420, 240, 50, 30, 340, 160
+    values = [v for ys in series.values() for v in ys if v is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = (hi - lo) * 0.1
+    lo, hi = lo - pad, hi + pad
+    x_range = (min(epochs), max(epochs)) if epochs else (0, 1)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{html.escape(title)}">',
+             f'<text x="{left}" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
+    for frac in (0.0, 0.5, 1.0):
+        y_val = lo + (hi - lo) * frac
+        y_px = top + plot_h - frac * plot_h
+        parts.append(f'<text x="{left - 6}" y="{y_px + 4:.1f}" font-size="10" text-anchor="end">{y_val:.3f}</text>')
+    for e in epochs:
+        x_px = left + (e - x_range[0]) / ((x_range[1] - x_range[0]) or 1) * plot_w
+        parts.append(f'<text x="{x_px:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="middle">{e}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 28}" font-size="11" text-anchor="middle">epoch</text>')
+    for i, (name, ys) in enumerate(series.items()):
+        color = colors[i % len(colors)]
+        parts.append(_polyline(epochs, ys, x_range, (lo, hi), (left, top, plot_w, plot_h), color))
+        parts.append(f'<text x="{left + 8 + i * 110}" y="{top + 14}" font-size="11" fill="{color}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    peak = max((max(row) for row in matrix), default=0) or 1
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    rows = []
+    for label, row in zip(labels, matrix):
+        cells = "".join(
+            f'<td style="background: rgba(31,119,180,{0.1 + 0.8 * n / peak:.2f})">{n}</td>' for n in row)
+        rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
+    return (f'<table class="cm"><tr><th>true \\ predicted</th>{head}</tr>{"".join(rows)}</table>')
+
+
+def per_class_table(per_class: dict[str, dict[str, float]]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
+        f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>" for label, m in per_class.items())
+    return ("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+            f"{rows}</table>")
+
+
+def render_report(model: dict[str, Any]) -> str:
+    """HTML for a model version given as a dict: name, version, base_model, metrics, hyperparameters, lineage."""
+    metrics = model.get("metrics") or {}
+    history = metrics.get("history") or []
+    epochs = [h["epoch"] for h in history]
+    title = f"{model['name']}:{model['version']}"
+    loss = curve_svg("loss", epochs, {"train": [h["train_loss"] for h in history],
+                                      "validation": [h["val_loss"] for h in history]})
+    scores = curve_svg("validation scores", epochs, {"accuracy": [h["accuracy"] for h in history],
+                                                     "macro-F1": [h["macro_f1"] for h in history]})
+    summary = (f"accuracy {metrics.get('accuracy', 0):.4f}, macro-F1 {metrics.get('macro_f1', 0):.4f}, "
+               f"best epoch {metrics.get('best_epoch')} of {len(history)}")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>bertjobs report {html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:60em}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} .cm td{{min-width:4em}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
+<body>
+<h1>Model {html.escape(title)}</h1>
+<p>Base model <code>{html.escape(str(model.get('base_model')))}</code>; validation {html.escape(summary)}.</p>
+<h2>Learning curves</h2>
+<div>{loss} {scores}</div>
+<h2>Confusion matrix (validation, best epoch)</h2>
+{confusion_table(metrics.get('confusion_matrix') or [], metrics.get('labels') or [])}
+<h2>Per class</h2>
+{per_class_table(metrics.get('per_class') or {})}
+<h2>Hyperparameters</h2>
+<pre>{html.escape(json.dumps(model.get('hyperparameters') or {}, indent=2, sort_keys=True))}</pre>
+<h2>Lineage</h2>
+<pre>{html.escape(json.dumps(model.get('lineage') or {}, indent=2, sort_keys=True, default=str))}</pre>
+</body></html>
+"""
+
+
+def write_report(model: dict[str, Any], artifact_path: str | Path) -> Path:
+    path = report_path(artifact_path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_report(model), encoding="utf-8")
+    tmp.replace(path)
+    return path
