@@ -5,11 +5,12 @@ attempt number the worker claimed. A stale owner (a paused process, a duplicate 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Select, and_, exists, func, or_, select, update
+from sqlalchemy import Select, and_, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -189,13 +190,13 @@ def load_labelled(session: Session, collection: str, where: dict[str, Any] | Non
     """The collection's labelled documents in id order, and how many have no label."""
     ids, texts, labels = [], [], []
     selected = _documents_in(collection, None, None, None, where)
-    for doc_id, text, label in session.execute(
+    for doc_id, body, label in session.execute(
         select(Document.id, Document.text, Document.label)
         .where(*selected, Document.label.is_not(None))
         .order_by(Document.id)
     ):
         ids.append(doc_id)
-        texts.append(text)
+        texts.append(body)
         labels.append(label)
     unlabelled = session.scalar(select(func.count()).select_from(Document).where(*selected, Document.label.is_(None)))
     return LabelledSet(ids, texts, labels, unlabelled or 0)
@@ -538,13 +539,39 @@ def active_jobs(session: Session, kind: str, dedupe_prefix: str) -> list[Job]:
 # ---------------------------------------------------------------- predictions
 
 
+_PREDICTION_COLUMNS = ("document_id", "model_version_id", "label", "score", "scores", "error", "job_id", "created_at")
+_UPDATED_ON_CONFLICT = ("label", "score", "scores", "error", "job_id", "created_at")
+
+# PostgreSQL: one statement per page, the rows passed as eight arrays and unnested server-side; several times
+# faster than a multi-row VALUES list (fewer parameters to bind, one plan).
+_PG_UPSERT_PREDICTIONS = text(f"""
+INSERT INTO predictions ({", ".join(_PREDICTION_COLUMNS)})
+SELECT d, m, l, s, ss::jsonb, e, j, c
+FROM unnest(CAST(:d AS BIGINT[]), CAST(:m AS BIGINT[]), CAST(:l AS TEXT[]), CAST(:s AS FLOAT8[]),
+            CAST(:ss AS TEXT[]), CAST(:e AS TEXT[]), CAST(:j AS BIGINT[]), CAST(:c AS TIMESTAMPTZ[]))
+     AS t(d, m, l, s, ss, e, j, c)
+ON CONFLICT (document_id, model_version_id) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED_ON_CONFLICT)}
+""")
+
+
 def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Write predictions keyed by (document, model version), many rows per statement. Re-running overwrites."""
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_PG_UPSERT_PREDICTIONS, {
+            "d": [r["document_id"] for r in rows], "m": [r["model_version_id"] for r in rows],
+            "l": [r["label"] for r in rows], "s": [r["score"] for r in rows],
+            "ss": [None if r["scores"] is None else json.dumps(r["scores"]) for r in rows],
+            "e": [r["error"] for r in rows], "j": [r["job_id"] for r in rows], "c": [r["created_at"] for r in rows],
+        })
+        return len(rows)
     for chunk in _chunks(rows):
         stmt = _insert(session, Prediction)
         stmt = stmt.on_conflict_do_update(
             index_elements=["document_id", "model_version_id"],
-            set_={c: getattr(stmt.excluded, c) for c in ("label", "score", "scores", "error", "job_id", "created_at")},
+            set_={c: getattr(stmt.excluded, c) for c in _UPDATED_ON_CONFLICT},
         )
         session.execute(stmt, list(chunk))
     return len(rows)

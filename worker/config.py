@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     classify_shard_size: int = Field(100_000, ge=1, description="A bulk job over more documents splits into shards of this size.")
     classify_batch_size: int = Field(64, ge=1, description="Texts per forward pass.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    classify_precision: str = Field("auto", description="auto, fp32, bf16, fp16 or int8 (CPU, opt-in) for bulk jobs.")
 
     @field_validator("nightly_collections", mode="before")
     @classmethod

@@ -398,7 +398,8 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
 
     settings = ctx.settings
     ctx.progress(done, total)
-    classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device)
+    classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device,
+                                 precision=settings.classify_precision)
     started = time.perf_counter()
     this_attempt = 0
     while True:

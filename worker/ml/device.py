@@ -15,19 +15,39 @@ def resolve_device(preference: str = "auto") -> torch.device:
     return device
 
 
-def resolve_precision(device: torch.device, preference: str = "auto") -> str:
-    """fp32, bf16 or fp16. ``auto``: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    return "AMX" in capability or "BF16" in capability
+
+
+def resolve_precision(device: torch.device, preference: str = "auto", *, training: bool = False) -> str:
+    """fp32, bf16, fp16 or int8. ``auto``: bf16 on GPUs that have it, fp16 on older GPUs; on CPU bf16 where
+    the CPU has bf16 instructions, else fp32 (training on CPU: always fp32 unless asked).
+    ``int8`` (dynamic quantization of the linear layers) is CPU
+    inference only and always opt-in: it changes the predictions slightly."""
     if preference != "auto":
-        if preference not in {"fp32", "bf16", "fp16"}:
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {preference!r}")
+        if preference not in INFERENCE_PRECISIONS:
+            allowed = ", ".join(INFERENCE_PRECISIONS)
+            raise ValueError(f"precision must be one of {allowed}, not {preference!r}")
+        if preference == "int8" and device.type != "cpu":
+            raise ValueError("int8 dynamic quantization runs on the CPU only")
         return preference
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "bf16" if cpu_has_fast_bf16() and not training else "fp32"
 
 
 def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantization of the Linear layers (weights int8, activations quantized per batch)."""
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -10,7 +10,7 @@ import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
 from worker.ml.batching import iter_batches, sorted_batches, tokenize
-from worker.ml.device import autocast, resolve_device, resolve_precision
+from worker.ml.device import autocast, quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact
 from worker.ml.hf import quiet_transformers
 from worker.ml.text import text_problem
@@ -27,7 +27,8 @@ class Prediction:
 class Classifier:
     def __init__(self, model, tokenizer, labels: Sequence[str], max_length: int, device: torch.device,
                  precision: str = "fp32"):
-        self.model = model.to(device).eval()
+        model = model.to(device).eval()
+        self.model = quantize_int8(model) if precision == "int8" else model
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.max_length = max_length

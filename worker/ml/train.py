@@ -157,7 +157,7 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
     train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
 
     device = resolve_device(config.device)
-    precision = resolve_precision(device, config.precision)
+    precision = resolve_precision(device, config.precision, training=True)
     seed_everything(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     max_length = min(config.max_length, tokenizer.model_max_length or config.max_length)
