@@ -26,6 +26,7 @@ from db import repo
 from db.migrate import upgrade
 from db.models import Prediction, utcnow
 from db.session import session_factory_for
+from worker.jobs import walk_pages
 
 PAGE = 512
 
@@ -68,20 +69,20 @@ def run_size(url: str, n: int) -> dict:
     load_seconds = time.perf_counter() - start
 
     mv = _register(sessions)
-    cursor, streamed, read_seconds, write_seconds = None, 0, 0.0, 0.0
+    streamed, read_seconds, write_seconds = 0, 0.0, 0.0
+    pages = walk_pages(sessions, "bench", None, PAGE, unpredicted_by=mv)  # what a bulk job reads with
     while True:
         t0 = time.perf_counter()
-        with sessions.begin() as s:
-            page = repo.read_documents(s, "bench", cursor, PAGE, unpredicted_by=mv)
+        page, _ = next(pages, (None, None))
         t1 = time.perf_counter()
-        if not page:
+        if page is None:
             break
         now = utcnow()
         with sessions.begin() as s:
             repo.upsert_predictions(s, [_prediction(doc_id, mv, now) for doc_id, _ in page])
         write_seconds += time.perf_counter() - t1
         read_seconds += t1 - t0
-        cursor, streamed = page[-1][0], streamed + len(page)
+        streamed += len(page)
 
     orm_mv, orm_rows = _register(sessions), min(n, 100_000)
     with sessions.begin() as s:

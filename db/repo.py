@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Select, and_, exists, func, or_, select, text, update
+from sqlalchemy import Select, and_, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,14 +53,40 @@ class UpsertCounts:
     unchanged: int = 0
 
 
+# PostgreSQL: one statement per chunk. Identical rows are not touched (the WHERE on DO UPDATE); RETURNING
+# gives the rows written, and xmax = 0 tells an insert from an update.
+_PG_UPSERT_DOCUMENTS = text("""
+INSERT INTO documents (collection, external_id, text, label, created_at, updated_at)
+SELECT :collection, e, t, l, :now, :now
+FROM unnest(CAST(:e AS TEXT[]), CAST(:t AS TEXT[]), CAST(:l AS TEXT[])) AS u(e, t, l)
+ON CONFLICT (collection, external_id) DO UPDATE
+SET text = EXCLUDED.text, label = EXCLUDED.label, updated_at = EXCLUDED.updated_at
+WHERE documents.text IS DISTINCT FROM EXCLUDED.text OR documents.label IS DISTINCT FROM EXCLUDED.label
+RETURNING (xmax = 0) AS inserted
+""")
+
+
 def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str, Any]]) -> UpsertCounts:
-    """Insert or update documents keyed by (collection, external_id); identical rows are left alone."""
+    """Insert or update documents keyed by (collection, external_id); identical rows are left alone.
+
+    Within ``rows`` the last row of an id wins.
+    """
+    rows = list({r["external_id"]: r for r in rows}.values())
+    if session.get_bind().dialect.name == "postgresql":
+        inserted = updated = 0
+        for chunk in _chunks(rows, 5000):
+            written = session.execute(_PG_UPSERT_DOCUMENTS, {
+                "collection": collection, "now": utcnow(), "e": [r["external_id"] for r in chunk],
+                "t": [r["text"] for r in chunk], "l": [r.get("label") for r in chunk]}).scalars().all()
+            inserted += sum(1 for w in written if w)
+            updated += sum(1 for w in written if not w)
+        return UpsertCounts(inserted, updated, len(rows) - inserted - updated)
     inserted = updated = unchanged = 0
     for chunk in _chunks(rows):
         ids = [r["external_id"] for r in chunk]
         existing = {
-            ext: (text, label)
-            for ext, text, label in session.execute(
+            ext: (body, label)
+            for ext, body, label in session.execute(
                 select(Document.external_id, Document.text, Document.label).where(
                     Document.collection == collection, Document.external_id.in_(ids)
                 )
@@ -162,6 +188,10 @@ def read_documents(session: Session, collection: str, after_id: int | None, limi
     conditions = _documents_in(collection, after_id, unpredicted_by, up_to_id, where)
     stmt = select(Document.id, Document.text).where(*conditions).order_by(Document.id).limit(limit)
     return [(i, t) for i, t in session.execute(stmt)]
+
+
+def max_document_id(session: Session, collection: str) -> int | None:
+    return session.scalar(select(func.max(Document.id)).where(Document.collection == collection))
 
 
 def id_ranges(session: Session, collection: str, per_range: int,
@@ -578,9 +608,28 @@ def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
 
 
 def unpredicted_filter(model_version_id: int):
-    """Documents with no current prediction from this model version: none yet, or one older than the text."""
-    return ~exists().where(Prediction.document_id == Document.id, Prediction.model_version_id == model_version_id,
-                           Prediction.created_at >= Document.updated_at)
+    """Documents with no current prediction from this model version: none yet, or one older than the text.
+
+    Written as a per-row lookup (a scalar subquery with LIMIT 1 on the (document, model version) unique index)
+    rather than NOT EXISTS: PostgreSQL would plan NOT EXISTS as an anti-join that reads every prediction of the
+    version on each page, and while the table's statistics lag behind a running job that grows quadratically.
+    """
+    return (select(literal(1)).where(Prediction.document_id == Document.id,
+                                     Prediction.model_version_id == model_version_id,
+                                     Prediction.created_at >= Document.updated_at)
+            .limit(1).scalar_subquery().is_(None))
+
+
+def analyze_if_stale(session: Session, table: str, rows: int) -> bool:
+    """Refresh PostgreSQL's statistics of ``table`` when they undercount it by half (a fresh bulk load):
+    with stale statistics the planner sorts a whole collection to read one page."""
+    if session.get_bind().dialect.name != "postgresql" or table not in ("documents", "predictions"):
+        return False
+    estimate = session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": table})
+    if estimate is not None and estimate >= rows / 2:
+        return False
+    session.execute(text(f"ANALYZE {table}"))
+    return True
 
 
 def prediction_counts(session: Session, model_version_id: int, job_id: int | None = None) -> dict[str, int]:

@@ -147,4 +147,7 @@ def import_file(sessions: sessionmaker[Session], path: Path, collection: str, **
         if len(batch) >= BATCH_ROWS:
             flush()
     flush()
+    if report.inserted:
+        with sessions.begin() as s:
+            repo.analyze_if_stale(s, "documents", repo.count_documents(s, collection))
     return report

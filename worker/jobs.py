@@ -339,6 +339,8 @@ def run_classification(job_id: int, *, settings: Settings | None = None, owner: 
 def _classify(ctx: JobContext) -> None:
     params = ClassifyParams.from_dict(ctx.params)
     with ctx.sessions.begin() as s:
+        repo.analyze_if_stale(s, "documents", repo.count_documents(s, params.collection))
+    with ctx.sessions.begin() as s:
         if repo.count_documents(s, params.collection, where=params.filter) == 0:
             which = " matching the filter" if params.filter else ""
             raise InvalidJob(f"collection {params.collection!r} has no documents{which}")
@@ -392,6 +394,39 @@ def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int
             ctx.log.warning("could not publish shard %s: %s", shard_id, exc)
 
 
+def walk_pages(sessions: sessionmaker[Session], collection: str, cursor: int | None, limit: int, *,
+               unpredicted_by: int | None = None, up_to_id: int | None = None, where: dict | None = None):
+    """Yield (page, scanned_to): keyset pages of (id, text) in id order, each read in its own short transaction.
+
+    Each page is read inside a bounded id window, so no plan (however stale the planner's statistics) reads more
+    than the window: the window doubles while pages come back sparse and halves when one fills early. The
+    caller stores ``scanned_to`` as its cursor: every id up to it has been looked at.
+    """
+    with sessions.begin() as s:
+        last = repo.max_document_id(s, collection)
+    if up_to_id is not None:
+        last = min(last, up_to_id) if last is not None else None
+    if last is None:
+        return
+    cursor = cursor if cursor is not None else 0
+    span = limit * 4
+    while cursor < last:
+        window_end = min(cursor + span, last)
+        with sessions.begin() as s:
+            page = repo.read_documents(s, collection, cursor, limit, unpredicted_by=unpredicted_by,
+                                       up_to_id=window_end, where=where)
+        if len(page) == limit:
+            scanned_to = page[-1][0]
+            if scanned_to - cursor < span // 4:
+                span = max(limit, span // 2)
+        else:
+            scanned_to = window_end
+            if len(page) < limit // 2:
+                span *= 2
+        yield page, scanned_to
+        cursor = scanned_to
+
+
 def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cursor: int | None, done: int,
                     total: int, skip: int | None) -> None:
     from worker.ml.predict import load_classifier
@@ -402,13 +437,12 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
                                  precision=settings.classify_precision)
     started = time.perf_counter()
     this_attempt = 0
-    while True:
+    pages = walk_pages(ctx.sessions, params.collection, cursor, settings.classify_chunk_size, unpredicted_by=skip,
+                       up_to_id=params.id_max, where=params.filter)
+    for page, scanned_to in pages:
         ctx.check()
-        with ctx.sessions.begin() as s:
-            page = repo.read_documents(s, params.collection, cursor, settings.classify_chunk_size,
-                                       unpredicted_by=skip, up_to_id=params.id_max, where=params.filter)
         if not page:
-            break
+            continue
         predictions = classifier.predict_or_fail([text for _, text in page], settings.classify_batch_size,
                                                  settings.max_text_chars)
         now = utcnow()
@@ -417,7 +451,7 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
              "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id, "created_at": now}
             for (doc_id, _), p in zip(page, predictions)
         ]
-        cursor = page[-1][0]
+        cursor = scanned_to
         with ctx.sessions.begin() as s:
             ctx.fenced(s)
             repo.upsert_predictions(s, rows)
