@@ -59,6 +59,16 @@ def test_a_worker_trains_and_classifies_jobs_enqueued_through_the_client(
     done = classification.result(timeout=180)
     assert (done["classified"], done["failed"], done["documents"]) == (100, 1, 101)
 
+    # Progress is also Celery task state (for Flower and any Celery client), beside the database.
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(service_settings.broker_url)
+    states = [json.loads(client.get(key)) for key in client.scan_iter("celery-task-meta-*")]
+    progress = [st["result"] for st in states if st["status"] == "PROGRESS"]
+    assert {"job_id": classification.id, "done": 101, "total": 101} in progress
+
     # Another application, in any language: insert the job row with plain SQL, then send the id by task name.
     load_documents(url, "outbox", sentiment_rows(10, prefix="outbox"))
     with session_factory_for(url).begin() as s:

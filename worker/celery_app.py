@@ -50,7 +50,9 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_serializer="json",
         event_serializer="json",
-        task_ignore_result=True,  # outcomes live in the jobs table
+        task_ignore_result=True,  # outcomes live in the jobs table; the backend only carries PROGRESS states
+        result_backend=settings.result_backend or settings.broker_url,
+        result_expires=24 * 3600,
         task_acks_late=True,
         task_reject_on_worker_lost=False,  # a job that kills its worker is not re-queued forever by the broker
         worker_prefetch_multiplier=1,

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded SQLite file and the model store live by default.")
     database_url: str = Field("", description="SQLAlchemy URL of the system of record; empty means a SQLite file in data_dir.")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
+    result_backend: str = Field("", description="Celery result backend for progress states; default: the broker.")
     model_store: Path | None = Field(None, description="Folder of trained model artifacts; default data_dir/models.")
 
     lease_seconds: int = Field(300, ge=2, description="How long a claim lasts without a heartbeat.")

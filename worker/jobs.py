@@ -33,6 +33,8 @@ log = logging.getLogger("bertjobs.jobs")
 # How a job hands new jobs (shards) to the queue: the Celery task passes client.publish; the embedded
 # runner collects them to run in-process. Jobs never import Celery.
 Publish = Callable[[int, str], None]
+# How a job reports progress outside the database (the Celery task state, for Flower): (done, total).
+ReportProgress = Callable[[int, "int | None"], None]
 
 
 class Outcome(str, enum.Enum):
@@ -105,6 +107,7 @@ class JobContext:
     settings: Settings
     heartbeat: Heartbeat
     publish: Publish | None = None
+    report: ReportProgress | None = None
     log: JobLog = field(default_factory=lambda: JobLog(log, {}))
     _last_progress: float = field(default=0.0)
 
@@ -131,6 +134,16 @@ class JobContext:
         with self.sessions.begin() as s:
             self.fenced(s)
             repo.set_progress(s, self.job_id, self.attempt, done=done, total=total, **extra)
+        self.report_progress(done, total)
+
+    def report_progress(self, done: int, total: int | None) -> None:
+        """Tell the outside world (best effort: a broker hiccup never fails the job)."""
+        if self.report is None:
+            return
+        try:
+            self.report(done, total)
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("progress report failed: %s", exc)
 
     def end(self, status: JobStatus, *, error: str | None = None, result: dict | None = None) -> bool:
         with self.sessions.begin() as s:
@@ -138,7 +151,7 @@ class JobContext:
 
 
 def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], settings: Settings | None,
-         owner: str | None, publish: Publish | None = None) -> Outcome:
+         owner: str | None, publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
     settings = settings or get_settings()
     sessions = session_factory_for(settings.resolved_database_url)
     owner = owner or default_owner()
@@ -156,7 +169,7 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
     heartbeat = Heartbeat(sessions, job_id, attempt, settings.lease_seconds, settings.heartbeat_seconds)
     heartbeat.start()
     jlog = JobLog(log, {"job": job_id, "attempt": attempt, "kind": kind.value, "model": None})
-    ctx = JobContext(job_id, attempt, params, sessions, settings, heartbeat, publish, jlog)
+    ctx = JobContext(job_id, attempt, params, sessions, settings, heartbeat, publish, report, jlog)
     jlog.info("%s started by %s", kind.value, owner)
     try:
         body(ctx)
@@ -211,8 +224,8 @@ def run_inline(job_id: int, kind: str, *, settings: Settings | None = None) -> O
 
 
 def run_training(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
-                 publish: Publish | None = None) -> Outcome:
-    return _run(job_id, JobKind.train, _train, settings, owner, publish)
+                 publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
+    return _run(job_id, JobKind.train, _train, settings, owner, publish, report)
 
 
 def _content_hash(ids, texts, labels) -> str:
@@ -332,8 +345,8 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
 
 
 def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
-                       publish: Publish | None = None) -> Outcome:
-    return _run(job_id, JobKind.classify, _classify, settings, owner, publish)
+                       publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
+    return _run(job_id, JobKind.classify, _classify, settings, owner, publish, report)
 
 
 def _classify(ctx: JobContext) -> None:
@@ -459,6 +472,7 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
             if target.parent_id is not None:
                 repo.add_progress(s, target.parent_id, len(page))
         done += len(page)
+        ctx.report_progress(done, total)
         this_attempt += len(page)
 
     seconds = time.perf_counter() - started

@@ -13,14 +13,25 @@ def _republish_on_retry(task, job_id: int, outcome: jobs.Outcome) -> str:
     return outcome.value
 
 
+def _reporter(task, job_id: int):
+    """Progress as Celery task state (AsyncResult(id).info) and a task-progress event (Flower, event monitors)."""
+    def report(done: int, total: int | None) -> None:
+        meta = {"job_id": job_id, "done": done, "total": total}
+        task.update_state(state="PROGRESS", meta=meta)
+        task.send_event("task-progress", **meta)
+    return report
+
+
 @app.task(name=TASKS["train"], bind=True)
 def train(self, job_id: int) -> str:
-    return _republish_on_retry(self, job_id, jobs.run_training(int(job_id), publish=publish))
+    outcome = jobs.run_training(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
+    return _republish_on_retry(self, job_id, outcome)
 
 
 @app.task(name=TASKS["classify"], bind=True)
 def classify(self, job_id: int) -> str:
-    return _republish_on_retry(self, job_id, jobs.run_classification(int(job_id), publish=publish))
+    outcome = jobs.run_classification(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
+    return _republish_on_retry(self, job_id, outcome)
 
 
 @app.task(name=TASKS["reap"], ignore_result=True)
