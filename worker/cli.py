@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from sqlalchemy.exc import DBAPIError
+
 from worker.config import get_settings
 from worker.errors import BertjobsError
 from worker.ml.errors import MLError
@@ -482,6 +484,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad parameters, e.g. a malformed model reference
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:
+        print(f"error: {_database_problem(exc)}", file=sys.stderr)
+        return 2
+
+
+def _database_problem(exc: Exception) -> str:
+    url = _safe_url(get_settings().resolved_database_url)
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return f"the database at {url} has no bertjobs schema yet; run: bertjobs db upgrade"
+    return f"database at {url}: {text}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""The `bertjobs` command answers bad input with one clear line and exit status 2, never a traceback."""
+from __future__ import annotations
+
+import pytest
+
+from worker.cli import main
+
+
+@pytest.fixture
+def env_db(monkeypatch, tmp_path):
+    from worker.config import get_settings
+
+    def use(url: str) -> None:
+        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
+        get_settings.cache_clear()
+
+    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
+    yield use
+    get_settings.cache_clear()
+
+
+def test_a_database_without_the_schema_says_to_upgrade_it(env_db, tmp_path, capsys):
+    env_db(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert main(["jobs"]) == 2
+    assert "has no bertjobs schema yet; run: bertjobs db upgrade" in capsys.readouterr().err
+
+
+def test_an_unreachable_database_is_one_line(env_db, capsys):
+    env_db("postgresql://nobody@127.0.0.1:1/none")
+    assert main(["jobs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: database at postgresql+psycopg://nobody@127.0.0.1:1/none") and err.count("\n") == 1
+
+
+def test_unknown_jobs_and_models_and_bad_references_are_clear_errors(env_db, sqlite_url, capsys):
+    env_db(sqlite_url)
+    assert main(["jobs", "show", "99"]) == 2
+    assert "no job 99" in capsys.readouterr().err
+    assert main(["models", "show", "ghost:1"]) == 2
+    assert "no ready model version matches 'ghost:1'" in capsys.readouterr().err
+    assert main(["classify", "--collection", "c", "--model", "m:latest", "--inline"]) == 2
+    assert "model version must be a number" in capsys.readouterr().err
+    assert main(["train", "--collection", "c", "--base-model", "x", "--learning-rate", "7", "--inline"]) == 2
+    assert "learning_rate must be between 0 and 1" in capsys.readouterr().err
