@@ -73,7 +73,7 @@ def run_size(url: str, n: int) -> dict:
     pages = walk_pages(sessions, "bench", None, PAGE, unpredicted_by=mv)  # what a bulk job reads with
     while True:
         t0 = time.perf_counter()
-        page, _ = next(pages, (None, None))
+        page, _, _ = next(pages, (None, None, None))
         t1 = time.perf_counter()
         if page is None:
             break

@@ -154,8 +154,7 @@ def document_filter(where: dict[str, Any] | None) -> list:
                 moment = datetime.fromisoformat(str(where[key]))
             except ValueError as exc:
                 raise ValueError(f"filter {key} must be an ISO 8601 timestamp, got {where[key]!r}") from exc
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
             conditions.append(column > moment)
     return conditions
 
@@ -295,7 +294,9 @@ def claim_job(session: Session, job_id: int, owner: str, lease_seconds: int, now
 
 
 def _fenced(job_id: int, attempt: int):
-    return and_(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.running.value)
+    # A parked sharded parent is running with no lease: nothing of its attempt may write any more.
+    return and_(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.running.value,
+                Job.lease_expires_at.is_not(None))
 
 
 def fence(session: Session, job_id: int, attempt: int) -> bool:
@@ -414,7 +415,12 @@ def finalize_parent(session: Session, parent_id: int) -> bool:
 
 
 def requeue_job(session: Session, job_id: int, attempt: int, error: str) -> bool:
-    """Give a job back to the queue after a failure worth retrying (fenced)."""
+    """Give a job back to the queue after a failure worth retrying (fenced); a job asked to cancel ends instead."""
+    if session.execute(update(Job).where(_fenced(job_id, attempt), Job.cancel_requested.is_(True))
+                       .values(status=JobStatus.cancelled.value, lease_owner=None, lease_expires_at=None,
+                               finished_at=utcnow(), updated_at=utcnow(), error="cancelled on request")).rowcount:
+        _finalize_parent_of(session, job_id)
+        return True
     values = {"status": JobStatus.queued.value, "lease_owner": None, "lease_expires_at": None,
               "error": error, "updated_at": utcnow()}
     return session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount == 1
@@ -444,11 +450,25 @@ def release_expired(session: Session, job: ExpiredJob, now: datetime, status: Jo
         values["finished_at"] = now
     stmt = update(Job).where(Job.id == job.id, Job.attempt == job.attempt, Job.status == JobStatus.running.value,
                              Job.lease_expires_at < now).values(**values)
+    if status is JobStatus.queued:  # a cancel that arrived meanwhile wins; the next pass ends the job
+        stmt = stmt.where(Job.cancel_requested.is_(False))
     if session.execute(stmt).rowcount != 1:
         return False
     if status is not JobStatus.queued:
         _finalize_parent_of(session, job.id)
     return True
+
+
+def cancel_pending_queued(session: Session, now: datetime) -> list[int]:
+    """Queued jobs asked to cancel (a cancel that raced a re-queue) end cancelled."""
+    ids = list(session.scalars(select(Job.id).where(Job.status == JobStatus.queued.value,
+                                                     Job.cancel_requested.is_(True))))
+    if ids:
+        session.execute(update(Job).where(Job.id.in_(ids), Job.status == JobStatus.queued.value).values(
+            status=JobStatus.cancelled.value, finished_at=now, updated_at=now, error="cancelled on request"))
+        for job_id in ids:
+            _finalize_parent_of(session, job_id)
+    return ids
 
 
 def stale_queued_jobs(session: Session, older_than: datetime, limit: int = 500) -> list[tuple[int, str]]:
@@ -474,12 +494,13 @@ def request_cancel(session: Session, job_id: int) -> Job | None:
     now = utcnow()
     values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
     unfinished = Job.status.not_in([st.value for st in FINISHED_STATUSES])
-    targets = or_(Job.id == job_id, Job.parent_id == job_id)  # a sharded job cancels its shards
-    session.execute(
-        update(Job).where(targets, Job.status == JobStatus.queued.value)
-        .values(status=JobStatus.cancelled.value, finished_at=now, error="cancelled before it started", **values)
-    )
-    session.execute(update(Job).where(targets, unfinished).values(**values))
+    # Shards first, then the job: the same lock order as a shard's own transaction (child, then parent).
+    for targets in (Job.parent_id == job_id, Job.id == job_id):
+        session.execute(
+            update(Job).where(targets, Job.status == JobStatus.queued.value)
+            .values(status=JobStatus.cancelled.value, finished_at=now, error="cancelled before it started", **values)
+        )
+        session.execute(update(Job).where(targets, unfinished).values(**values))
     finalize_parent(session, job_id)
     _finalize_parent_of(session, job_id)
     return get_job(session, job_id)

@@ -42,3 +42,18 @@ def test_unknown_jobs_and_models_and_bad_references_are_clear_errors(env_db, sql
     assert "model version must be a number" in capsys.readouterr().err
     assert main(["train", "--collection", "c", "--base-model", "x", "--learning-rate", "7", "--inline"]) == 2
     assert "learning_rate must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_data_check_prints_the_report_and_fails_on_blocking_problems(env_db, sqlite_url, capsys):
+    import json
+
+    from helpers import load_documents, sentiment_rows
+
+    env_db(sqlite_url)
+    load_documents(sqlite_url, "good", sentiment_rows(10))
+    load_documents(sqlite_url, "one", [{"external_id": "a", "text": "x", "label": "p"}])
+    assert main(["data", "check", "--collection", "good"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["class_counts"] == {"neg": 5, "pos": 5} and report["length"]["unit"] == "words (+2)"
+    assert main(["data", "check", "--collection", "one"]) == 1
+    assert "need at least two" in capsys.readouterr().out

@@ -44,6 +44,9 @@ def test_a_training_job_registers_a_model_version_with_metrics_lineage_and_a_has
         assert mv.lineage["row_count"] == 48 and mv.lineage["label_counts"] == {"neg": 24, "pos": 24}
         assert mv.lineage["seed"] == 7 and len(mv.lineage["content_sha256"]) == 64
         assert {"torch", "transformers"} <= set(mv.lineage["libraries"])
+        check = mv.lineage["data_check"]
+        assert check["class_counts"] == {"neg": 24, "pos": 24} and check["blocking"] == []
+        assert check["length"]["unit"] == "tokens" and "validation_texts_seen_in_training" in check
         assert mv.hyperparameters["learning_rate"] == TINY["learning_rate"]
         artifact = Path(mv.artifact_path)
     assert (artifact / "model.safetensors").is_file() and not list(artifact.glob("*.bin"))
@@ -225,3 +228,25 @@ def test_a_filter_selects_what_is_trained_on_and_classified(clean_pg, make_setti
     assert job.snapshot().result["documents"] == 10
     with pytest.raises(InvalidJob, match="unknown filter key"):
         submit_classification("train", "senti", filter={"where": "1=1"}, settings=settings, enqueue=False)
+
+
+def test_a_cancel_that_arrives_before_the_split_creates_no_shards(clean_pg, make_settings, tiny_base_model):
+    settings = make_settings(clean_pg)
+    _sharded_setup(clean_pg, settings, tiny_base_model)
+    handle = submit_classification("big", "senti", shards=3, settings=settings, enqueue=False)
+    original = repo.id_ranges
+
+    def cancel_while_computing_ranges(*args, **kwargs):  # the cancel lands while the ranges are computed
+        with session_factory_for(clean_pg).begin() as other:
+            repo.request_cancel(other, handle.id)
+        return original(*args, **kwargs)
+
+    repo.id_ranges = cancel_while_computing_ranges
+    try:
+        outcome = jobs.run_classification(handle.id, settings=settings, publish=lambda i, k: None)
+    finally:
+        repo.id_ranges = original
+    assert outcome is jobs.Outcome.cancelled
+    with session_factory_for(clean_pg).begin() as s:
+        assert s.scalars(select(Job).where(Job.parent_id == handle.id)).all() == []
+    assert handle.status() == "cancelled"

@@ -140,3 +140,23 @@ def test_user_filters_are_bound_parameters_and_match_literally(pg_session):
     for bad in ({"sql": "1=1"}, {"labels": "x"}, {"updated_after": "yesterday"}):
         with pytest.raises(ValueError):
             repo.count_documents(pg_session, "c", where=bad)
+
+
+def test_a_retry_that_races_a_cancel_ends_the_job_cancelled_not_queued(pg_session):
+    job = _job(pg_session)
+    repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
+    repo.request_cancel(pg_session, job.id)
+    assert repo.requeue_job(pg_session, job.id, 1, "boom") is True
+    pg_session.refresh(job)
+    assert job.status == "cancelled"
+
+
+def test_a_parked_parent_takes_no_more_heartbeats_or_fenced_writes(pg_session):
+    parent = _job(pg_session)
+    repo.claim_job(pg_session, parent.id, "w1", lease_seconds=60)
+    repo.create_shards(pg_session, parent.id, 1, [{"collection": "c", "model": "m:1", "id_min": 1, "id_max": 9}],
+                       max_attempts=3, total=9)
+    assert repo.heartbeat(pg_session, parent.id, 1, 60) is None
+    assert repo.fence(pg_session, parent.id, 1) is False
+    pg_session.refresh(parent)
+    assert parent.status == "running" and parent.lease_expires_at is None

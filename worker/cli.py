@@ -326,6 +326,24 @@ def cmd_reap(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from db import repo
+    from worker.ml.datacheck import check_data
+
+    with _sessions().begin() as s:
+        data = repo.load_labelled(s, args.collection)
+        unlabelled = data.unlabelled
+    tokenizer = None
+    if args.base_model:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.base_model)
+    report = check_data(data.texts, data.labels, tokenizer=tokenizer, max_length=args.max_length)
+    report["unlabelled_documents"] = unlabelled
+    print(json.dumps(report, indent=2, default=str))
+    return 1 if report["blocking"] else 0
+
+
 def cmd_nightly(args) -> int:
     from worker.nightly import run_nightly
 
@@ -455,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=cmd_beat)
     rp = sub.add_parser("reap", help="recover lost jobs once (what beat runs periodically)")
     rp.set_defaults(func=cmd_reap)
+
+    dc = sub.add_parser("data", help="check a collection's labelled data before training")
+    dc.add_argument("action", choices=["check"])
+    dc.add_argument("--collection", required=True)
+    dc.add_argument("--base-model", help="count lengths with this model's tokenizer (default: words)")
+    dc.add_argument("--max-length", type=int, default=128)
+    dc.set_defaults(func=cmd_data)
 
     ng = sub.add_parser("nightly", help="start today's nightly classification now (what beat runs at nightly_time)")
     ng.set_defaults(func=cmd_nightly)

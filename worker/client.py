@@ -20,6 +20,7 @@ from db import repo
 from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
+from worker.errors import InvalidJob
 from worker.params import ClassifyParams, TrainParams
 
 log = logging.getLogger("bertjobs.client")
@@ -122,6 +123,8 @@ def publish(job_id: int, kind: str, settings: Settings | None = None) -> None:
 def _submit(kind: JobKind, params: dict[str, Any], settings: Settings | None, idempotency_key: str | None,
             max_attempts: int | None, enqueue: bool) -> JobHandle:
     settings = settings or get_settings()
+    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+        raise InvalidJob(f"max_attempts must be a whole number of at least 1, got {max_attempts!r}")
     with session_factory_for(settings.resolved_database_url).begin() as s:
         job, created = repo.create_job(s, kind.value, params, max_attempts=max_attempts or settings.max_attempts,
                                        dedupe_key=idempotency_key)

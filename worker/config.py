@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(30.0, gt=0, description="How often a running job renews its lease and reads cancellation.")
     max_attempts: int = Field(3, ge=1, description="Claims a job gets before it is dead.")
     retry_delay_seconds: float = Field(10.0, ge=0, description="Wait before re-running a job after an unexpected error.")
-    visibility_timeout: int = Field(6 * 3600, ge=1, description="Redis visibility timeout, above the longest task.")
+    visibility_timeout: int = Field(49 * 3600, ge=1, description="Redis visibility timeout, above the longest task.")
     task_time_limit_seconds: int = Field(48 * 3600, ge=60, description="Hard limit: a task running longer is killed.")
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often celery beat runs the reaper.")
     republish_after_seconds: int = Field(300, ge=1, description="A job queued this long untouched is published again.")

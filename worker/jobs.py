@@ -242,6 +242,20 @@ def _library_versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 
 
+def _data_check(base_model: str, texts, labels, config) -> dict:
+    """The data check, plus how many validation texts (same split as training) also appear in training."""
+    from transformers import AutoTokenizer
+
+    from worker.ml.datacheck import check_data, leaking_validation
+    from worker.ml.split import stratified_split
+
+    report = check_data(texts, labels, tokenizer=AutoTokenizer.from_pretrained(base_model),
+                        max_length=config.max_length)
+    train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
+    report["validation_texts_seen_in_training"] = len(leaking_validation(texts, train_idx, val_idx))
+    return report
+
+
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
     from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_training_set
@@ -258,6 +272,9 @@ def _train(ctx: JobContext) -> None:
                          "label them or train with skip_unlabelled")
     validate_training_set(data.texts, data.labels)
     check_base_model(params.base_model)
+    data_check = _data_check(params.base_model, data.texts, data.labels, config)
+    for warning in data_check["warnings"]:
+        ctx.log.warning("data check: %s", warning)
 
     def on_step(step: int, total: int) -> None:
         ctx.progress(step, total, every=2.0)
@@ -289,6 +306,7 @@ def _train(ctx: JobContext) -> None:
         "val_size": result.val_size,
         "seed": config.seed,
         "libraries": _library_versions(),
+        "data_check": data_check,
     }
     metrics = {**result.metrics, "history": result.history,
                "train_examples_per_second": result.examples_per_second, "train_seconds": result.seconds,
@@ -393,6 +411,8 @@ def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int
         selected = repo.count_documents(s, params.collection, where=params.filter)
         ranges = repo.id_ranges(s, params.collection, -(-selected // shards), where=params.filter)
         ctx.fenced(s)
+        if repo.get_job(s, ctx.job_id).cancel_requested:  # read under the row lock the fence took
+            raise Cancelled("cancelled before the job was split")
         children = [ClassifyParams(collection=params.collection, model=target.ref, only_missing=params.only_missing,
                                    id_min=lo, id_max=hi, filter=params.filter).to_dict() for lo, hi in ranges]
         ids = repo.create_shards(s, ctx.job_id, ctx.attempt, children, ctx.settings.max_attempts, total)
@@ -409,11 +429,12 @@ def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int
 
 def walk_pages(sessions: sessionmaker[Session], collection: str, cursor: int | None, limit: int, *,
                unpredicted_by: int | None = None, up_to_id: int | None = None, where: dict | None = None):
-    """Yield (page, scanned_to): keyset pages of (id, text) in id order, each read in its own short transaction.
+    """Yield (page, scanned_to, read_at): keyset pages of (id, text) in id order, each read in its own short transaction.
 
     Each page is read inside a bounded id window, so no plan (however stale the planner's statistics) reads more
     than the window: the window doubles while pages come back sparse and halves when one fills early. The
-    caller stores ``scanned_to`` as its cursor: every id up to it has been looked at.
+    caller stores ``scanned_to`` as its cursor: every id up to it has been looked at. ``read_at`` is taken before
+    the read, so a prediction stamped with it is never newer than the text it was made from.
     """
     with sessions.begin() as s:
         last = repo.max_document_id(s, collection)
@@ -425,6 +446,7 @@ def walk_pages(sessions: sessionmaker[Session], collection: str, cursor: int | N
     span = limit * 4
     while cursor < last:
         window_end = min(cursor + span, last)
+        read_at = utcnow()
         with sessions.begin() as s:
             page = repo.read_documents(s, collection, cursor, limit, unpredicted_by=unpredicted_by,
                                        up_to_id=window_end, where=where)
@@ -436,7 +458,7 @@ def walk_pages(sessions: sessionmaker[Session], collection: str, cursor: int | N
             scanned_to = window_end
             if len(page) < limit // 2:
                 span *= 2
-        yield page, scanned_to
+        yield page, scanned_to, read_at
         cursor = scanned_to
 
 
@@ -452,16 +474,15 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
     this_attempt = 0
     pages = walk_pages(ctx.sessions, params.collection, cursor, settings.classify_chunk_size, unpredicted_by=skip,
                        up_to_id=params.id_max, where=params.filter)
-    for page, scanned_to in pages:
+    for page, scanned_to, read_at in pages:
         ctx.check()
         if not page:
             continue
         predictions = classifier.predict_or_fail([text for _, text in page], settings.classify_batch_size,
                                                  settings.max_text_chars)
-        now = utcnow()
         rows = [
             {"document_id": doc_id, "model_version_id": target.model_version_id, "label": p.label,
-             "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id, "created_at": now}
+             "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id, "created_at": read_at}
             for (doc_id, _), p in zip(page, predictions)
         ]
         cursor = scanned_to

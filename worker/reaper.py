@@ -49,6 +49,7 @@ def reap(settings: Settings | None = None, *, now: datetime | None = None) -> Re
                                       f"attempt {job.attempt} lost its worker (lease expired); re-queued"):
                 report.requeued.append(job.id)
                 to_publish.append((job.id, job.kind))
+        report.cancelled.extend(repo.cancel_pending_queued(s, now))
         cutoff = now - timedelta(seconds=settings.republish_after_seconds)
         for job_id, kind in repo.stale_queued_jobs(s, cutoff):
             report.republished.append(job_id)

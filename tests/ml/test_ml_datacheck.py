@@ -1,0 +1,40 @@
+"""The data check finds what would quietly spoil a training run."""
+from __future__ import annotations
+
+from worker.ml.datacheck import check_data, leaking_validation, normalise
+
+
+def test_duplicates_conflicts_empties_and_imbalance_are_counted():
+    texts = ["A great film!", "a great film", "A great film!", "awful", "Awful.", "", "fine", "fine too",
+             "ok", "meh"]
+    labels = ["pos", "pos", "pos", "neg", "pos", "neg", "pos", "pos", "pos", "pos"]
+    report = check_data(texts, labels, max_length=3)
+    assert report["class_counts"] == {"neg": 2, "pos": 8}
+    assert report["imbalance_ratio"] == 4.0
+    assert report["exact_duplicates"] == 1 and report["near_duplicates"] == 2
+    assert report["conflicting_label_groups"] == 1
+    assert report["conflict_examples"][0]["labels"] == ["neg", "pos"]
+    assert report["empty_texts"] == 1
+    assert report["length"]["max_length"] == 3 and report["length"]["truncated_share"] > 0
+    assert report["blocking"] == []
+    assert any("conflicting labels" in w for w in report["warnings"])
+
+
+def test_one_class_or_nothing_is_blocking():
+    assert check_data([], [])["blocking"] == ["nothing to train on"]
+    assert check_data(["a", "b"], ["x", "x"])["blocking"] == ["only 1 class; need at least two"]
+
+
+def test_token_lengths_come_from_the_tokenizer(tiny_base_model):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    report = check_data(["one two three", "four"], ["a", "b"], tokenizer=tokenizer, max_length=4)
+    assert report["length"]["unit"] == "tokens"
+    assert report["length"]["max"] == 5 and report["length"]["truncated_share"] == 0.5
+
+
+def test_validation_texts_seen_in_training_are_found():
+    texts = ["Good film.", "bad film", "good film", "another"]
+    assert normalise("Good film.") == normalise("good   FILM")
+    assert leaking_validation(texts, train_idx=[0, 1], val_idx=[2, 3]) == [2]

@@ -1,0 +1,88 @@
+"""Data checks before training: what in a labelled set would cost days of debugging later.
+
+Class balance, exact and near-exact duplicate texts, the same text with conflicting labels, empty texts, and
+the length distribution in tokens with the share that ``max_length`` would truncate. Pure Python; the
+tokenizer is optional (without one, lengths are counted in whitespace-separated words).
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import unicodedata
+from collections import Counter, defaultdict
+from typing import Sequence
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    """The key near-exact duplicates share: case, accents, punctuation and spacing ignored."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return _NON_WORD.sub(" ", folded).strip()
+
+
+def _percentile(values: Sequence[int], q: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
+def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=None, max_length: int = 128,
+               examples: int = 5) -> dict:
+    """A report (plain JSON types) with ``blocking`` problems that must stop a training job, and ``warnings``."""
+    n = len(texts)
+    counts = Counter(label for label in labels if label is not None)
+    report: dict = {"documents": n, "class_counts": dict(sorted(counts.items())), "blocking": [], "warnings": []}
+    if counts:
+        report["imbalance_ratio"] = round(max(counts.values()) / min(counts.values()), 3)
+    if n == 0:
+        report["blocking"].append("nothing to train on")
+        return report
+    if len(counts) < 2:
+        report["blocking"].append(f"only {len(counts)} class{'es' if len(counts) != 1 else ''}; need at least two")
+    unlabelled = sum(1 for label in labels if label is None)
+    if unlabelled:
+        report["warnings"].append(f"{unlabelled} documents have no label")
+
+    empty = [i for i, t in enumerate(texts) if not t or not t.strip()]
+    report["empty_texts"] = len(empty)
+    if empty:
+        report["warnings"].append(f"{len(empty)} empty texts")
+
+    exact: dict[str, list[int]] = defaultdict(list)
+    near: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(texts):
+        exact[t].append(i)
+        near[normalise(t)].append(i)
+    report["exact_duplicates"] = sum(len(ix) - 1 for ix in exact.values())
+    report["near_duplicates"] = sum(len(ix) - 1 for ix in near.values()) - report["exact_duplicates"]
+    conflicts = [ix for ix in near.values() if len({labels[i] for i in ix if labels[i] is not None}) > 1]
+    report["conflicting_label_groups"] = len(conflicts)
+    report["conflict_examples"] = [{"text": texts[ix[0]][:200], "labels": sorted({str(labels[i]) for i in ix})}
+                                   for ix in conflicts[:examples]]
+    if report["exact_duplicates"] or report["near_duplicates"]:
+        report["warnings"].append(f"{report['exact_duplicates']} exact and {report['near_duplicates']} near-exact "
+                                  "duplicate texts")
+    if conflicts:
+        report["warnings"].append(f"{len(conflicts)} texts appear with conflicting labels")
+
+    if tokenizer is not None:
+        lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+        unit = "tokens"
+    else:
+        lengths = [len(t.split()) + 2 for t in texts]
+        unit = "words (+2)"
+    truncated = sum(1 for length in lengths if length > max_length)
+    report["length"] = {"unit": unit, "min": min(lengths), "median": statistics.median(lengths),
+                        "p95": _percentile(lengths, 0.95), "max": max(lengths), "max_length": max_length,
+                        "truncated_share": round(truncated / n, 4)}
+    if truncated / n > 0.05:
+        report["warnings"].append(f"{truncated / n:.0%} of texts are longer than max_length {max_length}")
+    if counts and report["imbalance_ratio"] >= 5:
+        report["warnings"].append(f"classes are imbalanced {report['imbalance_ratio']}:1; prefer macro-F1")
+    return report
+
+
+def leaking_validation(texts: Sequence[str], train_idx: Sequence[int], val_idx: Sequence[int]) -> list[int]:
+    """Validation indices whose text (near-exactly) also appears in training: they would inflate the score."""
+    seen = {normalise(texts[i]) for i in train_idx}
+    return [i for i in val_idx if normalise(texts[i]) in seen]
