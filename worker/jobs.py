@@ -370,9 +370,10 @@ def run_classification(job_id: int, *, settings: Settings | None = None, owner: 
 def _classify(ctx: JobContext) -> None:
     params = ClassifyParams.from_dict(ctx.params)
     with ctx.sessions.begin() as s:
-        repo.analyze_if_stale(s, "documents", repo.count_documents(s, params.collection))
-    with ctx.sessions.begin() as s:
-        if repo.count_documents(s, params.collection, where=params.filter) == 0:
+        in_collection = repo.count_documents(s, params.collection)
+        repo.analyze_if_stale(s, "documents", in_collection)
+        selected = repo.count_documents(s, params.collection, where=params.filter) if params.filter else in_collection
+        if selected == 0:
             which = " matching the filter" if params.filter else ""
             raise InvalidJob(f"collection {params.collection!r} has no documents{which}")
         mv = repo.resolve_model_version(s, params.model)
@@ -391,7 +392,7 @@ def _classify(ctx: JobContext) -> None:
     ctx.log.extra["model"] = target.ref
     shards = params.shards or -(-remaining // ctx.settings.classify_shard_size)
     if not params.is_shard and job.cursor is None and shards > 1 and remaining > shards:
-        _split(ctx, params, target, shards, remaining)
+        _split(ctx, params, target, shards, selected, remaining)
         return
     _classify_range(ctx, params, target, cursor, done, done + remaining, skip)
 
@@ -405,10 +406,9 @@ class _Target:
     parent_id: int | None
 
 
-def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int, total: int) -> None:
+def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int, selected: int, total: int) -> None:
     """Split into shards by id range, commit them with the parent parked, then publish them."""
     with ctx.sessions.begin() as s:
-        selected = repo.count_documents(s, params.collection, where=params.filter)
         ranges = repo.id_ranges(s, params.collection, -(-selected // shards), where=params.filter)
         ctx.fenced(s)
         if repo.get_job(s, ctx.job_id).cancel_requested:  # read under the row lock the fence took

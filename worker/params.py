@@ -33,8 +33,25 @@ def check_name(kind: str, value: Any) -> str:
     return value
 
 
+class _JsonParams:
+    """Parameters stored as the job's JSON: built from it with a clear error, written back as a dict."""
+
+    kind = "job"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise InvalidJob(f"bad {cls.kind} parameters: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(_JsonParams):
+    kind = "training"
     collection: str
     base_model: str
     model_name: str
@@ -58,19 +75,11 @@ class TrainParams:
         except InvalidTrainingData as exc:
             raise InvalidJob(str(exc)) from exc
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainParams":
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise InvalidJob(f"bad training parameters: {exc}") from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class ClassifyParams:
+class ClassifyParams(_JsonParams):
+    kind = "classification"
     collection: str
     model: str  # name, name:VERSION or name@ALIAS
     only_missing: bool = True  # skip documents this model version already classified
@@ -98,12 +107,3 @@ class ClassifyParams:
         if ":" in self.model and not selector.isdigit():
             raise InvalidJob(f"model version must be a number: {self.model!r}")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ClassifyParams":
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise InvalidJob(f"bad classification parameters: {exc}") from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
