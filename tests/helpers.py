@@ -13,7 +13,8 @@ def sentiment_rows(n: int, prefix: str = "doc") -> list[dict]:
     rows = []
     for i in range(n):
         words = POSITIVE if i % 2 == 0 else NEGATIVE
-        text = f"a {words[i % len(words)]} and {words[(i // 2) % len(words)]} film, truly {words[(i + 3) % len(words)]}"
+        k = i // 2  # the k-th text of its class: the first 64 of each class are distinct
+        text = f"a {words[k % 8]} and {words[(k // 8) % 8]} film, truly {words[(k + 3) % 8]}"
         rows.append({"external_id": f"{prefix}-{i}", "text": text, "label": "pos" if i % 2 == 0 else "neg"})
     return rows
 

@@ -246,18 +246,22 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
     """The data check, plus how many validation texts (same split as training) also appear in training."""
     from transformers import AutoTokenizer
 
-    from worker.ml.datacheck import check_data, leaking_validation
-    from worker.ml.split import stratified_split
+    from worker.ml.datacheck import check_data
+    from worker.ml.split import split_without_leaks
 
     report = check_data(texts, labels, tokenizer=AutoTokenizer.from_pretrained(base_model),
                         max_length=config.max_length)
-    train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
-    report["validation_texts_seen_in_training"] = len(leaking_validation(texts, train_idx, val_idx))
+    removed = split_without_leaks(texts, labels, config.val_fraction, config.seed)[2]
+    report["validation_texts_seen_in_training"] = len(removed)
+    if removed:
+        report["warnings"].append(f"{len(removed)} validation texts also appear in training; they are left out "
+                                  "of validation")
     return report
 
 
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
+    from worker.ml.search import search
     from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_training_set
 
     params = TrainParams.from_dict(ctx.params)
@@ -280,20 +284,23 @@ def _train(ctx: JobContext) -> None:
         ctx.progress(step, total, every=2.0)
 
     def on_epoch(record: dict) -> None:
-        ctx.log.info("epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
+        ctx.log.info(("trial %d/%d, " % (record["trial"], config.trials) if "trial" in record else "")
+                     + "epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
                      record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
                      record["accuracy"], record["macro_f1"], record["seconds"])
 
     store = ctx.settings.resolved_model_store.resolve()
     checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
-    result = fine_tune(data.texts, data.labels, config,
-                       Callbacks(on_step=on_step, on_epoch=on_epoch, should_stop=ctx.should_stop),
-                       checkpoint_dir=checkpoints)
+    train = search if config.trials else fine_tune
+    result = train(data.texts, data.labels, config,
+                   Callbacks(on_step=on_step, on_epoch=on_epoch, should_stop=ctx.should_stop),
+                   checkpoint_dir=checkpoints)
     ctx.check()
     if result.resumed_from_epoch:
         ctx.log.info("resumed from the checkpoint of epoch %d", result.resumed_from_epoch)
 
-    hyper = config.to_dict()
+    # What trained the registered model (a search's winning trial), and the search that chose it.
+    hyper = {**result.config.to_dict(), "trials": config.trials, "search_space": config.search_space}
     hyper.pop("base_model")
     lineage = {
         "collection": params.collection,
@@ -304,15 +311,18 @@ def _train(ctx: JobContext) -> None:
         "label_counts": result.label_counts,
         "train_size": result.train_size,
         "val_size": result.val_size,
+        "validation_removed": result.validation_removed,
         "seed": config.seed,
         "libraries": _library_versions(),
         "data_check": data_check,
     }
     metrics = {**result.metrics, "history": result.history,
                "train_examples_per_second": result.examples_per_second, "train_seconds": result.seconds,
-               "resumed_from_epoch": result.resumed_from_epoch}
+               "resumed_from_epoch": result.resumed_from_epoch, "stopped_early": result.stopped_early,
+               "class_weights": result.class_weights, "trials": result.trials}
     destination = store / params.model_name / f"job{ctx.job_id}-attempt{ctx.attempt}"
     metadata = {"labels": list(result.label_map.labels), "max_length": result.max_length,
+                "windows": result.config.window_settings(),
                 "base_model": params.base_model, "job_id": ctx.job_id}
     sha = save_artifact(result.model, result.tokenizer, metadata, destination)
     try:

@@ -77,6 +77,23 @@ def per_class_table(per_class: dict[str, dict[str, float]]) -> str:
             f"{rows}</table>")
 
 
+def trials_table(trials: Sequence[dict] | None) -> str:
+    """A hyperparameter search's trials, the selected one in bold; empty without a search."""
+    if not trials:
+        return ""
+    names = list(trials[0]["options"])
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for t in trials:
+        cells = "".join(f"<td>{html.escape(str(t['options'][n]))}</td>" for n in names)
+        style = ' style="font-weight:bold"' if t.get("selected") else ""
+        rows.append(f"<tr{style}><td>{t['trial']}</td>{cells}<td>{t['accuracy']:.4f}</td><td>{t['macro_f1']:.4f}</td>"
+                    f"<td>{t['best_epoch']}</td><td>{t['seconds']:.0f}</td></tr>")
+    return (f"<h2>Hyperparameter search ({len(trials)} trials, selected in bold)</h2>"
+            f"<table><tr><th>trial</th>{head}<th>accuracy</th><th>macro-F1</th><th>best epoch</th><th>seconds</th></tr>"
+            f"{''.join(rows)}</table>")
+
+
 def render_report(model: dict[str, Any]) -> str:
     """HTML for a model version given as a dict: name, version, base_model, metrics, hyperparameters, lineage."""
     metrics = model.get("metrics") or {}
@@ -103,6 +120,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
 {confusion_table(metrics.get('confusion_matrix') or [], metrics.get('labels') or [])}
 <h2>Per class</h2>
 {per_class_table(metrics.get('per_class') or {})}
+{trials_table(metrics.get('trials'))}
 <h2>Hyperparameters</h2>
 <pre>{html.escape(json.dumps(model.get('hyperparameters') or {}, indent=2, sort_keys=True))}</pre>
 <h2>Lineage</h2>

@@ -28,8 +28,9 @@ from helpers import NEGATIVE, POSITIVE
 
 
 def sentiment_text(words: list[str], i: int, filler: int) -> str:
-    """Three sentiment words and ``filler`` neutral words: lengths vary, the label is in the words."""
-    return " ".join([words[i % 8], words[(i + 3) % 8], words[(i + 5) % 8]] + ["film"] * filler)
+    """Three sentiment words, ``filler`` neutral words and a scene number that makes every text distinct
+    (duplicates would be dropped from validation): lengths vary, the label is in the words."""
+    return " ".join([words[i % 8], words[(i + 3) % 8], words[(i + 5) % 8]] + ["film"] * filler + [f"scene {i}"])
 
 
 def sentiment_corpus(n: int) -> tuple[list[str], list[str]]:

@@ -7,8 +7,8 @@ torch = pytest.importorskip("torch")
 
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.errors import Cancelled, InvalidTrainingData, ModelNotFound  # noqa: E402
-from worker.ml.split import stratified_split  # noqa: E402
-from worker.ml.train import Callbacks, evaluate, fine_tune  # noqa: E402
+from worker.ml.split import split_without_leaks  # noqa: E402
+from worker.ml.train import Callbacks, fine_tune  # noqa: E402
 
 
 def test_history_has_one_record_per_epoch_with_losses_and_scores(training_run):
@@ -78,7 +78,7 @@ def test_the_trained_model_is_returned_on_cpu_in_eval_mode(training_run):
 
 
 def test_max_length_is_capped_by_the_tokenizer(tiny_base_model):
-    texts, labels = ["good movie", "bad movie"] * 2, ["pos", "neg"] * 2
+    texts, labels = ["good movie", "bad movie", "good film", "bad film"], ["pos", "neg"] * 2
     config = TrainConfig(base_model=tiny_base_model, epochs=1, batch_size=4, max_length=4096, device="cpu")
 
     result = fine_tune(texts, labels, config)
@@ -130,25 +130,33 @@ def test_an_invalid_config_is_refused_even_when_built_directly(tiny_base_model):
         fine_tune(["a", "b", "c", "d"], ["x", "y", "x", "y"], config)
 
 
-def test_the_returned_model_is_the_best_epochs_model_not_the_last(tiny_base_model):
-    # Identical texts: every epoch predicts one class for all rows, so accuracy and macro-F1 tie at every epoch
-    # and the first epoch stays best while the loss keeps moving.
-    texts = ["the same words"] * 40
-    labels = ["a", "b"] * 20
-    config = TrainConfig(base_model=tiny_base_model, epochs=3, batch_size=4, learning_rate=5e-3, seed=3,
+def test_the_returned_model_is_the_best_epochs_model_not_the_last(tiny_base_model, sentiment_data, monkeypatch):
+    # The real evaluation, with the selection score scripted to peak at epoch 1 while the loss keeps moving.
+    import worker.ml.train as train_module
+
+    real_evaluate, scores = train_module.evaluate, iter([0.9, 0.5, 0.4])
+
+    def scripted(*args, **kwargs):
+        metrics = real_evaluate(*args, **kwargs)
+        metrics["macro_f1"] = next(scores)
+        return metrics
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+    texts, labels = sentiment_data
+    config = TrainConfig(base_model=tiny_base_model, epochs=3, batch_size=8, learning_rate=5e-3, seed=3,
                          device="cpu")
 
     result = fine_tune(texts, labels, config)
 
-    assert result.best_epoch == 1
+    assert result.best_epoch == 1 and result.metrics["macro_f1"] == 0.9
     losses = [record["val_loss"] for record in result.history]
     assert abs(losses[0] - losses[-1]) > 1e-4, "the loss must move for this test to tell the epochs apart"
-    _, val_idx = stratified_split(labels, config.val_fraction, config.seed)
+    _, val_idx, _ = split_without_leaks(texts, labels, config.val_fraction, config.seed)
     ids = result.tokenizer([texts[i] for i in val_idx])["input_ids"]
     y = result.label_map.encode([labels[i] for i in val_idx])
-    again = evaluate(result.model, ids, y, result.label_map, result.tokenizer.pad_token_id, torch.device("cpu"),
-                     "fp32")
-    assert again["loss"] == pytest.approx(losses[0], abs=1e-6)
+    again = real_evaluate(result.model, ids, y, result.label_map, result.tokenizer.pad_token_id,
+                          torch.device("cpu"), "fp32")
+    assert again["loss"] == pytest.approx(losses[0], abs=1e-5)
 
 
 def test_three_classes_get_three_outputs_in_sorted_label_order(tiny_base_model):

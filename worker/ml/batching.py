@@ -20,6 +20,37 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
     return encoded["input_ids"]
 
 
+def encode(tokenizer, texts: Sequence[str], max_length: int, long_documents: str = "truncate",
+           window_overlap: int = 32, max_windows: int = 16) -> tuple[list[list[int]], list[int]]:
+    """Token ids per model input and the text each came from.
+
+    ``truncate``: one input per text, cut at ``max_length``. ``windows``: a long text becomes up to
+    ``max_windows`` inputs of ``max_length`` tokens, consecutive ones sharing ``window_overlap`` tokens;
+    its prediction is the average of its windows' logits (see ``average_by_owner``).
+    """
+    if long_documents == "truncate" or not texts:
+        return tokenize(tokenizer, texts, max_length), list(range(len(texts)))
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, stride=window_overlap,
+                        return_overflowing_tokens=True, padding=False, return_attention_mask=False,
+                        return_token_type_ids=False)
+    ids, owners, per_text = [], [], [0] * len(texts)
+    for seq, owner in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
+        if per_text[owner] < max_windows:
+            per_text[owner] += 1
+            ids.append(seq)
+            owners.append(owner)
+    return ids, owners
+
+
+def average_by_owner(logits: torch.Tensor, owners: Sequence[int], n: int) -> torch.Tensor:
+    """Mean of the rows of ``logits`` that belong to each of ``n`` texts (windows to documents)."""
+    index = torch.as_tensor(owners, device=logits.device)
+    sums = torch.zeros((n, logits.shape[-1]), dtype=logits.dtype, device=logits.device).index_add_(0, index, logits)
+    counts = torch.zeros(n, dtype=logits.dtype, device=logits.device).index_add_(
+        0, index, torch.ones(len(owners), dtype=logits.dtype, device=logits.device))
+    return sums / counts.clamp(min=1).unsqueeze(-1)
+
+
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Index batches over texts sorted by length (longest first, so memory errors show up at once)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

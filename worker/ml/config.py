@@ -3,16 +3,26 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from worker.ml.errors import InvalidTrainingData
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-_INTS = ("epochs", "batch_size", "max_length", "seed")
+_INTS = ("epochs", "batch_size", "max_length", "seed", "gradient_accumulation", "early_stopping_patience",
+         "window_overlap", "max_windows", "trials")
 _FLOATS = ("learning_rate", "weight_decay", "warmup_ratio", "val_fraction")
-_STRS = ("base_model", "device", "precision", "select_metric")
+_STRS = ("base_model", "device", "precision", "select_metric", "lr_schedule", "long_documents")
+LR_SCHEDULES = ("linear", "cosine", "constant")
+LONG_DOCUMENTS = ("truncate", "windows")
+# What a hyperparameter search may vary, and the values it draws from by default.
+SEARCH_SPACE = {
+    "learning_rate": [2e-5, 3e-5, 5e-5, 1e-4],
+    "epochs": [2, 3, 4],
+    "batch_size": [16, 32],
+    "warmup_ratio": [0.0, 0.06, 0.1],
+}
 
 
 def _type_problems(config: "TrainConfig") -> list[str]:
@@ -32,6 +42,30 @@ def _type_problems(config: "TrainConfig") -> list[str]:
     return problems
 
 
+def _class_weight_problems(weights) -> list[str]:
+    if weights is None or weights == "auto":
+        return []
+    if not isinstance(weights, dict) or not weights:
+        return [f"class_weights must be null, \"auto\" or an object of label -> weight, got {weights!r}"]
+    bad = [k for k, w in weights.items() if isinstance(w, bool) or not isinstance(w, (int, float))
+           or not math.isfinite(w) or w <= 0]
+    return [f"class weights must be positive numbers: {', '.join(map(repr, bad[:5]))}"] if bad else []
+
+
+def _search_space_problems(space) -> list[str]:
+    if space is None:
+        return []
+    if not isinstance(space, dict) or not space:
+        return ["search_space must be an object of option -> list of values"]
+    problems = []
+    for name, values in space.items():
+        if name not in SEARCH_SPACE:
+            problems.append(f"search_space may vary {', '.join(SEARCH_SPACE)}, not {name!r}")
+        elif not isinstance(values, list) or not values:
+            problems.append(f"search_space[{name!r}] must be a non-empty list")
+    return problems
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters. Defaults follow the usual BERT fine-tuning recipe."""
@@ -48,6 +82,15 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     select_metric: str = "macro_f1"
+    gradient_accumulation: int = 1  # optimizer step every N batches (effective batch = batch_size * N)
+    lr_schedule: str = "linear"  # after the warm-up: linear decay, cosine decay or constant
+    early_stopping_patience: int = 0  # stop after N epochs without a better select_metric; 0: never
+    class_weights: str | dict[str, float] | None = None  # None, "auto" (inverse class frequency) or {label: w}
+    long_documents: str = "truncate"  # or "windows": overlapping max_length windows, logits averaged
+    window_overlap: int = 32  # tokens shared by consecutive windows
+    max_windows: int = 16  # windows per document at most (the rest of a very long text is not read)
+    trials: int = 0  # hyperparameter search: this many trials; 0: train once with these options
+    search_space: dict[str, list] | None = None  # option -> candidate values; None: SEARCH_SPACE
 
     def validate(self) -> None:
         problems = _type_problems(self)
@@ -73,8 +116,26 @@ class TrainConfig:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
         if not _DEVICE.match(self.device):
             problems.append("device must be auto, cpu, cuda or cuda:N")
+        if not 1 <= self.gradient_accumulation <= 1024:
+            problems.append("gradient_accumulation must be between 1 and 1024")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.early_stopping_patience < 0:
+            problems.append("early_stopping_patience must be 0 (off) or more")
+        problems.extend(_class_weight_problems(self.class_weights))
+        if self.long_documents not in LONG_DOCUMENTS:
+            problems.append(f"long_documents must be one of {', '.join(LONG_DOCUMENTS)}")
+        if self.long_documents == "windows" and not 0 <= self.window_overlap <= self.max_length // 2:
+            problems.append("window_overlap must be between 0 and half of max_length")
+        if not 1 <= self.max_windows <= 256:
+            problems.append("max_windows must be between 1 and 256")
+        if not 0 <= self.trials <= 100:
+            problems.append("trials must be between 0 and 100")
+        problems.extend(_search_space_problems(self.search_space))
         if problems:
             raise InvalidTrainingData("; ".join(problems))
+        if self.trials:
+            self.trial_configs()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -91,3 +152,25 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def trial_configs(self) -> list["TrainConfig"]:
+        """The configurations a search tries: ``trials`` distinct draws from the space, seeded by ``seed``.
+
+        Each is validated now, so a bad value in the space fails before the job is enqueued."""
+        import itertools
+        import random
+
+        space = self.search_space or SEARCH_SPACE
+        grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+        random.Random(self.seed).shuffle(grid)
+        configs = []
+        for values in grid[: self.trials]:
+            config = replace(self, trials=0, search_space=None, **values)
+            config.validate()
+            configs.append(config)
+        return configs
+
+    def window_settings(self) -> dict[str, Any]:
+        """What inference must repeat to match training (stored with the model version)."""
+        return {"long_documents": self.long_documents, "window_overlap": self.window_overlap,
+                "max_windows": self.max_windows}

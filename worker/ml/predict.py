@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
-from worker.ml.batching import iter_batches, sorted_batches, tokenize
+from worker.ml.batching import average_by_owner, encode, iter_batches, sorted_batches
 from worker.ml.device import autocast, quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact
 from worker.ml.hf import quiet_transformers
@@ -26,7 +26,7 @@ class Prediction:
 
 class Classifier:
     def __init__(self, model, tokenizer, labels: Sequence[str], max_length: int, device: torch.device,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", windows: dict | None = None):
         model = model.to(device).eval()
         self.model = quantize_int8(model) if precision == "int8" else model
         self.tokenizer = tokenizer
@@ -34,6 +34,8 @@ class Classifier:
         self.max_length = max_length
         self.device = device
         self.precision = precision
+        # How training read long documents (truncate, or overlapping windows): inference must do the same.
+        self.windows = windows or {"long_documents": "truncate"}
 
     @classmethod
     def from_artifact(cls, path: str | Path, *, sha256: str | None = None, device: str = "auto",
@@ -50,25 +52,29 @@ class Classifier:
         except Exception as exc:  # noqa: BLE001 - safetensors, json and tokenizer errors all mean a bad artifact
             raise CorruptArtifact(f"cannot load model artifact {path}: {type(exc).__name__}: {exc}") from exc
         dev = resolve_device(device)
-        return cls(model, tokenizer, meta["labels"], meta["max_length"], dev, resolve_precision(dev, precision))
+        return cls(model, tokenizer, meta["labels"], meta["max_length"], dev, resolve_precision(dev, precision),
+                   windows=meta.get("windows"))
 
     @torch.inference_mode()
-    def _forward(self, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]]) -> list[Prediction]:
-        out: list[Prediction | None] = [None] * len(token_ids)
+    def _logits(self, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]]) -> torch.Tensor:
+        logits = torch.empty((len(token_ids), len(self.labels)), dtype=torch.float32)
         pad_id = self.tokenizer.pad_token_id or 0
         for batch, tensors in iter_batches(token_ids, batches, pad_id, self.device):
             with autocast(self.device, self.precision):
-                logits = self.model(**tensors).logits
-            probs = torch.softmax(logits.float(), dim=-1).cpu().tolist()
-            for i, row in zip(batch, probs):
-                best = max(range(len(row)), key=row.__getitem__)
-                out[i] = Prediction(self.labels[best], row[best], dict(zip(self.labels, row)))
-        return out  # type: ignore[return-value]
+                logits[torch.as_tensor(batch)] = self.model(**tensors).logits.float().cpu()
+        return logits
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """Predictions in the order of ``texts``; all texts must be valid (see ``text_problem``)."""
-        token_ids = tokenize(self.tokenizer, texts, self.max_length)
-        return self._forward(token_ids, sorted_batches([len(t) for t in token_ids], batch_size))
+        token_ids, owners = encode(self.tokenizer, texts, self.max_length, **self.windows)
+        logits = self._logits(token_ids, sorted_batches([len(t) for t in token_ids], batch_size))
+        if len(token_ids) != len(texts):
+            logits = average_by_owner(logits, owners, len(texts))
+        out = []
+        for row in torch.softmax(logits, dim=-1).tolist():
+            best = max(range(len(row)), key=row.__getitem__)
+            out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row))))
+        return out
 
     def predict_or_fail(self, texts: Sequence[str], batch_size: int = 64, max_chars: int = 100_000) -> list[Prediction]:
         """Like ``predict`` but never raises for one bad text: it gets a failure with its reason.

@@ -23,3 +23,15 @@ def stratified_split(labels: Sequence[str], val_fraction: float, seed: int) -> t
         val.extend(idx[:n_val])
         train.extend(idx[n_val:])
     return sorted(train), sorted(val)
+
+
+def split_without_leaks(texts: Sequence[str], labels: Sequence[str], val_fraction: float,
+                        seed: int) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, removed): the stratified split, less the validation texts that (near-exactly) also
+    appear in training. Scoring a model on texts it trained on would flatter it."""
+    from worker.ml.datacheck import leaking_validation
+
+    train, val = stratified_split(labels, val_fraction, seed)
+    removed = leaking_validation(texts, train, val)
+    gone = set(removed)
+    return train, [i for i in val if i not in gone], removed

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from worker.ml.batching import iter_batches, length_grouped_batches, sorted_batches, tokenize
+from worker.ml.batching import average_by_owner, encode, iter_batches, length_grouped_batches, sorted_batches
 from worker.ml.checkpoint import load_checkpoint, save_checkpoint
 from worker.ml.config import TrainConfig
 from worker.ml.device import autocast, resolve_device, resolve_precision
@@ -23,7 +23,7 @@ from worker.ml.errors import Cancelled, InvalidTrainingData, ModelNotFound
 from worker.ml.hf import quiet_transformers
 from worker.ml.labels import LabelMap
 from worker.ml.metrics import classification_metrics
-from worker.ml.split import stratified_split
+from worker.ml.split import split_without_leaks
 
 
 @dataclass
@@ -41,6 +41,11 @@ class TrainResult:
     seconds: float
     label_counts: dict[str, int] = field(default_factory=dict)
     resumed_from_epoch: int | None = None
+    validation_removed: int = 0  # validation texts dropped because training has the same text
+    stopped_early: bool = False
+    class_weights: dict[str, float] | None = None
+    config: TrainConfig | None = None  # the configuration that trained this model (a search's winning trial)
+    trials: list[dict] | None = None  # a hyperparameter search's trials, best marked "selected"
 
 
 @dataclass
@@ -120,21 +125,41 @@ def _param_groups(model, weight_decay: float):
 
 @torch.inference_mode()
 def evaluate(model, token_ids, y_true: Sequence[int], label_map: LabelMap, pad_id: int, device, precision: str,
-             batch_size: int = 64) -> dict:
+             batch_size: int = 64, owners: Sequence[int] | None = None) -> dict:
+    """Validation metrics over documents; with ``owners`` (windows), a document's logits are its windows' mean."""
     model.eval()
-    preds = [0] * len(token_ids)
-    loss_sum = 0.0
-    batches = sorted_batches([len(t) for t in token_ids], batch_size)
-    for batch, tensors in iter_batches(token_ids, batches, pad_id, device):
+    logits = torch.empty((len(token_ids), len(label_map)), dtype=torch.float32)
+    for batch, tensors in iter_batches(token_ids, sorted_batches([len(t) for t in token_ids], batch_size), pad_id,
+                                       device):
         with autocast(device, precision):
-            logits = model(**tensors).logits.float()
-        target = torch.as_tensor([y_true[i] for i in batch], device=device)
-        loss_sum += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
-        for i, p in zip(batch, logits.argmax(-1).tolist()):
-            preds[i] = p
-    metrics = classification_metrics(y_true, preds, label_map.labels)
-    metrics["loss"] = loss_sum / max(len(token_ids), 1)
+            logits[torch.as_tensor(batch)] = model(**tensors).logits.float().cpu()
+    if owners is not None:
+        logits = average_by_owner(logits, owners, len(y_true))
+    target = torch.as_tensor(list(y_true))
+    metrics = classification_metrics(y_true, logits.argmax(-1).tolist(), label_map.labels)
+    metrics["loss"] = torch.nn.functional.cross_entropy(logits, target).item() if len(y_true) else 0.0
     return metrics
+
+
+def class_weight_tensor(config: TrainConfig, label_map: LabelMap, train_y: Sequence[int]) -> dict[str, float] | None:
+    """Per-class loss weights: None, inverse frequency over the training split ("auto"), or as given."""
+    if config.class_weights is None:
+        return None
+    if config.class_weights == "auto":
+        counts = Counter(train_y)
+        return {label: len(train_y) / (len(label_map) * counts[i]) for i, label in enumerate(label_map.labels)}
+    unknown = sorted(set(config.class_weights) - set(label_map.labels))
+    if unknown:
+        raise InvalidTrainingData(f"class_weights names labels that are not in the data: {', '.join(unknown[:10])}")
+    return {label: float(config.class_weights.get(label, 1.0)) for label in label_map.labels}
+
+
+def _scheduler(optimizer, config: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[config.lr_schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
 
 
 def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
@@ -144,7 +169,7 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
     With ``checkpoint_dir``, the state after every epoch is saved there, and a run that finds a checkpoint of
     the same data and configuration resumes after its epoch instead of starting over.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_transformers()
     callbacks = callbacks or Callbacks()
@@ -154,7 +179,10 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
 
     label_map = LabelMap.from_labels(labels)
     y = label_map.encode(labels)
-    train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
+    train_idx, val_idx, removed = split_without_leaks(texts, labels, config.val_fraction, config.seed)
+    if not val_idx:
+        raise InvalidTrainingData(f"all {len(removed)} validation texts also appear in training; "
+                                  "deduplicate the collection or raise val_fraction")
 
     device = resolve_device(config.device)
     precision = resolve_precision(device, config.precision, training=True)
@@ -170,23 +198,26 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         trust_remote_code=False,
     ).to(device)
 
-    token_ids = tokenize(tokenizer, texts, max_length)
-    train_ids = [token_ids[i] for i in train_idx]
-    train_y = [y[i] for i in train_idx]
-    val_ids = [token_ids[i] for i in val_idx]
+    windows = config.window_settings()
+    train_ids, train_owner = encode(tokenizer, [texts[i] for i in train_idx], max_length, **windows)
+    train_y = [y[train_idx[o]] for o in train_owner]  # a window carries its document's label
+    val_ids, val_owner = encode(tokenizer, [texts[i] for i in val_idx], max_length, **windows)
     val_y = [y[i] for i in val_idx]
     pad_id = tokenizer.pad_token_id or 0
+    weights = class_weight_tensor(config, label_map, [y[i] for i in train_idx])
+    weight = torch.as_tensor(list(weights.values()), device=device) if weights else None
 
-    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    batches_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total_batches = batches_per_epoch * config.epochs
+    total_steps = math.ceil(batches_per_epoch / config.gradient_accumulation) * config.epochs
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate,
                                   fused=device.type == "cuda")
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scheduler = _scheduler(optimizer, config, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     history: list[dict] = []
     best_state, best_epoch, best_score, best_metrics = None, 0, -1.0, {}
-    step, start_epoch, train_seconds = 0, 1, 0.0
+    step, start_epoch, train_seconds, stale = 0, 1, 0.0, 0
     key = _checkpoint_key(texts, labels, config)
     resumed = load_checkpoint(checkpoint_dir, key)
     if resumed is not None:
@@ -198,34 +229,36 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         history, step, train_seconds = resumed["history"], resumed["step"], resumed["train_seconds"]
         best_state, best_epoch = resumed["best_state"], resumed["best_epoch"]
         best_score, best_metrics = resumed["best_score"], resumed["best_metrics"]
-        start_epoch = resumed["epoch"] + 1
+        start_epoch, stale = resumed["epoch"] + 1, resumed.get("stale", 0)
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs + 1):
         model.train()
         epoch_start = time.perf_counter()
         loss_sum = 0.0
         rng = random.Random(config.seed * 1_000_003 + epoch)  # the same batches whether resumed or not
-        for batch, tensors in iter_batches(train_ids, length_grouped_batches([len(t) for t in train_ids],
-                                                                             config.batch_size, rng), pad_id, device):
+        epoch_batches = length_grouped_batches([len(t) for t in train_ids], config.batch_size, rng)
+        for n, (batch, tensors) in enumerate(iter_batches(train_ids, epoch_batches, pad_id, device), 1):
             if callbacks.should_stop and callbacks.should_stop():
                 raise Cancelled("training stopped on request")
             target = torch.as_tensor([train_y[i] for i in batch], device=device)
             with autocast(device, precision):
                 logits = model(**tensors).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), target)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(logits.float(), target, weight=weight)
+            scaler.scale(loss / config.gradient_accumulation).backward()
+            if n % config.gradient_accumulation == 0 or n == len(epoch_batches):
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.item() * len(batch)
             step += 1
             if callbacks.on_step:
-                callbacks.on_step(step, total_steps)
+                callbacks.on_step(step, total_batches)
         train_seconds += time.perf_counter() - epoch_start
-        metrics = evaluate(model, val_ids, val_y, label_map, pad_id, device, precision)
+        metrics = evaluate(model, val_ids, val_y, label_map, pad_id, device, precision,
+                           owners=val_owner if config.long_documents == "windows" else None)
         record = {"epoch": epoch, "train_loss": loss_sum / len(train_ids), "val_loss": metrics["loss"],
                   "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                   "seconds": time.perf_counter() - epoch_start}
@@ -234,18 +267,23 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
             callbacks.on_epoch(record)
         score = metrics[config.select_metric]
         if score > best_score:
-            best_score, best_epoch, best_metrics = score, epoch, metrics
+            best_score, best_epoch, best_metrics, stale = score, epoch, metrics, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if config.early_stopping_patience and stale >= config.early_stopping_patience:
+            break
         if checkpoint_dir is not None and epoch < config.epochs:
             save_checkpoint(checkpoint_dir, {
-                "key": key, "epoch": epoch, "step": step, "train_seconds": train_seconds, "history": history,
+                "key": key, "epoch": epoch, "step": step, "stale": stale, "train_seconds": train_seconds,
+                "history": history,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "best_state": best_state, "best_epoch": best_epoch,
                 "best_score": best_score, "best_metrics": best_metrics,
             })
 
-    if best_state is not None and best_epoch != config.epochs:
+    if best_state is not None and best_epoch != history[-1]["epoch"]:
         model.load_state_dict(best_state)
     model.to("cpu").eval()
     best_metrics = copy.deepcopy(best_metrics)
@@ -258,10 +296,14 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         history=history,
         best_epoch=best_epoch,
         max_length=max_length,
-        train_size=len(train_ids),
-        val_size=len(val_ids),
-        examples_per_second=len(train_ids) * config.epochs / train_seconds if train_seconds else 0.0,
+        train_size=len(train_idx),
+        val_size=len(val_idx),
+        examples_per_second=len(train_ids) * len(history) / train_seconds if train_seconds else 0.0,
         resumed_from_epoch=resumed["epoch"] if resumed is not None else None,
         seconds=time.perf_counter() - started,
         label_counts=dict(sorted(Counter(labels).items())),
+        validation_removed=len(removed),
+        stopped_early=len(history) < config.epochs,
+        class_weights=weights,
+        config=config,
     )
