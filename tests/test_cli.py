@@ -57,3 +57,18 @@ def test_data_check_prints_the_report_and_fails_on_blocking_problems(env_db, sql
     assert report["class_counts"] == {"neg": 5, "pos": 5} and report["length"]["unit"] == "words (+2)"
     assert main(["data", "check", "--collection", "one"]) == 1
     assert "need at least two" in capsys.readouterr().out
+
+
+def test_every_training_option_has_a_flag_and_json_flags_take_json_or_a_word(env_db, sqlite_url, capsys):
+    from dataclasses import fields
+
+    from worker.cli import TRAIN_FLAGS, _train_options, build_parser
+    from worker.ml.config import TrainConfig
+
+    assert {f.name for f in fields(TrainConfig)} - {n for n, _ in TRAIN_FLAGS} == {"base_model"}
+    args = build_parser().parse_args(["train", "--collection", "c", "--base-model", "x", "--class-weights", "auto",
+                                      "--search-space", '{"epochs": [2, 3]}', "--trials", "2"])
+    assert _train_options(args) == {"class_weights": "auto", "search_space": {"epochs": [2, 3]}, "trials": 2}
+    env_db(sqlite_url)
+    assert main(["train", "--collection", "c", "--base-model", "x", "--class-weights", '{"a": -1}', "--inline"]) == 2
+    assert "class weights must be positive numbers" in capsys.readouterr().err

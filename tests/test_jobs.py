@@ -56,6 +56,35 @@ def test_a_training_job_registers_a_model_version_with_metrics_lineage_and_a_has
     assert artifact_sha256(artifact) == mv.artifact_sha256
 
 
+def test_a_searched_windowed_model_records_its_trials_and_bulk_classification_reads_it_in_windows(
+        sqlite_url, make_settings, tiny_base_model):
+    from worker.ml.predict import load_classifier
+    from worker.report import report_path
+
+    settings = make_settings(sqlite_url)
+    load_documents(sqlite_url, "train", sentiment_rows(48))
+    options = {**TINY, "epochs": 2, "long_documents": "windows", "max_length": 16, "window_overlap": 4,
+               "trials": 2, "search_space": {"learning_rate": [1e-4, 2e-3], "epochs": [2]}}
+    handle, outcome = _train(settings, base_model=tiny_base_model, options=options)
+    assert outcome is jobs.Outcome.succeeded, handle.snapshot().error
+    with session_factory_for(sqlite_url).begin() as s:
+        mv = s.scalar(select(ModelVersion))
+        trials = mv.metrics["trials"]
+        assert len(trials) == 2 and [t["selected"] for t in trials].count(True) == 1
+        chosen = next(t for t in trials if t["selected"])
+        assert mv.hyperparameters["learning_rate"] == chosen["options"]["learning_rate"]
+        assert mv.hyperparameters["trials"] == 2 and mv.hyperparameters["long_documents"] == "windows"
+        assert mv.lineage["validation_removed"] == 0
+        path, sha = mv.artifact_path, mv.artifact_sha256
+    assert "Hyperparameter search (2 trials" in report_path(path).read_text()
+    assert load_classifier(path, sha256=sha, device="cpu").windows["long_documents"] == "windows"
+
+    load_documents(sqlite_url, "new", sentiment_rows(8, prefix="new"))
+    chandle = submit_classification("new", "senti", settings=settings, enqueue=False)
+    assert jobs.run_classification(chandle.id, settings=settings) is jobs.Outcome.succeeded
+    assert chandle.snapshot().result["classified"] == 8
+
+
 def test_a_classification_job_writes_one_prediction_or_failure_row_per_document(
         any_db_url, make_settings, tiny_base_model):
     settings = make_settings(any_db_url)

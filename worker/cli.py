@@ -141,10 +141,25 @@ def _run_or_wait(handle, kind: str, args) -> int:
     return 0
 
 
+def _json_or_word(value: str) -> Any:
+    """A JSON value, or a bare word (``auto``) as a string."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+# Training options as command-line flags: (option, type); every TrainConfig field but base_model.
+TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), ("max_length", int),
+               ("val_fraction", float), ("seed", int), ("warmup_ratio", float), ("weight_decay", float),
+               ("device", str), ("precision", str), ("select_metric", str), ("gradient_accumulation", int),
+               ("lr_schedule", str), ("early_stopping_patience", int), ("class_weights", _json_or_word),
+               ("long_documents", str), ("window_overlap", int), ("max_windows", int), ("trials", int),
+               ("search_space", _json_or_word)]
+
+
 def _train_options(args) -> dict[str, Any]:
-    names = ["epochs", "batch_size", "learning_rate", "max_length", "val_fraction", "seed", "warmup_ratio",
-             "weight_decay", "device", "precision"]
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    return {n: getattr(args, n) for n, _ in TRAIN_FLAGS if getattr(args, n) is not None}
 
 
 def _filter(args) -> dict[str, Any] | None:
@@ -410,10 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--base-model", required=True, help="hub name (bert-base-uncased) or local folder")
     tr.add_argument("--name", help="model name (default: the collection)")
     tr.add_argument("--skip-unlabelled", action="store_true", help="train on the labelled part of the collection")
-    for name, typ in [("epochs", int), ("batch-size", int), ("learning-rate", float), ("max-length", int),
-                      ("val-fraction", float), ("seed", int), ("warmup-ratio", float), ("weight-decay", float),
-                      ("device", str), ("precision", str)]:
-        tr.add_argument(f"--{name}", type=typ)
+    for name, typ in TRAIN_FLAGS:
+        tr.add_argument(f"--{name.replace('_', '-')}", type=typ, metavar="JSON" if typ is _json_or_word else None)
     add_run_flags(tr)
     tr.set_defaults(func=cmd_train)
 

@@ -95,3 +95,33 @@ def test_to_dict_round_trips_through_from_dict_and_json():
 def test_a_value_of_the_wrong_type_or_outside_the_allowed_set_is_invalid_training_data(option, value):
     with pytest.raises(InvalidTrainingData):
         TrainConfig.from_dict({"base_model": "m", option: value})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr_schedule": "exponential"}, "lr_schedule must be one of linear, cosine, constant"),
+    ({"gradient_accumulation": 0}, "gradient_accumulation must be between 1 and 1024"),
+    ({"early_stopping_patience": -1}, "early_stopping_patience must be 0"),
+    ({"class_weights": "balanced"}, "class_weights must be null"),
+    ({"class_weights": {"a": 0}}, "class weights must be positive numbers: 'a'"),
+    ({"long_documents": "chunks"}, "long_documents must be one of truncate, windows"),
+    ({"long_documents": "windows", "max_length": 64, "window_overlap": 40}, "window_overlap must be between 0 and half"),
+    ({"max_windows": 0}, "max_windows must be between 1 and 256"),
+    ({"trials": 101}, "trials must be between 0 and 100"),
+    ({"trials": 2, "search_space": {"dropout": [0.1]}}, "search_space may vary .* not 'dropout'"),
+    ({"trials": 2, "search_space": {"learning_rate": []}}, r"search_space\['learning_rate'\] must be a non-empty list"),
+    ({"trials": 2, "search_space": {"learning_rate": [3.0]}}, "learning_rate must be between 0 and 1"),
+])
+def test_the_newer_training_options_are_validated_before_anything_runs(options, message):
+    with pytest.raises(InvalidTrainingData, match=message):
+        TrainConfig.from_dict({"base_model": "m", **options})
+
+
+def test_trial_configurations_are_distinct_seeded_draws_from_the_space():
+    config = TrainConfig(base_model="m", trials=4, search_space={"learning_rate": [1e-5, 2e-5, 3e-5], "epochs": [2, 3]})
+
+    trials = config.trial_configs()
+
+    assert len(trials) == 4 and len({(t.learning_rate, t.epochs) for t in trials}) == 4
+    assert [(t.learning_rate, t.epochs) for t in trials] == [(t.learning_rate, t.epochs) for t in config.trial_configs()]
+    assert all(t.trials == 0 and t.search_space is None and t.batch_size == 32 for t in trials)
+    assert len(TrainConfig(base_model="m", trials=50, search_space={"epochs": [2, 3]}).trial_configs()) == 2
