@@ -34,6 +34,8 @@ NAMING_CONVENTION = {
 }
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# The same column type, but Python None is SQL NULL rather than a JSON null (so `IS NULL` means "no value").
+NullableJSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -76,6 +78,8 @@ class Document(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     label: Mapped[str | None] = mapped_column(String(200))
+    # The label set of a multi-label document (sorted, no duplicates); `label` stays NULL then. NULL: none.
+    labels: Mapped[list[str] | None] = mapped_column(NullableJSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow,
                                                  server_default=func.now())
@@ -159,6 +163,8 @@ class Prediction(Base):
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     label: Mapped[str | None] = mapped_column(String(200))
+    # Every label a multi-label model predicted above its threshold (NULL for a single-label model).
+    labels: Mapped[list[str] | None] = mapped_column(NullableJSONType)
     score: Mapped[float | None] = mapped_column(Float)
     scores: Mapped[dict[str, float] | None] = mapped_column(JSONType)
     error: Mapped[str | None] = mapped_column(Text)

@@ -1,8 +1,13 @@
 """The schema comes from Alembic; models and migrations never drift."""
 from __future__ import annotations
 
+import json
+import uuid
+
+import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from db.migrate import alembic_config, check, upgrade
 from db.session import make_engine
@@ -53,4 +58,70 @@ def test_upgrading_a_sqlite_database_with_data_keeps_every_reference(tmp_path):
     with engine.begin() as conn:
         assert conn.execute(text("SELECT job_id FROM predictions")).scalar() == 1
         assert conn.execute(text("SELECT training_job_id FROM model_versions")).scalar() == 1
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request, tmp_path):
+    """A database of its own, with no schema: migrations go up and down in it without touching the session's."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'updown.db'}"
+        return
+    from conftest import PG_ADMIN_URL
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    request.getfixturevalue("pg_url")  # skips (or fails in CI) when PostgreSQL is not answering
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"bertjobs_updown_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _view_columns(engine, view: str) -> list[str]:
+    return [c["name"] for c in inspect(engine).get_columns(view)]
+
+
+def test_multi_label_columns_go_up_and_down_keeping_data_and_views(empty_db_url):
+    url = empty_db_url
+    upgrade(url, "0003")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO documents (collection, external_id, text, label) VALUES ('c', 'a', 'x', 'pos')"))
+        conn.execute(text("INSERT INTO model_versions (name, version, status, base_model, artifact_path, "
+                          "artifact_sha256, labels, hyperparameters, metrics, lineage) "
+                          "VALUES ('m', 1, 'ready', 'b', '/p', 's', '[]', '{}', '{}', '{}')"))
+        conn.execute(text("INSERT INTO model_aliases (name, alias, model_version_id) VALUES ('m', 'production', 1)"))
+        conn.execute(text("INSERT INTO predictions (document_id, model_version_id, label, score) "
+                          "VALUES (1, 1, 'pos', 0.5)"))
+    upgrade(url)
+    check(url)
+    for view in ("latest_predictions", "production_predictions", "low_confidence_predictions"):
+        assert {"gold_labels", "labels"} <= set(_view_columns(engine, view)), view
+    with engine.begin() as conn:
+        conn.execute(text("""UPDATE documents SET labels = '["a", "b"]'"""))
+        conn.execute(text("""UPDATE predictions SET labels = '["a"]'"""))
+        row = conn.execute(text("SELECT gold_label, gold_labels, label, labels FROM low_confidence_predictions")).one()
+    as_list = (lambda v: json.loads(v) if isinstance(v, str) else v)  # noqa: E731 - SQLite views return JSON text
+    assert (row[0], as_list(row[1]), row[2], as_list(row[3])) == ("pos", ["a", "b"], "pos", ["a"])
+
+    command.downgrade(alembic_config(url), "0003")
+    engine.dispose()
+    engine = make_engine(url)
+    assert "labels" not in {c["name"] for c in inspect(engine).get_columns("documents")}
+    assert "labels" not in {c["name"] for c in inspect(engine).get_columns("predictions")}
+    for view in ("latest_predictions", "production_predictions", "low_confidence_predictions"):
+        assert "labels" not in _view_columns(engine, view), view
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT external_id, gold_label, label FROM latest_predictions")).one() == \
+            ("a", "pos", "pos")
+        assert conn.execute(text("SELECT count(*) FROM low_confidence_predictions")).scalar() == 1
+    upgrade(url)
+    check(url)
+    with engine.begin() as conn:  # the predictions survived both ways (no table rebuild cascaded them away)
+        assert conn.execute(text("SELECT label, labels FROM predictions")).one() == ("pos", None)
     engine.dispose()
