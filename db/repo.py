@@ -6,11 +6,12 @@ attempt number the worker claimed. A stale owner (a paused process, a duplicate 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Select, and_, func, literal, or_, select, text, update
+from sqlalchemy import Float, Select, and_, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -590,33 +591,65 @@ def active_jobs(session: Session, kind: str, dedupe_prefix: str) -> list[Job]:
 # ---------------------------------------------------------------- predictions
 
 
+# A prediction row's columns, in one list: the PostgreSQL statement, its payload and the columns a re-run
+# overwrites all follow it (a new nullable column needs its name added here and nothing else).
 _PREDICTION_COLUMNS = ("document_id", "model_version_id", "label", "score", "scores", "error", "job_id", "created_at")
-_UPDATED_ON_CONFLICT = ("label", "score", "scores", "error", "job_id", "created_at")
+_PREDICTION_KEY = ("document_id", "model_version_id")
+_UPDATED_ON_CONFLICT = tuple(c for c in _PREDICTION_COLUMNS if c not in _PREDICTION_KEY)
 
-# PostgreSQL: one statement per page, the rows passed as eight arrays and unnested server-side; several times
-# faster than a multi-row VALUES list (fewer parameters to bind, one plan).
+# PostgreSQL: one statement per page, the rows sent as one JSON array and turned into rows of the table's own
+# type server-side (json_populate_recordset: JSON null is SQL NULL, a nested object fills a JSON column).
+# Measured side by side with pages of 512 (bench/README.md): about 1.2x the eight unnest() arrays this
+# replaces, whose per-element array adaptation in the driver cost twice the client CPU; COPY into a temporary
+# staging table saved as much client CPU but gave it back in the staging table's truncation at commit.
 _PG_UPSERT_PREDICTIONS = text(f"""
 INSERT INTO predictions ({", ".join(_PREDICTION_COLUMNS)})
-SELECT d, m, l, s, ss::jsonb, e, j, c
-FROM unnest(CAST(:d AS BIGINT[]), CAST(:m AS BIGINT[]), CAST(:l AS TEXT[]), CAST(:s AS FLOAT8[]),
-            CAST(:ss AS TEXT[]), CAST(:e AS TEXT[]), CAST(:j AS BIGINT[]), CAST(:c AS TIMESTAMPTZ[]))
-     AS t(d, m, l, s, ss, e, j, c)
-ON CONFLICT (document_id, model_version_id) DO UPDATE SET
+SELECT {", ".join(_PREDICTION_COLUMNS)}
+FROM json_populate_recordset(CAST(NULL AS predictions), CAST(:rows AS JSON))
+ON CONFLICT ({", ".join(_PREDICTION_KEY)}) DO UPDATE SET
 {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED_ON_CONFLICT)}
 """)
 
 
+def _json_value(value: Any) -> Any:
+    """json.dumps' fallback for the payload: timestamps as ISO 8601 (an offset kept, a naive one read in the
+    session's time zone, as the driver would send it)."""
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"a prediction value of type {type(value).__name__} cannot be sent: {value!r}")
+
+
+def _dumps(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_json_value, ensure_ascii=False, check_circular=False, allow_nan=False)
+
+
+def _float_text(value: Any) -> Any:
+    # JSON has no NaN or infinities; PostgreSQL's float input reads these words.
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _predictions_json(rows: Sequence[dict[str, Any]]) -> str:
+    # Every column is taken from every row: a missing key is a KeyError here, not a silent NULL.
+    picked = [{c: r[c] for c in _PREDICTION_COLUMNS} for r in rows]
+    try:
+        return _dumps(picked)
+    except ValueError:  # a NaN or an infinity: a float column takes it as a word; inside JSON it stays refused
+        floats = [c for c in _PREDICTION_COLUMNS if isinstance(Prediction.__table__.c[c].type, Float)]
+        return _dumps([{**r, **{c: _float_text(r[c]) for c in floats}} for r in picked])
+
+
 def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Write predictions keyed by (document, model version), many rows per statement. Re-running overwrites."""
+    """Write predictions keyed by (document, model version), many rows per statement. Re-running overwrites.
+
+    Runs in the caller's transaction and never commits. On PostgreSQL a (document, model version) may appear
+    once in ``rows`` (twice is an error, as before); a NaN inside ``scores`` is a ValueError (JSON has none).
+    """
     if not rows:
         return 0
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(_PG_UPSERT_PREDICTIONS, {
-            "d": [r["document_id"] for r in rows], "m": [r["model_version_id"] for r in rows],
-            "l": [r["label"] for r in rows], "s": [r["score"] for r in rows],
-            "ss": [None if r["scores"] is None else json.dumps(r["scores"]) for r in rows],
-            "e": [r["error"] for r in rows], "j": [r["job_id"] for r in rows], "c": [r["created_at"] for r in rows],
-        })
+        session.execute(_PG_UPSERT_PREDICTIONS, {"rows": _predictions_json(rows)})
         return len(rows)
     for chunk in _chunks(rows):
         stmt = _insert(session, Prediction)

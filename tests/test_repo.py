@@ -1,12 +1,14 @@
 """Data access on real PostgreSQL, each test inside a transaction that is rolled back."""
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select, text
 
 from db import repo
-from db.models import JobStatus, utcnow
+from db.models import JobStatus, Prediction, utcnow
 
 
 def _job(session, **kw):
@@ -108,6 +110,68 @@ def test_prediction_upserts_are_keyed_by_document_and_model_version(pg_session):
     assert repo.prediction_counts(pg_session, mv.id) == {"classified": 2, "failed": 0}
     labels = {d.external_id: p.label for d, p, _ in repo.list_predictions(pg_session, collection="c")}
     assert labels == {"a": "neg", "b": "pos"}
+
+
+def test_prediction_upserts_keep_every_value_overwrite_with_nulls_and_leave_the_commit_to_the_caller(pg_session):
+    s = pg_session  # its commits and rollbacks are savepoints inside the test's transaction
+    repo.upsert_documents(s, "c", [{"external_id": str(i), "text": f"t{i}"} for i in range(3)])
+    a, b, c = [i for i, _ in repo.read_documents(s, "c", None, 10)]
+    mv, job = _model_version(s).id, _job(s).id
+    s.commit()
+    t0 = datetime(2026, 11, 27, 6, 41, 36, 123456, tzinfo=timezone.utc)
+    t1 = datetime(2026, 11, 27, 8, 0, 0, 1, tzinfo=timezone(timedelta(hours=2)))
+
+    def ok(doc, label, score, at):
+        return {"document_id": doc, "model_version_id": mv, "label": label, "score": score,
+                "scores": {"neg": 1 - score, "pos": score, "ünïcode \"k\"": [0.1]}, "error": None, "job_id": job,
+                "created_at": at}
+
+    def failed(doc, at):
+        return {"document_id": doc, "model_version_id": mv, "label": None, "score": None, "scores": None,
+                "error": 'tokenizer said "no" \\ ✗\nsecond line', "job_id": None, "created_at": at}
+
+    def stored():
+        return ({p.document_id: (p.label, p.score, p.scores, p.error, p.job_id, p.created_at)
+                 for p in s.scalars(select(Prediction).execution_options(populate_existing=True))},
+                s.scalar(text("SELECT count(*) FROM predictions WHERE scores IS NULL")))
+
+    def as_stored(row):
+        return tuple(row[k] for k in ("label", "score", "scores", "error", "job_id", "created_at"))
+
+    # Two pages in one transaction, the second overwriting a row of the first with a failure (NULLs).
+    assert repo.upsert_predictions(s, [ok(a, "pos", 0.75, t0), failed(c, t0)]) == 2
+    assert repo.upsert_predictions(s, [failed(a, t1), ok(b, "pos", 0.1 + 0.2, t1)]) == 2
+    s.commit()
+    repo.upsert_predictions(s, [ok(c, "neg", 1e-300, t1)])  # a later run overwrites a failure
+    s.commit()
+    expected = {a: as_stored(failed(a, t1)), b: as_stored(ok(b, "pos", 0.1 + 0.2, t1)),
+                c: as_stored(ok(c, "neg", 1e-300, t1))}
+    assert stored() == (expected, 1)  # SQL NULL scores, not JSON null; floats and microseconds exact
+
+    repo.upsert_predictions(s, [ok(a, "pos", 0.5, t0)])  # never commits: the caller's rollback takes it back
+    s.rollback()
+    assert stored() == (expected, 1)
+
+
+def test_prediction_upserts_keep_non_finite_scores_and_refuse_incomplete_rows(pg_session):
+    repo.upsert_documents(pg_session, "c", [{"external_id": str(i), "text": f"t{i}"} for i in range(3)])
+    ids = [i for i, _ in repo.read_documents(pg_session, "c", None, 10)]
+    mv = _model_version(pg_session).id
+    row = lambda d, score, scores: {"document_id": d, "model_version_id": mv, "label": "pos",  # noqa: E731
+                                    "score": score, "scores": scores, "error": None, "job_id": None,
+                                    "created_at": utcnow()}
+    repo.upsert_predictions(pg_session, [row(ids[0], float("nan"), None), row(ids[1], float("-inf"), {"pos": 1.0}),
+                                         row(ids[2], 0.5, None)])
+    scores = {p.document_id: p.score for p in pg_session.scalars(select(Prediction).execution_options(
+        populate_existing=True))}
+    assert math.isnan(scores[ids[0]]) and scores[ids[1]] == float("-inf") and scores[ids[2]] == 0.5
+    with pytest.raises(ValueError):  # JSON has no NaN: refused before the statement, the transaction intact
+        repo.upsert_predictions(pg_session, [row(ids[0], 0.5, {"pos": float("nan")})])
+    incomplete = row(ids[0], 0.5, None)
+    del incomplete["job_id"]
+    with pytest.raises(KeyError):
+        repo.upsert_predictions(pg_session, [incomplete])
+    assert repo.prediction_counts(pg_session, mv) == {"classified": 3, "failed": 0}
 
 
 def test_model_references_resolve_to_latest_a_version_or_an_alias(pg_session):
