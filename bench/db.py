@@ -5,8 +5,10 @@
 
 Each size runs in its own process over a fresh database: insert the documents, then stream them in keyset
 pages of 512 and upsert one prediction per document per page, committing per page, as a bulk job does
-(without the model). Reported: documents streamed per second, predictions upserted per second (bertjobs'
-multi-row INSERT ... ON CONFLICT against the ORM unit of work), and the process's peak memory.
+(without the model). Reported: documents streamed per second, predictions upserted per second while
+streaming, and the process's peak memory. Then, side by side on up to 100k documents (the three ways take
+turns page by page, each under its own model version, so they share the machine's noise): bertjobs' upsert
+against the unnest() arrays statement it replaced and against the ORM unit of work.
 """
 from __future__ import annotations
 
@@ -57,8 +59,51 @@ def _prediction(doc_id: int, mv: int, now) -> dict:
             "scores": {"a": 0.9, "b": 0.1}, "error": None, "job_id": None, "created_at": now}
 
 
+# bertjobs' statement before 2026-11-27, kept for the comparison: the rows as eight arrays, unnested server-side.
+_UNNEST_UPSERT = text("""
+INSERT INTO predictions (document_id, model_version_id, label, score, scores, error, job_id, created_at)
+SELECT d, m, l, s, ss::jsonb, e, j, c
+FROM unnest(CAST(:d AS BIGINT[]), CAST(:m AS BIGINT[]), CAST(:l AS TEXT[]), CAST(:s AS FLOAT8[]),
+            CAST(:ss AS TEXT[]), CAST(:e AS TEXT[]), CAST(:j AS BIGINT[]), CAST(:c AS TIMESTAMPTZ[]))
+     AS t(d, m, l, s, ss, e, j, c)
+ON CONFLICT (document_id, model_version_id) DO UPDATE SET label = EXCLUDED.label, score = EXCLUDED.score,
+scores = EXCLUDED.scores, error = EXCLUDED.error, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at
+""")
+
+
+def _unnest_upsert(s, rows: list[dict]) -> None:
+    s.execute(_UNNEST_UPSERT, {
+        "d": [r["document_id"] for r in rows], "m": [r["model_version_id"] for r in rows],
+        "l": [r["label"] for r in rows], "s": [r["score"] for r in rows],
+        "ss": [None if r["scores"] is None else json.dumps(r["scores"]) for r in rows],
+        "e": [r["error"] for r in rows], "j": [r["job_id"] for r in rows], "c": [r["created_at"] for r in rows]})
+
+
+WAYS = {  # name -> how a page of prediction rows is written in an open transaction
+    "bertjobs": repo.upsert_predictions,
+    "unnest": _unnest_upsert,
+    "orm": lambda s, rows: s.add_all([Prediction(**r) for r in rows]),
+}
+
+
+def side_by_side(sessions, rows: int) -> dict[str, float]:
+    """Rows per second of each way over the same documents, taking turns page by page."""
+    versions = {way: _register(sessions) for way in WAYS}
+    with sessions.begin() as s:
+        ids = [i for i, _ in repo.read_documents(s, "bench", None, rows)]
+    seconds = dict.fromkeys(WAYS, 0.0)
+    for lo in range(0, len(ids), PAGE):
+        for way, write in WAYS.items():
+            t0 = time.perf_counter()
+            now = utcnow()
+            with sessions.begin() as s:
+                write(s, [_prediction(doc_id, versions[way], now) for doc_id in ids[lo:lo + PAGE]])
+            seconds[way] += time.perf_counter() - t0
+    return {way: len(ids) / seconds[way] for way in WAYS}
+
+
 def run_size(url: str, n: int) -> dict:
-    """One size, in this process: load, stream + upsert (bertjobs), then the ORM for comparison."""
+    """One size, in this process: load, stream + upsert (bertjobs), then the three ways side by side."""
     upgrade(url)
     sessions = session_factory_for(url)
     start = time.perf_counter()
@@ -84,18 +129,12 @@ def run_size(url: str, n: int) -> dict:
         read_seconds += t1 - t0
         streamed += len(page)
 
-    orm_mv, orm_rows = _register(sessions), min(n, 100_000)
-    with sessions.begin() as s:
-        ids = [i for i, _ in repo.read_documents(s, "bench", None, orm_rows)]
-    t0 = time.perf_counter()
-    for lo in range(0, len(ids), PAGE):
-        now = utcnow()
-        with sessions.begin() as s:
-            s.add_all([Prediction(**_prediction(doc_id, orm_mv, now)) for doc_id in ids[lo:lo + PAGE]])
-    orm_seconds = time.perf_counter() - t0
+    compared = min(n, 100_000)
+    per_second = side_by_side(sessions, compared)
     return {"documents": n, "streamed": streamed, "load_docs_per_second": n / load_seconds,
             "stream_docs_per_second": streamed / read_seconds, "upserts_per_second": streamed / write_seconds,
-            "orm_inserts_per_second": len(ids) / orm_seconds,
+            "side_by_side_rows": compared, "side_upserts_per_second": per_second["bertjobs"],
+            "unnest_upserts_per_second": per_second["unnest"], "orm_inserts_per_second": per_second["orm"],
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -120,12 +159,14 @@ def main() -> None:
         finally:
             drop()
     rows = [[f"{r['documents']:,}", f"{r['load_docs_per_second']:,.0f}", f"{r['stream_docs_per_second']:,.0f}",
-             f"{r['upserts_per_second']:,.0f}", f"{r['orm_inserts_per_second']:,.0f}",
-             f"{r['upserts_per_second'] / r['orm_inserts_per_second']:.2f}x", f"{r['peak_rss_mib']:.0f}"]
+             f"{r['upserts_per_second']:,.0f}", f"{r['side_upserts_per_second']:,.0f}",
+             f"{r['unnest_upserts_per_second']:,.0f}", f"{r['orm_inserts_per_second']:,.0f}",
+             f"{r['side_upserts_per_second'] / r['unnest_upserts_per_second']:.2f}x",
+             f"{r['side_upserts_per_second'] / r['orm_inserts_per_second']:.2f}x", f"{r['peak_rss_mib']:.0f}"]
             for r in results]
-    print_table("database (PostgreSQL): pages of 512, a transaction per page",
-                ["documents", "import docs/s", "stream docs/s", "upserts/s", "ORM inserts/s", "upsert vs ORM",
-                 "peak RSS MiB"], rows)
+    print_table("database (PostgreSQL): pages of 512, a transaction per page; side by side on up to 100k rows",
+                ["documents", "import docs/s", "stream docs/s", "upserts/s streaming", "side: bertjobs/s",
+                 "unnest/s", "ORM/s", "vs unnest", "vs ORM", "peak RSS MiB"], rows)
     if len(results) > 1:
         print(f"peak memory at {results[-1]['documents']:,} vs {results[0]['documents']:,} documents: "
               f"{results[-1]['peak_rss_mib'] / results[0]['peak_rss_mib']:.2f}x")
