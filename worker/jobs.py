@@ -247,11 +247,11 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
     from transformers import AutoTokenizer
 
     from worker.ml.datacheck import check_data
-    from worker.ml.split import split_without_leaks
+    from worker.ml.split import split_without_leaks, strata
 
     report = check_data(texts, labels, tokenizer=AutoTokenizer.from_pretrained(base_model),
                         max_length=config.max_length)
-    removed = split_without_leaks(texts, labels, config.val_fraction, config.seed)[2]
+    removed = split_without_leaks(texts, strata(labels), config.val_fraction, config.seed)[2]
     report["validation_texts_seen_in_training"] = len(removed)
     if removed:
         report["warnings"].append(f"{len(removed)} validation texts also appear in training; they are left out "
@@ -262,19 +262,19 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
     from worker.ml.search import search
-    from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_training_set
+    from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_multilabel_set, validate_training_set
 
     params = TrainParams.from_dict(ctx.params)
     config = params.train_config()
     with ctx.sessions.begin() as s:
-        data = repo.load_labelled(s, params.collection, params.filter)
+        data = repo.load_labelled(s, params.collection, params.filter, multi_label=config.multi_label)
     if not data.ids:
         extra = f" ({data.unlabelled} unlabelled)" if data.unlabelled else ""
         raise InvalidJob(f"collection {params.collection!r} has no labelled documents{extra}")
     if data.unlabelled and not params.skip_unlabelled:
         raise InvalidJob(f"{data.unlabelled} documents of collection {params.collection!r} have no label; "
                          "label them or train with skip_unlabelled")
-    validate_training_set(data.texts, data.labels)
+    (validate_multilabel_set if config.multi_label else validate_training_set)(data.texts, data.labels)
     check_base_model(params.base_model)
     data_check = _data_check(params.base_model, data.texts, data.labels, config)
     for warning in data_check["warnings"]:
@@ -321,8 +321,7 @@ def _train(ctx: JobContext) -> None:
                "resumed_from_epoch": result.resumed_from_epoch, "stopped_early": result.stopped_early,
                "class_weights": result.class_weights, "trials": result.trials}
     destination = store / params.model_name / f"job{ctx.job_id}-attempt{ctx.attempt}"
-    metadata = {"labels": list(result.label_map.labels), "max_length": result.max_length,
-                "windows": result.config.window_settings(),
+    metadata = {**result.inference_metadata(),
                 "base_model": params.base_model, "job_id": ctx.job_id}
     sha = save_artifact(result.model, result.tokenizer, metadata, destination)
     try:

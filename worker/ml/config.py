@@ -39,6 +39,8 @@ def _type_problems(config: "TrainConfig") -> list[str]:
         value = getattr(config, name)
         if not isinstance(value, str) or not value.strip():
             problems.append(f"{name} must be a non-empty string, got {value!r}")
+    if not isinstance(config.multi_label, bool):
+        problems.append(f"multi_label must be true or false, got {config.multi_label!r}")
     return problems
 
 
@@ -91,6 +93,7 @@ class TrainConfig:
     max_windows: int = 16  # windows per document at most (the rest of a very long text is not read)
     trials: int = 0  # hyperparameter search: this many trials; 0: train once with these options
     search_space: dict[str, list] | None = None  # option -> candidate values; None: SEARCH_SPACE
+    multi_label: bool = False  # documents carry label sets: sigmoid head, a tuned threshold per label
 
     def validate(self) -> None:
         problems = _type_problems(self)

@@ -30,7 +30,11 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
                examples: int = 5) -> dict:
     """A report (plain JSON types) with ``blocking`` problems that must stop a training job, and ``warnings``."""
     n = len(texts)
-    counts = Counter(label for label in labels if label is not None)
+    if any(isinstance(label, (list, tuple)) for label in labels):  # multi-label: count each label of each set
+        counts = Counter(label for s in labels if s for label in set(s))
+        labels = [None if not s else "|".join(sorted(set(s))) for s in labels]  # conflicts compare whole sets
+    else:
+        counts = Counter(label for label in labels if label is not None)
     report: dict = {"documents": n, "class_counts": dict(sorted(counts.items())), "blocking": [], "warnings": []}
     if counts:
         report["imbalance_ratio"] = round(max(counts.values()) / min(counts.values()), 3)

@@ -22,11 +22,13 @@ class Prediction:
     score: float | None
     scores: dict[str, float] | None
     error: str | None = None
+    labels: list[str] | None = None  # multi-label models: every label at or above its threshold, best first
 
 
 class Classifier:
     def __init__(self, model, tokenizer, labels: Sequence[str], max_length: int, device: torch.device,
-                 precision: str = "fp32", windows: dict | None = None):
+                 precision: str = "fp32", windows: dict | None = None,
+                 thresholds: dict[str, float] | None = None):
         model = model.to(device).eval()
         self.model = quantize_int8(model) if precision == "int8" else model
         self.tokenizer = tokenizer
@@ -36,6 +38,8 @@ class Classifier:
         self.precision = precision
         # How training read long documents (truncate, or overlapping windows): inference must do the same.
         self.windows = windows or {"long_documents": "truncate"}
+        # Multi-label models: sigmoid scores, and a label is given when its score reaches its tuned threshold.
+        self.thresholds = [thresholds[label] for label in self.labels] if thresholds else None
 
     @classmethod
     def from_artifact(cls, path: str | Path, *, sha256: str | None = None, device: str = "auto",
@@ -53,7 +57,7 @@ class Classifier:
             raise CorruptArtifact(f"cannot load model artifact {path}: {type(exc).__name__}: {exc}") from exc
         dev = resolve_device(device)
         return cls(model, tokenizer, meta["labels"], meta["max_length"], dev, resolve_precision(dev, precision),
-                   windows=meta.get("windows"))
+                   windows=meta.get("windows"), thresholds=meta.get("thresholds") if meta.get("multi_label") else None)
 
     @torch.inference_mode()
     def _logits(self, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -70,11 +74,20 @@ class Classifier:
         logits = self._logits(token_ids, sorted_batches([len(t) for t in token_ids], batch_size))
         if len(token_ids) != len(texts):
             logits = average_by_owner(logits, owners, len(texts))
+        if self.thresholds is not None:
+            return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
         out = []
         for row in torch.softmax(logits, dim=-1).tolist():
             best = max(range(len(row)), key=row.__getitem__)
             out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row))))
         return out
+
+    def _multi_label(self, row: list[float]) -> Prediction:
+        """``label``/``score``: the best label that passed its threshold (None when none did)."""
+        passed = sorted((j for j, (p, t) in enumerate(zip(row, self.thresholds)) if p >= t), key=lambda j: -row[j])
+        best = passed[0] if passed else max(range(len(row)), key=row.__getitem__)
+        return Prediction(self.labels[best] if passed else None, row[best], dict(zip(self.labels, row)),
+                          labels=[self.labels[j] for j in passed])
 
     def predict_or_fail(self, texts: Sequence[str], batch_size: int = 64, max_chars: int = 100_000) -> list[Prediction]:
         """Like ``predict`` but never raises for one bad text: it gets a failure with its reason.

@@ -25,6 +25,11 @@ def stratified_split(labels: Sequence[str], val_fraction: float, seed: int) -> t
     return sorted(train), sorted(val)
 
 
+def strata(labels: Sequence) -> list[str]:
+    """The key a split stratifies on: the label, or for multi-label documents the sorted label set."""
+    return [label if isinstance(label, str) or label is None else "|".join(sorted(set(label))) for label in labels]
+
+
 def split_without_leaks(texts: Sequence[str], labels: Sequence[str], val_fraction: float,
                         seed: int) -> tuple[list[int], list[int], list[int]]:
     """(train, validation, removed): the stratified split, less the validation texts that (near-exactly) also

@@ -22,8 +22,8 @@ from worker.ml.device import autocast, resolve_device, resolve_precision
 from worker.ml.errors import Cancelled, InvalidTrainingData, ModelNotFound
 from worker.ml.hf import quiet_transformers
 from worker.ml.labels import LabelMap
-from worker.ml.metrics import classification_metrics
-from worker.ml.split import split_without_leaks
+from worker.ml.metrics import classification_metrics, multilabel_metrics, tune_thresholds
+from worker.ml.split import split_without_leaks, strata
 
 
 @dataclass
@@ -46,6 +46,15 @@ class TrainResult:
     class_weights: dict[str, float] | None = None
     config: TrainConfig | None = None  # the configuration that trained this model (a search's winning trial)
     trials: list[dict] | None = None  # a hyperparameter search's trials, best marked "selected"
+    thresholds: dict[str, float] | None = None  # multi-label: the decision threshold per label
+
+    def inference_metadata(self) -> dict:
+        """What inference needs to read documents and decide labels the way training did."""
+        meta = {"labels": list(self.label_map.labels), "max_length": self.max_length,
+                "windows": self.config.window_settings(), "multi_label": self.config.multi_label}
+        if self.thresholds is not None:
+            meta["thresholds"] = self.thresholds
+        return meta
 
 
 @dataclass
@@ -76,6 +85,23 @@ def validate_training_set(texts: Sequence[str], labels: Sequence[str | None]) ->
             f"class{'es' if len(single) > 1 else ''} with a single example cannot be split for validation: "
             + ", ".join(repr(s) for s in single[:10])
         )
+
+
+def validate_multilabel_set(texts: Sequence[str], label_sets: Sequence[Sequence[str]]) -> None:
+    """Multi-label sets: every document has at least one label, every label at least two documents."""
+    if len(texts) != len(label_sets):
+        raise InvalidTrainingData(f"{len(texts)} texts but {len(label_sets)} label sets")
+    if not texts:
+        raise InvalidTrainingData("no labelled documents to train on")
+    if any(isinstance(s, str) or not s for s in label_sets):
+        raise InvalidTrainingData("a multi-label training set needs a non-empty list of labels per document")
+    counts = Counter(label for s in label_sets for label in set(s))
+    if len(counts) < 2:
+        raise InvalidTrainingData(f"only {len(counts)} distinct label in {len(texts)} documents; need at least two")
+    rare = sorted(label for label, n in counts.items() if n < 2)
+    if rare:
+        raise InvalidTrainingData("labels on a single document cannot be validated: "
+                                  + ", ".join(repr(s) for s in rare[:10]))
 
 
 def check_base_model(name_or_path: str) -> None:
@@ -124,20 +150,38 @@ def _param_groups(model, weight_decay: float):
 
 
 @torch.inference_mode()
-def evaluate(model, token_ids, y_true: Sequence[int], label_map: LabelMap, pad_id: int, device, precision: str,
-             batch_size: int = 64, owners: Sequence[int] | None = None) -> dict:
-    """Validation metrics over documents; with ``owners`` (windows), a document's logits are its windows' mean."""
+def document_logits(model, token_ids, n_documents: int, n_labels: int, pad_id: int, device, precision: str,
+                    batch_size: int = 64, owners: Sequence[int] | None = None) -> torch.Tensor:
+    """Logits per document (on the CPU); with ``owners`` (windows), a document's logits are its windows' mean."""
     model.eval()
-    logits = torch.empty((len(token_ids), len(label_map)), dtype=torch.float32)
+    logits = torch.empty((len(token_ids), n_labels), dtype=torch.float32)
     for batch, tensors in iter_batches(token_ids, sorted_batches([len(t) for t in token_ids], batch_size), pad_id,
                                        device):
         with autocast(device, precision):
             logits[torch.as_tensor(batch)] = model(**tensors).logits.float().cpu()
-    if owners is not None:
-        logits = average_by_owner(logits, owners, len(y_true))
+    return average_by_owner(logits, owners, n_documents) if owners is not None else logits
+
+
+def evaluate(model, token_ids, y_true: Sequence[int], label_map: LabelMap, pad_id: int, device, precision: str,
+             batch_size: int = 64, owners: Sequence[int] | None = None) -> dict:
+    """Validation metrics over documents."""
+    logits = document_logits(model, token_ids, len(y_true), len(label_map), pad_id, device, precision, batch_size,
+                             owners)
     target = torch.as_tensor(list(y_true))
     metrics = classification_metrics(y_true, logits.argmax(-1).tolist(), label_map.labels)
     metrics["loss"] = torch.nn.functional.cross_entropy(logits, target).item() if len(y_true) else 0.0
+    return metrics
+
+
+def evaluate_multilabel(model, token_ids, y_true: Sequence[Sequence[int]], label_map: LabelMap, pad_id: int, device,
+                        precision: str, batch_size: int = 64, owners: Sequence[int] | None = None) -> dict:
+    """Multi-label validation: sigmoid probabilities, a threshold per label tuned here, per-label metrics."""
+    logits = document_logits(model, token_ids, len(y_true), len(label_map), pad_id, device, precision, batch_size,
+                             owners)
+    target = torch.as_tensor([list(row) for row in y_true], dtype=torch.float32)
+    probs = torch.sigmoid(logits).tolist()
+    metrics = multilabel_metrics(y_true, probs, label_map.labels, tune_thresholds(y_true, probs))
+    metrics["loss"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, target).item() if len(y_true) else 0.0
     return metrics
 
 
@@ -145,6 +189,9 @@ def class_weight_tensor(config: TrainConfig, label_map: LabelMap, train_y: Seque
     """Per-class loss weights: None, inverse frequency over the training split ("auto"), or as given."""
     if config.class_weights is None:
         return None
+    if config.class_weights == "auto" and config.multi_label:  # pos_weight: negatives per positive, per label
+        positives = [sum(row[i] for row in train_y) for i in range(len(label_map))]
+        return {label: (len(train_y) - p) / p for label, p in zip(label_map.labels, positives)}
     if config.class_weights == "auto":
         counts = Counter(train_y)
         return {label: len(train_y) / (len(label_map) * counts[i]) for i, label in enumerate(label_map.labels)}
@@ -174,12 +221,17 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
     quiet_transformers()
     callbacks = callbacks or Callbacks()
     config.validate()
-    validate_training_set(texts, labels)
+    multi = config.multi_label
+    (validate_multilabel_set if multi else validate_training_set)(texts, labels)
     check_base_model(config.base_model)
 
-    label_map = LabelMap.from_labels(labels)
-    y = label_map.encode(labels)
-    train_idx, val_idx, removed = split_without_leaks(texts, labels, config.val_fraction, config.seed)
+    if multi:  # a multi-hot row per document; the split is stratified on the label set
+        label_map = LabelMap.from_labels(label for s in labels for label in s)
+        y = [[int(label in set(s)) for label in label_map.labels] for s in labels]
+    else:
+        label_map = LabelMap.from_labels(labels)
+        y = label_map.encode(labels)
+    train_idx, val_idx, removed = split_without_leaks(texts, strata(labels), config.val_fraction, config.seed)
     if not val_idx:
         raise InvalidTrainingData(f"all {len(removed)} validation texts also appear in training; "
                                   "deduplicate the collection or raise val_fraction")
@@ -194,6 +246,7 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         num_labels=len(label_map),
         id2label=label_map.id2label,
         label2id=label_map.label2id,
+        problem_type="multi_label_classification" if multi else "single_label_classification",
         use_safetensors=True,
         trust_remote_code=False,
     ).to(device)
@@ -240,10 +293,14 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         for n, (batch, tensors) in enumerate(iter_batches(train_ids, epoch_batches, pad_id, device), 1):
             if callbacks.should_stop and callbacks.should_stop():
                 raise Cancelled("training stopped on request")
-            target = torch.as_tensor([train_y[i] for i in batch], device=device)
             with autocast(device, precision):
                 logits = model(**tensors).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), target, weight=weight)
+            if multi:
+                target = torch.as_tensor([train_y[i] for i in batch], dtype=torch.float32, device=device)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=weight)
+            else:
+                target = torch.as_tensor([train_y[i] for i in batch], device=device)
+                loss = torch.nn.functional.cross_entropy(logits.float(), target, weight=weight)
             scaler.scale(loss / config.gradient_accumulation).backward()
             if n % config.gradient_accumulation == 0 or n == len(epoch_batches):
                 scaler.unscale_(optimizer)
@@ -257,8 +314,9 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
             if callbacks.on_step:
                 callbacks.on_step(step, total_batches)
         train_seconds += time.perf_counter() - epoch_start
-        metrics = evaluate(model, val_ids, val_y, label_map, pad_id, device, precision,
-                           owners=val_owner if config.long_documents == "windows" else None)
+        metrics = (evaluate_multilabel if multi else evaluate)(
+            model, val_ids, val_y, label_map, pad_id, device, precision,
+            owners=val_owner if config.long_documents == "windows" else None)
         record = {"epoch": epoch, "train_loss": loss_sum / len(train_ids), "val_loss": metrics["loss"],
                   "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                   "seconds": time.perf_counter() - epoch_start}
@@ -301,9 +359,11 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
         examples_per_second=len(train_ids) * len(history) / train_seconds if train_seconds else 0.0,
         resumed_from_epoch=resumed["epoch"] if resumed is not None else None,
         seconds=time.perf_counter() - started,
-        label_counts=dict(sorted(Counter(labels).items())),
+        label_counts=dict(sorted(Counter(label for s in labels for label in set(s)).items()) if multi
+                          else sorted(Counter(labels).items())),
         validation_removed=len(removed),
         stopped_early=len(history) < config.epochs,
         class_weights=weights,
         config=config,
+        thresholds=best_metrics.get("thresholds"),
     )
