@@ -55,22 +55,31 @@ class UpsertCounts:
 
 
 # PostgreSQL: one statement per chunk. Identical rows are not touched (the WHERE on DO UPDATE); RETURNING
-# gives the rows written, and xmax = 0 tells an insert from an update.
+# gives the rows written, and xmax = 0 tells an insert from an update. Label sets travel as JSON text (NULL
+# for none) and become jsonb server-side.
 _PG_UPSERT_DOCUMENTS = text("""
-INSERT INTO documents (collection, external_id, text, label, created_at, updated_at)
-SELECT :collection, e, t, l, :now, :now
-FROM unnest(CAST(:e AS TEXT[]), CAST(:t AS TEXT[]), CAST(:l AS TEXT[])) AS u(e, t, l)
+INSERT INTO documents (collection, external_id, text, label, labels, created_at, updated_at)
+SELECT :collection, e, t, l, CAST(ls AS JSONB), :now, :now
+FROM unnest(CAST(:e AS TEXT[]), CAST(:t AS TEXT[]), CAST(:l AS TEXT[]), CAST(:ls AS TEXT[])) AS u(e, t, l, ls)
 ON CONFLICT (collection, external_id) DO UPDATE
-SET text = EXCLUDED.text, label = EXCLUDED.label, updated_at = EXCLUDED.updated_at
+SET text = EXCLUDED.text, label = EXCLUDED.label, labels = EXCLUDED.labels, updated_at = EXCLUDED.updated_at
 WHERE documents.text IS DISTINCT FROM EXCLUDED.text OR documents.label IS DISTINCT FROM EXCLUDED.label
+   OR documents.labels IS DISTINCT FROM EXCLUDED.labels
 RETURNING (xmax = 0) AS inserted
 """)
+
+
+def _label_set(row: dict[str, Any]) -> list[str] | None:
+    # An empty label set is no label set: stored as NULL.
+    return list(row.get("labels") or ()) or None
 
 
 def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str, Any]]) -> UpsertCounts:
     """Insert or update documents keyed by (collection, external_id); identical rows are left alone.
 
-    Within ``rows`` the last row of an id wins.
+    A row has ``external_id``, ``text`` and optionally ``label`` (single-label) or ``labels`` (the label set of a
+    multi-label document, normalised by the caller; empty or missing is NULL). A change of text, label or labels
+    is an update. Within ``rows`` the last row of an id wins.
     """
     rows = list({r["external_id"]: r for r in rows}.values())
     if session.get_bind().dialect.name == "postgresql":
@@ -78,7 +87,9 @@ def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str,
         for chunk in _chunks(rows, 5000):
             written = session.execute(_PG_UPSERT_DOCUMENTS, {
                 "collection": collection, "now": utcnow(), "e": [r["external_id"] for r in chunk],
-                "t": [r["text"] for r in chunk], "l": [r.get("label") for r in chunk]}).scalars().all()
+                "t": [r["text"] for r in chunk], "l": [r.get("label") for r in chunk],
+                "ls": [None if (ls := _label_set(r)) is None else json.dumps(ls, ensure_ascii=False)
+                       for r in chunk]}).scalars().all()
             inserted += sum(1 for w in written if w)
             updated += sum(1 for w in written if not w)
         return UpsertCounts(inserted, updated, len(rows) - inserted - updated)
@@ -86,9 +97,9 @@ def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str,
     for chunk in _chunks(rows):
         ids = [r["external_id"] for r in chunk]
         existing = {
-            ext: (body, label)
-            for ext, body, label in session.execute(
-                select(Document.external_id, Document.text, Document.label).where(
+            ext: (body, label, labels or None)
+            for ext, body, label, labels in session.execute(
+                select(Document.external_id, Document.text, Document.label, Document.labels).where(
                     Document.collection == collection, Document.external_id.in_(ids)
                 )
             )
@@ -98,7 +109,7 @@ def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str,
             before = existing.get(r["external_id"])
             if before is None:
                 new_rows.append(r)
-            elif before != (r["text"], r.get("label")):
+            elif before != (r["text"], r.get("label"), _label_set(r)):
                 changed.append(r)
             else:
                 unchanged += 1
@@ -109,7 +120,7 @@ def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str,
                 stmt,
                 [
                     {"collection": collection, "external_id": r["external_id"], "text": r["text"],
-                     "label": r.get("label"), "created_at": now, "updated_at": now}
+                     "label": r.get("label"), "labels": _label_set(r), "created_at": now, "updated_at": now}
                     for r in new_rows
                 ],
             )
@@ -118,7 +129,7 @@ def upsert_documents(session: Session, collection: str, rows: Sequence[dict[str,
             session.execute(
                 update(Document)
                 .where(Document.collection == collection, Document.external_id == r["external_id"])
-                .values(text=r["text"], label=r.get("label"), updated_at=now)
+                .values(text=r["text"], label=r.get("label"), labels=_label_set(r), updated_at=now)
             )
             updated += 1
     return UpsertCounts(inserted, updated, unchanged)
@@ -132,6 +143,9 @@ def document_filter(where: dict[str, Any] | None) -> list:
 
     Keys: ``labels`` (list of gold labels), ``external_id_prefix`` (LIKE-escaped), ``created_after`` and
     ``updated_after`` (ISO 8601 timestamps).
+
+    ``labels`` filters single labels: documents whose ``label`` is one of them. It does not look at a multi-label
+    document's ``labels`` set (its ``label`` is NULL, so it never matches).
     """
     if not where:
         return []
@@ -212,24 +226,33 @@ def id_ranges(session: Session, collection: str, per_range: int,
 class LabelledSet:
     ids: list[int]
     texts: list[str]
-    labels: list[str]
+    labels: list[str] | list[list[str]]  # one label per document, or one label set (multi_label=True)
     unlabelled: int
 
 
-def load_labelled(session: Session, collection: str, where: dict[str, Any] | None = None) -> LabelledSet:
-    """The collection's labelled documents in id order, and how many have no label."""
+def load_labelled(session: Session, collection: str, where: dict[str, Any] | None = None, *,
+                  multi_label: bool = False) -> LabelledSet:
+    """The collection's labelled documents in id order, and how many of the selected ones have no label.
+
+    With ``multi_label`` a document is labelled by a non-empty ``labels`` set and each element of ``labels`` is
+    that list of strings; a document with only a single ``label`` counts as unlabelled then, and the other way
+    round without it.
+    """
     ids, texts, labels = [], [], []
     selected = _documents_in(collection, None, None, None, where)
+    column = Document.labels if multi_label else Document.label
     for doc_id, body, label in session.execute(
-        select(Document.id, Document.text, Document.label)
-        .where(*selected, Document.label.is_not(None))
-        .order_by(Document.id)
+        select(Document.id, Document.text, column).where(*selected, column.is_not(None)).order_by(Document.id)
     ):
+        if multi_label:
+            if not label:  # an empty set, or a JSON null written by hand: no labels
+                continue
+            label = [str(x) for x in label]
         ids.append(doc_id)
         texts.append(body)
         labels.append(label)
-    unlabelled = session.scalar(select(func.count()).select_from(Document).where(*selected, Document.label.is_(None)))
-    return LabelledSet(ids, texts, labels, unlabelled or 0)
+    total = session.scalar(select(func.count()).select_from(Document).where(*selected)) or 0
+    return LabelledSet(ids, texts, labels, total - len(ids))
 
 
 # ---------------------------------------------------------------- jobs

@@ -224,3 +224,47 @@ def test_a_parked_parent_takes_no_more_heartbeats_or_fenced_writes(pg_session):
     assert repo.fence(pg_session, parent.id, 1) is False
     pg_session.refresh(parent)
     assert parent.status == "running" and parent.lease_expires_at is None
+
+
+def test_label_sets_are_written_as_sql_null_or_json_and_a_change_of_labels_alone_is_an_update(any_db_url):
+    from db.session import session_factory_for
+
+    with session_factory_for(any_db_url).begin() as s:
+        rows = [{"external_id": "a", "text": "one", "labels": ["x", "ü \"q\""]},
+                {"external_id": "b", "text": "two", "labels": []},      # an empty set is NULL
+                {"external_id": "c", "text": "three", "label": "pos"}]  # no labels key at all
+        assert repo.upsert_documents(s, "c", rows) == repo.UpsertCounts(3, 0, 0)
+        assert repo.upsert_documents(s, "c", rows) == repo.UpsertCounts(0, 0, 3)
+        assert s.scalar(text("SELECT count(*) FROM documents WHERE labels IS NULL")) == 2  # not JSON null
+        rows[0] = {**rows[0], "labels": ["x"]}
+        rows[1] = {**rows[1], "labels": ["y"]}
+        assert repo.upsert_documents(s, "c", rows) == repo.UpsertCounts(0, 2, 1)
+        rows[0] = {**rows[0], "labels": None}
+        assert repo.upsert_documents(s, "c", rows) == repo.UpsertCounts(0, 1, 2)
+        assert repo.load_labelled(s, "c", multi_label=True).labels == [["y"]]
+
+
+def test_load_labelled_reads_label_sets_with_multi_label_and_single_labels_without(any_db_url):
+    from db.session import session_factory_for
+
+    with session_factory_for(any_db_url).begin() as s:
+        repo.upsert_documents(s, "c", [
+            {"external_id": "k1", "text": "both topics", "labels": ["politics", "sport"]},
+            {"external_id": "k2", "text": "single", "label": "pos"},
+            {"external_id": "k3", "text": "nothing"},
+            {"external_id": "x4", "text": "one topic", "labels": ["sport"]},
+            {"external_id": "k5", "text": "emptied by hand", "labels": ["tmp"]},
+        ])
+        repo.upsert_documents(s, "other", [{"external_id": "k1", "text": "elsewhere", "labels": ["sport"]}])
+        s.execute(text("UPDATE documents SET labels = '[]' WHERE external_id = 'k5'"))  # not NULL, but empty
+
+        multi = repo.load_labelled(s, "c", multi_label=True)
+        assert multi.texts == ["both topics", "one topic"]
+        assert multi.labels == [["politics", "sport"], ["sport"]]
+        assert multi.ids == sorted(multi.ids) and multi.unlabelled == 3
+        filtered = repo.load_labelled(s, "c", {"external_id_prefix": "k"}, multi_label=True)
+        assert (filtered.texts, filtered.unlabelled) == (["both topics"], 3)
+
+        single = repo.load_labelled(s, "c")  # as before: the single label column only
+        assert (single.texts, single.labels, single.unlabelled) == (["single"], ["pos"], 4)
+        assert repo.load_labelled(s, "c", {"labels": ["sport"]}, multi_label=True) == repo.LabelledSet([], [], [], 0)
