@@ -81,7 +81,8 @@ def cmd_import(args) -> int:
     try:
         report = import_file(_sessions(), path, args.collection, fmt=args.format,
                              max_chars=args.max_chars or get_settings().max_text_chars,
-                             text_column=args.text_column, label_column=args.label_column)
+                             text_column=args.text_column, label_column=args.label_column,
+                             labels_column=args.labels_column)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     for bad in report.bad[: args.show_bad]:
@@ -408,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--format", choices=["csv", "jsonl"])
     imp.add_argument("--text-column", default="text")
     imp.add_argument("--label-column", default="label")
+    imp.add_argument("--labels-column", default="labels",
+                     help="a multi-label document's labels (JSON Lines: a list; CSV: separated by '|')")
     imp.add_argument("--max-chars", type=int, help="longest text accepted (default: BERTJOBS_MAX_TEXT_CHARS)")
     imp.add_argument("--show-bad", type=int, default=20, help="bad rows to print")
     imp.set_defaults(func=cmd_import)
