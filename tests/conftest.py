@@ -81,13 +81,16 @@ def clean_pg(pg_url):
 
 
 @pytest.fixture
-def pg_session(pg_url):
-    """A session inside an outer transaction that is rolled back after the test (commits become savepoints)."""
+def pg_session(clean_pg):
+    """A session inside an outer transaction that is rolled back after the test (commits become savepoints).
+
+    The tables are emptied first: a test that commits (``clean_pg``) leaves its rows behind for the next one.
+    """
     from sqlalchemy.orm import Session
 
     from db.session import make_engine
 
-    engine = make_engine(pg_url)
+    engine = make_engine(clean_pg)
     conn = engine.connect()
     outer = conn.begin()
     session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
