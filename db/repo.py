@@ -616,7 +616,8 @@ def active_jobs(session: Session, kind: str, dedupe_prefix: str) -> list[Job]:
 
 # A prediction row's columns, in one list: the PostgreSQL statement, its payload and the columns a re-run
 # overwrites all follow it (a new nullable column needs its name added here and nothing else).
-_PREDICTION_COLUMNS = ("document_id", "model_version_id", "label", "score", "scores", "error", "job_id", "created_at")
+_PREDICTION_COLUMNS = ("document_id", "model_version_id", "label", "labels", "score", "scores", "error", "job_id",
+                       "created_at")
 _PREDICTION_KEY = ("document_id", "model_version_id")
 _UPDATED_ON_CONFLICT = tuple(c for c in _PREDICTION_COLUMNS if c not in _PREDICTION_KEY)
 
@@ -655,7 +656,7 @@ def _float_text(value: Any) -> Any:
 
 def _predictions_json(rows: Sequence[dict[str, Any]]) -> str:
     # Every column is taken from every row: a missing key is a KeyError here, not a silent NULL.
-    picked = [{c: r[c] for c in _PREDICTION_COLUMNS} for r in rows]
+    picked = [{c: r.get(c) for c in _PREDICTION_COLUMNS} for r in rows]  # an absent optional column is NULL
     try:
         return _dumps(picked)
     except ValueError:  # a NaN or an infinity: a float column takes it as a word; inside JSON it stays refused

@@ -45,3 +45,19 @@ def load_documents(url: str, collection: str, rows: list[dict]) -> None:
 
     with session_factory_for(url).begin() as s:
         repo.upsert_documents(s, collection, rows)
+
+
+TOPICS = {"action": ["explosion", "chase", "fight", "gunfire"], "comedy": ["joke", "laugh", "funny", "silly"],
+          "romance": ["love", "kiss", "wedding", "romantic"]}
+COMBOS = [["action"], ["comedy"], ["romance"], ["action", "comedy"], ["comedy", "romance"], ["action", "romance"]]
+
+
+def topic_corpus(n: int) -> tuple[list[str], list[list[str]]]:
+    """Multi-label texts: one or two topics per text, each named by one of its words."""
+    texts, label_sets = [], []
+    for i in range(n):
+        combo = COMBOS[i % len(COMBOS)]
+        words = [TOPICS[t][(i // 6 + k) % 4] for k, t in enumerate(combo)]
+        texts.append(" ".join(["the", "film", *words, "scene", str(i)]))
+        label_sets.append(combo)
+    return texts, label_sets

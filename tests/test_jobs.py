@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import select, text
 
 from db import repo
-from db.models import Job, ModelVersion, Prediction
+from db.models import Document, Job, ModelVersion, Prediction
 from db.session import session_factory_for
-from helpers import TINY_OPTIONS, load_documents, sentiment_rows
+from helpers import TINY_OPTIONS, load_documents, sentiment_rows, topic_corpus
 from worker import jobs
 from worker.client import submit_classification, submit_training
 from worker.errors import InvalidJob
@@ -83,6 +83,34 @@ def test_a_searched_windowed_model_records_its_trials_and_bulk_classification_re
     chandle = submit_classification("new", "senti", settings=settings, enqueue=False)
     assert jobs.run_classification(chandle.id, settings=settings) is jobs.Outcome.succeeded
     assert chandle.snapshot().result["classified"] == 8
+
+
+def test_a_multilabel_collection_trains_a_sigmoid_model_and_bulk_classification_writes_label_sets(
+        any_db_url, make_settings, tiny_base_model):
+    settings = make_settings(any_db_url)
+    texts, sets = topic_corpus(150)
+    load_documents(any_db_url, "topics", [{"external_id": f"t{i}", "text": t, "labels": s}
+                                          for i, (t, s) in enumerate(zip(texts[:120], sets[:120]))])
+    options = {"epochs": 8, "batch_size": 8, "learning_rate": 3e-3, "seed": 42, "multi_label": True}
+    handle, outcome = _train(settings, "topics", base_model=tiny_base_model, model_name="topics", options=options)
+    assert outcome is jobs.Outcome.succeeded, handle.snapshot().error
+    with session_factory_for(any_db_url).begin() as s:
+        mv = s.scalar(select(ModelVersion).where(ModelVersion.name == "topics"))
+        assert mv.labels == ["action", "comedy", "romance"] and mv.metrics["multi_label"] is True
+        assert set(mv.metrics["thresholds"]) == set(mv.labels) and mv.metrics["macro_f1"] >= 0.85
+        assert mv.lineage["label_counts"] == {"action": 60, "comedy": 60, "romance": 60}
+
+    load_documents(any_db_url, "unseen", [{"external_id": f"u{i}", "text": t} for i, t in enumerate(texts[120:])])
+    chandle = submit_classification("unseen", "topics", settings=settings, enqueue=False)
+    assert jobs.run_classification(chandle.id, settings=settings) is jobs.Outcome.succeeded
+    with session_factory_for(any_db_url).begin() as s:
+        rows = s.execute(select(Prediction.labels, Prediction.label, Document.external_id)
+                         .join(Document, Document.id == Prediction.document_id)
+                         .where(Document.collection == "unseen")).all()
+    assert len(rows) == 30
+    exact = sum(sorted(r.labels) == sets[120 + int(r.external_id[1:])] for r in rows)
+    assert exact >= 24
+    assert all(r.label == (r.labels[0] if r.labels else None) for r in rows)
 
 
 def test_a_classification_job_writes_one_prediction_or_failure_row_per_document(

@@ -491,7 +491,8 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
                                                  settings.max_text_chars)
         rows = [
             {"document_id": doc_id, "model_version_id": target.model_version_id, "label": p.label,
-             "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id, "created_at": read_at}
+             "labels": p.labels, "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id,
+             "created_at": read_at}
             for (doc_id, _), p in zip(page, predictions)
         ]
         cursor = scanned_to

@@ -116,3 +116,17 @@ def test_tokenize_of_no_texts_is_an_empty_list(tiny_base_model):
     from transformers import AutoTokenizer
 
     assert tokenize(AutoTokenizer.from_pretrained(tiny_base_model), [], max_length=16) == []
+
+
+def test_token_budget_batches_hold_at_most_the_budget_in_padded_tokens_and_cover_every_text_once():
+    from worker.ml.batching import token_budget_batches
+
+    lengths = [5, 120, 7, 30, 30, 64, 9, 128, 12, 3] * 20
+    batches = token_budget_batches(lengths, batch_size=8, tokens_per_text=32)  # 256 tokens a batch
+
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) * max(lengths[i] for i in b) <= 256 or len(b) == 1 for b in batches)
+    assert all(len(b) <= 32 for b in batches)
+    assert max(len(b) for b in batches) > 8 > min(len(b) for b in batches)  # many short texts, few long ones
+    widths = [max(lengths[i] for i in b) for b in batches]
+    assert widths == sorted(widths, reverse=True)

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import topic_corpus
 from worker.ml.errors import InvalidTrainingData
 from worker.ml.metrics import multilabel_metrics, tune_thresholds
-
-TOPICS = {"action": ["explosion", "chase", "fight", "gunfire"], "comedy": ["joke", "laugh", "funny", "silly"],
-          "romance": ["love", "kiss", "wedding", "romantic"]}
-COMBOS = [["action"], ["comedy"], ["romance"], ["action", "comedy"], ["comedy", "romance"], ["action", "romance"]]
-
-
-def topic_corpus(n: int) -> tuple[list[str], list[list[str]]]:
-    texts, label_sets = [], []
-    for i in range(n):
-        combo = COMBOS[i % len(COMBOS)]
-        words = [TOPICS[t][(i // 6 + k) % 4] for k, t in enumerate(combo)]
-        texts.append(" ".join(["the", "film", *words, "scene", str(i)]))
-        label_sets.append(combo)
-    return texts, label_sets
 
 
 def test_thresholds_are_tuned_per_label_to_the_best_f1():
