@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
-from worker.ml.batching import average_by_owner, encode, iter_batches, sorted_batches
+from worker.ml.batching import average_by_owner, encode, iter_batches, token_budget_batches
 from worker.ml.device import autocast, quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact
 from worker.ml.hf import quiet_transformers
@@ -71,7 +71,7 @@ class Classifier:
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """Predictions in the order of ``texts``; all texts must be valid (see ``text_problem``)."""
         token_ids, owners = encode(self.tokenizer, texts, self.max_length, **self.windows)
-        logits = self._logits(token_ids, sorted_batches([len(t) for t in token_ids], batch_size))
+        logits = self._logits(token_ids, token_budget_batches([len(t) for t in token_ids], batch_size))
         if len(token_ids) != len(texts):
             logits = average_by_owner(logits, owners, len(texts))
         if self.thresholds is not None:
