@@ -72,3 +72,19 @@ def test_every_training_option_has_a_flag_and_json_flags_take_json_or_a_word(env
     env_db(sqlite_url)
     assert main(["train", "--collection", "c", "--base-model", "x", "--class-weights", '{"a": -1}', "--inline"]) == 2
     assert "class weights must be positive numbers" in capsys.readouterr().err
+
+
+def test_data_check_of_a_multilabel_collection_counts_each_label_and_the_leaks(env_db, sqlite_url, capsys):
+    import json
+
+    from helpers import load_documents, topic_corpus
+
+    env_db(sqlite_url)
+    texts, sets = topic_corpus(30)
+    rows = [{"external_id": f"t{i}", "text": t, "labels": s} for i, (t, s) in enumerate(zip(texts, sets))]
+    rows += [{"external_id": f"copy{i}", "text": texts[i], "labels": sets[i]} for i in range(30)]
+    load_documents(sqlite_url, "topics", rows)
+    assert main(["data", "check", "--collection", "topics", "--multi-label"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["class_counts"] == {"action": 30, "comedy": 30, "romance": 30}  # 15 + 15 copies each
+    assert report["exact_duplicates"] == 30 and report["validation_texts_seen_in_training"] > 0

@@ -156,7 +156,7 @@ TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), (
                ("device", str), ("precision", str), ("select_metric", str), ("gradient_accumulation", int),
                ("lr_schedule", str), ("early_stopping_patience", int), ("class_weights", _json_or_word),
                ("long_documents", str), ("window_overlap", int), ("max_windows", int), ("trials", int),
-               ("search_space", _json_or_word)]
+               ("search_space", _json_or_word), ("multi_label", bool)]
 
 
 def _train_options(args) -> dict[str, Any]:
@@ -344,17 +344,18 @@ def cmd_reap(args) -> int:
 
 def cmd_data(args) -> int:
     from db import repo
-    from worker.ml.datacheck import check_data
+    from worker.ml.datacheck import training_data_check
 
     with _sessions().begin() as s:
-        data = repo.load_labelled(s, args.collection)
+        data = repo.load_labelled(s, args.collection, multi_label=args.multi_label)
         unlabelled = data.unlabelled
     tokenizer = None
     if args.base_model:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.base_model)
-    report = check_data(data.texts, data.labels, tokenizer=tokenizer, max_length=args.max_length)
+    report = training_data_check(data.texts, data.labels, tokenizer=tokenizer, max_length=args.max_length,
+                                 val_fraction=args.val_fraction, seed=args.seed)
     report["unlabelled_documents"] = unlabelled
     print(json.dumps(report, indent=2, default=str))
     return 1 if report["blocking"] else 0
@@ -429,7 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", help="model name (default: the collection)")
     tr.add_argument("--skip-unlabelled", action="store_true", help="train on the labelled part of the collection")
     for name, typ in TRAIN_FLAGS:
-        tr.add_argument(f"--{name.replace('_', '-')}", type=typ, metavar="JSON" if typ is _json_or_word else None)
+        flag = f"--{name.replace('_', '-')}"
+        if typ is bool:
+            tr.add_argument(flag, action="store_true", default=None)
+        else:
+            tr.add_argument(flag, type=typ, metavar="JSON" if typ is _json_or_word else None)
     add_run_flags(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -495,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--collection", required=True)
     dc.add_argument("--base-model", help="count lengths with this model's tokenizer (default: words)")
     dc.add_argument("--max-length", type=int, default=128)
+    dc.add_argument("--val-fraction", type=float, default=0.2, help="the split to check for leaks, as training makes it")
+    dc.add_argument("--seed", type=int, default=42)
+    dc.add_argument("--multi-label", action="store_true", help="the collection's documents carry label sets")
     dc.set_defaults(func=cmd_data)
 
     ng = sub.add_parser("nightly", help="start today's nightly classification now (what beat runs at nightly_time)")

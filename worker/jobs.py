@@ -243,20 +243,12 @@ def _library_versions() -> dict[str, str]:
 
 
 def _data_check(base_model: str, texts, labels, config) -> dict:
-    """The data check, plus how many validation texts (same split as training) also appear in training."""
     from transformers import AutoTokenizer
 
-    from worker.ml.datacheck import check_data
-    from worker.ml.split import split_without_leaks, strata
+    from worker.ml.datacheck import training_data_check
 
-    report = check_data(texts, labels, tokenizer=AutoTokenizer.from_pretrained(base_model),
-                        max_length=config.max_length)
-    removed = split_without_leaks(texts, strata(labels), config.val_fraction, config.seed)[2]
-    report["validation_texts_seen_in_training"] = len(removed)
-    if removed:
-        report["warnings"].append(f"{len(removed)} validation texts also appear in training; they are left out "
-                                  "of validation")
-    return report
+    return training_data_check(texts, labels, tokenizer=AutoTokenizer.from_pretrained(base_model),
+                               max_length=config.max_length, val_fraction=config.val_fraction, seed=config.seed)
 
 
 def _train(ctx: JobContext) -> None:

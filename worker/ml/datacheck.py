@@ -90,3 +90,20 @@ def leaking_validation(texts: Sequence[str], train_idx: Sequence[int], val_idx: 
     """Validation indices whose text (near-exactly) also appears in training: they would inflate the score."""
     seen = {normalise(texts[i]) for i in train_idx}
     return [i for i in val_idx if normalise(texts[i]) in seen]
+
+
+def training_data_check(texts: Sequence[str], labels: Sequence, *, tokenizer=None, max_length: int = 128,
+                        val_fraction: float = 0.2, seed: int = 42) -> dict:
+    """The data check a training job runs: ``check_data`` plus how many validation texts (the same split as
+    training: ``val_fraction`` and ``seed``) also appear in training and are therefore left out of validation."""
+    from worker.ml.split import split_without_leaks, strata
+
+    report = check_data(texts, labels, tokenizer=tokenizer, max_length=max_length)
+    if report["blocking"]:
+        return report
+    removed = split_without_leaks(texts, strata(labels), val_fraction, seed)[2]
+    report["validation_texts_seen_in_training"] = len(removed)
+    if removed:
+        report["warnings"].append(f"{len(removed)} validation texts also appear in training; they are left out "
+                                  "of validation")
+    return report
