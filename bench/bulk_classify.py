@@ -37,7 +37,7 @@ from worker import jobs
 from worker.client import submit_classification
 from worker.config import Settings
 from worker.ml.artifact import save_artifact
-from worker.ml.batching import sorted_batches, tokenize
+from worker.ml.batching import sorted_batches, token_budget_batches, tokenize
 from worker.ml.predict import Classifier, load_classifier
 
 LABELS = ["fresh", "rotten"]
@@ -119,8 +119,13 @@ def bench_corpus(name, texts, gold, model, tokenizer, args, matmul):
     lengths = [len(t) for t in token_ids]
     batches = sorted_batches(lengths, 64)
     useful = forward_flops(model.config, [(n, n) for n in lengths])
-    computed_sorted = forward_flops(model.config, [(max(lengths[i] for i in b),) * 2 for b in batches
-                                                   for _ in b])
+    def computed(batch_list):
+        return forward_flops(model.config, [(max(lengths[i] for i in b),) * 2 for b in batch_list for _ in b])
+
+    computed_sorted = computed(batches)
+    # What a job computes: token-budget batches within each page of 512 documents.
+    computed_job = computed([[page + i for i in b] for page in range(0, len(lengths), 512)
+                             for b in token_budget_batches(lengths[page:page + 512], 64)])
     rows, results = [], {}
     n = len(texts)
     workdir = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
@@ -137,7 +142,7 @@ def bench_corpus(name, texts, gold, model, tokenizer, args, matmul):
         rate, runs = median_rate(run, n, args.repeats)
         entry = {"docs_per_second": rate, "runs": runs}
         if precision == "fp32":
-            entry["computed_flops"] = computed_sorted
+            entry["computed_flops"] = computed_job
         if args.accuracy and gold is not None:
             entry["accuracy"] = accuracy_of(load_classifier(run.artifact, sha256=run.sha, precision=precision),
                                             texts, gold)
@@ -167,14 +172,18 @@ def main() -> None:
     parser.add_argument("--model", default="minilm", help="minilm, bert-base (random weights) or a local folder")
     parser.add_argument("--corpus", default="rt,long", help="rt, long or both")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precisions", default="fp32,int8", help="bertjobs precisions to run")
+    parser.add_argument("--precisions", default="",
+                        help="bertjobs precisions to run (default: fp32, int8, and bf16 where the CPU has it)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--db", help="database URL for the bertjobs runs (default: a SQLite file in a temp folder)")
     parser.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True,
                         help="fine-tune MiniLM for one epoch first and report each precision's accuracy")
     parser.add_argument("--train-docs", type=int, default=1024, help="texts for that fine-tuning")
     args = parser.parse_args()
-    args.precisions = args.precisions.split(",")
+    from worker.ml.device import cpu_has_fast_bf16
+
+    args.precisions = (args.precisions.split(",") if args.precisions
+                       else ["fp32", "int8"] + (["bf16"] if cpu_has_fast_bf16() else []))
     if args.device != "cpu":
         raise SystemExit("this script measures the CPU path; see bench/gpu_check.sh for the GPU")
 

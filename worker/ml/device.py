@@ -20,7 +20,11 @@ INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has bf16 instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # torch.cpu's own CPUID checks
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return True
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()  # "AVX512" does not imply bf16
     return "AMX" in capability or "BF16" in capability
 
 
