@@ -99,6 +99,8 @@ def test_a_multilabel_collection_trains_a_sigmoid_model_and_bulk_classification_
         assert mv.labels == ["action", "comedy", "romance"] and mv.metrics["multi_label"] is True
         assert set(mv.metrics["thresholds"]) == set(mv.labels) and mv.metrics["macro_f1"] >= 0.85
         assert mv.lineage["label_counts"] == {"action": 60, "comedy": 60, "romance": 60}
+        report = Path(mv.artifact_path + ".report.html").read_text()
+        assert "<th>threshold</th>" in report and "exact-match accuracy" in report
 
     load_documents(any_db_url, "unseen", [{"external_id": f"u{i}", "text": t} for i, t in enumerate(texts[120:])])
     chandle = submit_classification("unseen", "topics", settings=settings, enqueue=False)

@@ -70,11 +70,16 @@ def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> s
 
 
 def per_class_table(per_class: dict[str, dict[str, float]]) -> str:
+    """Precision, recall, F1 and support per class; multi-label models add each label's threshold."""
+    thresholds = any("threshold" in m for m in per_class.values())
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
-        f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>" for label, m in per_class.items())
-    return ("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
-            f"{rows}</table>")
+        f"<td>{m['f1']:.4f}</td><td>{m['support']}</td>"
+        + (f"<td>{m.get('threshold', 0.5):.2f}</td>" if thresholds else "") + "</tr>"
+        for label, m in per_class.items())
+    extra = "<th>threshold</th>" if thresholds else ""
+    return ("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
+            f"{extra}</tr>{rows}</table>")
 
 
 def trials_table(trials: Sequence[dict] | None) -> str:
@@ -92,6 +97,14 @@ def trials_table(trials: Sequence[dict] | None) -> str:
     return (f"<h2>Hyperparameter search ({len(trials)} trials, selected in bold)</h2>"
             f"<table><tr><th>trial</th>{head}<th>accuracy</th><th>macro-F1</th><th>best epoch</th><th>seconds</th></tr>"
             f"{''.join(rows)}</table>")
+
+
+def _confusion_section(metrics: dict) -> str:
+    if metrics.get("multi_label"):  # no single confusion matrix: per-label scores below
+        return (f"<p>Multi-label: exact-match accuracy {metrics.get('accuracy', 0):.4f}, micro-F1 "
+                f"{metrics.get('micro_f1', 0):.4f}; a label is given when its score reaches its threshold.</p>")
+    return ("<h2>Confusion matrix (validation, best epoch)</h2>"
+            + confusion_table(metrics.get("confusion_matrix") or [], metrics.get("labels") or []))
 
 
 def render_report(model: dict[str, Any]) -> str:
@@ -116,8 +129,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
 <p>Base model <code>{html.escape(str(model.get('base_model')))}</code>; validation {html.escape(summary)}.</p>
 <h2>Learning curves</h2>
 <div>{loss} {scores}</div>
-<h2>Confusion matrix (validation, best epoch)</h2>
-{confusion_table(metrics.get('confusion_matrix') or [], metrics.get('labels') or [])}
+{_confusion_section(metrics)}
 <h2>Per class</h2>
 {per_class_table(metrics.get('per_class') or {})}
 {trials_table(metrics.get('trials'))}
