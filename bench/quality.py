@@ -22,7 +22,7 @@ from db.session import session_factory_for
 from worker import jobs
 from worker.client import submit_training
 from worker.config import Settings
-from worker.demo import _write_jsonl, base_model_path, load_corpus
+from worker.demo import _write_jsonl, base_model_path, load_corpus, show_job_log
 from worker.importer import import_file
 
 
@@ -39,6 +39,7 @@ def main() -> None:
                         help="a training option, e.g. epochs=2 or learning_rate=3e-5 (repeatable)")
     args = parser.parse_args()
 
+    show_job_log()
     rows = load_corpus()
     rows = rows[: args.docs] if args.docs else rows
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:

@@ -75,13 +75,18 @@ def _run(handle, kind: str) -> dict | None:
     return snap.result
 
 
-def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def show_job_log() -> None:
+    """Print the job log (data check, epochs, pages) to stderr, indented under the steps."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("  %(message)s"))
     jobs.log.addHandler(handler)
     jobs.log.setLevel(logging.INFO)
     jobs.log.propagate = False
+
+
+def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    show_job_log()
     settings = get_settings()
     url = settings.resolved_database_url
     started = time.perf_counter()
