@@ -56,6 +56,22 @@ def test_a_training_job_registers_a_model_version_with_metrics_lineage_and_a_has
     assert artifact_sha256(artifact) == mv.artifact_sha256
 
 
+def test_two_training_jobs_on_the_same_data_and_seed_register_the_same_metrics_and_data_hash(
+        sqlite_url, make_settings, tiny_base_model):
+    settings = make_settings(sqlite_url)
+    load_documents(sqlite_url, "train", sentiment_rows(48))
+    for _ in range(2):
+        assert _train(settings, base_model=tiny_base_model)[1] is jobs.Outcome.succeeded
+    with session_factory_for(sqlite_url).begin() as s:
+        first, second = s.scalars(select(ModelVersion).order_by(ModelVersion.version)).all()
+        assert first.lineage["content_sha256"] == second.lineage["content_sha256"]
+        assert first.lineage["seed"] == second.lineage["seed"] == TINY["seed"]
+        assert first.lineage["libraries"] == second.lineage["libraries"]
+        strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]  # noqa: E731
+        assert strip(first.metrics["history"]) == strip(second.metrics["history"])
+        assert first.metrics["per_class"] == second.metrics["per_class"]
+
+
 def test_a_searched_windowed_model_records_its_trials_and_bulk_classification_reads_it_in_windows(
         sqlite_url, make_settings, tiny_base_model):
     from worker.ml.predict import load_classifier
