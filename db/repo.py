@@ -623,9 +623,9 @@ _UPDATED_ON_CONFLICT = tuple(c for c in _PREDICTION_COLUMNS if c not in _PREDICT
 
 # PostgreSQL: one statement per page, the rows sent as one JSON array and turned into rows of the table's own
 # type server-side (json_populate_recordset: JSON null is SQL NULL, a nested object fills a JSON column).
-# Measured side by side with pages of 512 (bench/README.md): about 1.2x the eight unnest() arrays this
+# Measured side by side with pages of 512 (bench/README.md): 1.1-1.2x the eight unnest() arrays this
 # replaces, whose per-element array adaptation in the driver cost twice the client CPU; COPY into a temporary
-# staging table saved as much client CPU but gave it back in the staging table's truncation at commit.
+# staging table saved as much client CPU but gave it back in slower commits.
 _PG_UPSERT_PREDICTIONS = text(f"""
 INSERT INTO predictions ({", ".join(_PREDICTION_COLUMNS)})
 SELECT {", ".join(_PREDICTION_COLUMNS)}
@@ -655,8 +655,9 @@ def _float_text(value: Any) -> Any:
 
 
 def _predictions_json(rows: Sequence[dict[str, Any]]) -> str:
-    # Every column is taken from every row: a missing key is a KeyError here, not a silent NULL.
-    picked = [{c: r.get(c) for c in _PREDICTION_COLUMNS} for r in rows]  # an absent optional column is NULL
+    # A column absent from a row is NULL (on SQLite it is left out of the INSERT); the database refuses a NULL
+    # where the column is NOT NULL (document, model version, created_at).
+    picked = [{c: r.get(c) for c in _PREDICTION_COLUMNS} for r in rows]
     try:
         return _dumps(picked)
     except ValueError:  # a NaN or an infinity: a float column takes it as a word; inside JSON it stays refused

@@ -153,7 +153,7 @@ def test_prediction_upserts_keep_every_value_overwrite_with_nulls_and_leave_the_
     assert stored() == (expected, 1)
 
 
-def test_prediction_upserts_keep_non_finite_scores_and_refuse_incomplete_rows(pg_session):
+def test_prediction_upserts_keep_non_finite_scores_and_write_absent_optional_columns_as_null(pg_session):
     repo.upsert_documents(pg_session, "c", [{"external_id": str(i), "text": f"t{i}"} for i in range(3)])
     ids = [i for i, _ in repo.read_documents(pg_session, "c", None, 10)]
     mv = _model_version(pg_session).id
@@ -162,15 +162,15 @@ def test_prediction_upserts_keep_non_finite_scores_and_refuse_incomplete_rows(pg
                                     "created_at": utcnow()}
     repo.upsert_predictions(pg_session, [row(ids[0], float("nan"), None), row(ids[1], float("-inf"), {"pos": 1.0}),
                                          row(ids[2], 0.5, None)])
-    scores = {p.document_id: p.score for p in pg_session.scalars(select(Prediction).execution_options(
+    stored = {p.document_id: p for p in pg_session.scalars(select(Prediction).execution_options(
         populate_existing=True))}
-    assert math.isnan(scores[ids[0]]) and scores[ids[1]] == float("-inf") and scores[ids[2]] == 0.5
+    assert math.isnan(stored[ids[0]].score) and stored[ids[1]].score == float("-inf") and stored[ids[2]].score == 0.5
     with pytest.raises(ValueError):  # JSON has no NaN: refused before the statement, the transaction intact
         repo.upsert_predictions(pg_session, [row(ids[0], 0.5, {"pos": float("nan")})])
-    incomplete = row(ids[0], 0.5, None)
-    del incomplete["job_id"]
-    with pytest.raises(KeyError):
-        repo.upsert_predictions(pg_session, [incomplete])
+    assert "labels" not in row(ids[0], 0.5, None)  # an absent nullable column is NULL, also on an overwrite
+    repo.upsert_predictions(pg_session, [{**row(ids[1], 0.5, None), "labels": ["pos"]}])
+    repo.upsert_predictions(pg_session, [row(ids[1], 0.25, None)])
+    assert pg_session.scalar(text("SELECT count(*) FROM predictions WHERE labels IS NULL")) == 3
     assert repo.prediction_counts(pg_session, mv) == {"classified": 3, "failed": 0}
 
 
