@@ -18,7 +18,7 @@ from worker import jobs  # noqa: E402
 from worker.ml import predict  # noqa: E402
 
 _classify = jobs._classify
-_forward = predict.Classifier._forward
+_logits = predict.Classifier._logits
 
 
 def classify_or_die(ctx):
@@ -27,16 +27,16 @@ def classify_or_die(ctx):
     return _classify(ctx)
 
 
-def forward_or_raise(self, token_ids, batches):
+def logits_or_raise(self, token_ids, batches):
     for batch in batches:
         for i in batch:
             if "poison" in self.tokenizer.decode(token_ids[i]):
                 raise RuntimeError("the model choked on this input")
-    return _forward(self, token_ids, batches)
+    return _logits(self, token_ids, batches)
 
 
 jobs._classify = classify_or_die
-predict.Classifier._forward = forward_or_raise
+predict.Classifier._logits = logits_or_raise
 
 if __name__ == "__main__":
     from worker.celery_app import app
