@@ -117,6 +117,11 @@ def test_a_multilabel_collection_trains_a_sigmoid_model_and_bulk_classification_
         assert mv.lineage["label_counts"] == {"action": 60, "comedy": 60, "romance": 60}
         report = Path(mv.artifact_path + ".report.html").read_text()
         assert "<th>threshold</th>" in report and "exact-match accuracy" in report
+    from worker.registry import evaluate
+
+    with session_factory_for(any_db_url).begin() as s:  # what a gated promotion computes, on label sets
+        scored = evaluate(s.scalar(select(ModelVersion).where(ModelVersion.name == "topics")), "topics", settings)
+    assert scored["multi_label"] is True and scored["macro_f1"] >= 0.85
 
     load_documents(any_db_url, "unseen", [{"external_id": f"u{i}", "text": t} for i, t in enumerate(texts[120:])])
     chandle = submit_classification("unseen", "topics", settings=settings, enqueue=False)

@@ -32,15 +32,21 @@ class Promotion:
 
 def evaluate(mv: ModelVersion, collection: str, settings: Settings) -> dict:
     """Metrics of a model version on the labelled documents of a collection (predicted here, not stored)."""
-    from worker.ml.metrics import classification_metrics
+    from worker.ml.metrics import classification_metrics, multilabel_metrics
     from worker.ml.predict import load_classifier
 
+    classifier = load_classifier(mv.artifact_path, sha256=mv.artifact_sha256, device=settings.device)
+    multi = classifier.thresholds is not None
     with session_factory_for(settings.resolved_database_url).begin() as s:
-        data = repo.load_labelled(s, collection)
+        data = repo.load_labelled(s, collection, multi_label=multi)
     if not data.ids:
         raise InvalidJob(f"collection {collection!r} has no labelled documents to evaluate on")
-    classifier = load_classifier(mv.artifact_path, sha256=mv.artifact_sha256, device=settings.device)
     predictions = classifier.predict_or_fail(data.texts, settings.classify_batch_size, settings.max_text_chars)
+    if multi:  # label sets against the model's labels, at the thresholds it was registered with
+        scored = [(t, p) for t, p in zip(data.labels, predictions) if p.scores is not None]
+        y = [[int(label in truth) for label in classifier.labels] for truth, _ in scored]
+        probs = [[p.scores[label] for label in classifier.labels] for _, p in scored]
+        return multilabel_metrics(y, probs, classifier.labels, classifier.thresholds)
     labels = sorted(set(data.labels) | set(mv.labels))
     index = {label: i for i, label in enumerate(labels)}
     pairs = [(index[t], index[p.label]) for t, p in zip(data.labels, predictions) if p.label is not None]
