@@ -209,9 +209,11 @@ def _scheduler(optimizer, config: TrainConfig, total_steps: int):
                          num_training_steps=total_steps)
 
 
-def fine_tune(texts: Sequence[str], labels: Sequence[str], config: TrainConfig,
+def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[str]], config: TrainConfig,
               callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None) -> TrainResult:
     """Fine-tune ``config.base_model`` on (texts, labels); return the best epoch's model and its metrics.
+
+    ``labels`` holds a label per text, or with ``config.multi_label`` a list of labels per text.
 
     With ``checkpoint_dir``, the state after every epoch is saved there, and a run that finds a checkpoint of
     the same data and configuration resumes after its epoch instead of starting over.
