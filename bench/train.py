@@ -3,7 +3,8 @@
     python bench/train.py                       # MiniLM, 1,280 Rotten Tomatoes texts, 1 epoch, batch 32
     python bench/train.py --docs 4000 --epochs 2 --repeats 3
 
-Both get the same model, texts, stratified split, epochs, batch size and learning rate; Trainer keeps its
+Both get the same model, texts, split (stratified, validation texts also in training left out, as fine_tune
+does), epochs, batch size and learning rate; Trainer keeps its
 other defaults (random batches with dynamic padding, no warm-up, no weight decay). Examples per second count
 training steps only (evaluation excluded on both sides).
 """
@@ -20,7 +21,7 @@ from common import emit_json, print_table, rt_corpus
 from worker.demo import base_model_path
 from worker.ml.config import TrainConfig
 from worker.ml.labels import LabelMap
-from worker.ml.split import stratified_split
+from worker.ml.split import split_without_leaks
 from worker.ml.train import fine_tune
 
 
@@ -42,7 +43,7 @@ def run_trainer(texts, labels, args) -> dict:
     )
 
     label_map = LabelMap.from_labels(labels)
-    train_idx, val_idx = stratified_split(labels, 0.2, args.seed)
+    train_idx, val_idx, _ = split_without_leaks(texts, labels, 0.2, args.seed)  # the validation fine_tune uses
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     y = label_map.encode(labels)
 
