@@ -12,7 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PG_ADMIN_URL = os.environ.get("BERTJOBS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from helpers import PG_ADMIN_URL  # noqa: E402
+
 REDIS_URL = os.environ.get("BERTJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

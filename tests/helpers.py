@@ -1,11 +1,16 @@
 """Test data and small utilities shared by the test modules."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 POSITIVE = ["great", "wonderful", "excellent", "superb", "delightful", "brilliant", "lovely", "fantastic"]
 NEGATIVE = ["awful", "terrible", "dreadful", "horrible", "boring", "poor", "bad", "miserable"]
+
+
+# The PostgreSQL the tests create their databases beside (trust auth on loopback by default).
+PG_ADMIN_URL = os.environ.get("BERTJOBS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def sentiment_rows(n: int, prefix: str = "doc") -> list[dict]:
@@ -61,3 +66,20 @@ def topic_corpus(n: int) -> tuple[list[str], list[list[str]]]:
         texts.append(" ".join(["the", "film", *words, "scene", str(i)]))
         label_sets.append(combo)
     return texts, label_sets
+
+
+def sentiment_text(words: list[str], i: int, filler: int) -> str:
+    """Three sentiment words, ``filler`` neutral words and a scene number that makes every text distinct
+    (duplicates would be dropped from validation): lengths vary, the label is in the words."""
+    return " ".join([words[i % 8], words[(i + 3) % 8], words[(i + 5) % 8]] + ["film"] * filler + [f"scene {i}"])
+
+
+def sentiment_corpus(n: int) -> tuple[list[str], list[str]]:
+    """``n`` texts, alternating positive ("pos") and negative ("neg"): trivially separable."""
+    texts, labels = [], []
+    for i in range(n // 2):
+        texts.append(sentiment_text(POSITIVE, i, i % 4))
+        labels.append("pos")
+        texts.append(sentiment_text(NEGATIVE, i, i % 3))
+        labels.append("neg")
+    return texts, labels

@@ -67,9 +67,10 @@ def empty_db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'updown.db'}"
         return
-    from conftest import PG_ADMIN_URL
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
+
+    from helpers import PG_ADMIN_URL
 
     request.getfixturevalue("pg_url")  # skips (or fails in CI) when PostgreSQL is not answering
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")

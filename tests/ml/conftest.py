@@ -24,24 +24,7 @@ else:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
 
-from helpers import NEGATIVE, POSITIVE
-
-
-def sentiment_text(words: list[str], i: int, filler: int) -> str:
-    """Three sentiment words, ``filler`` neutral words and a scene number that makes every text distinct
-    (duplicates would be dropped from validation): lengths vary, the label is in the words."""
-    return " ".join([words[i % 8], words[(i + 3) % 8], words[(i + 5) % 8]] + ["film"] * filler + [f"scene {i}"])
-
-
-def sentiment_corpus(n: int) -> tuple[list[str], list[str]]:
-    """``n`` texts, alternating positive ("pos") and negative ("neg"): trivially separable."""
-    texts, labels = [], []
-    for i in range(n // 2):
-        texts.append(sentiment_text(POSITIVE, i, i % 4))
-        labels.append("pos")
-        texts.append(sentiment_text(NEGATIVE, i, i % 3))
-        labels.append("neg")
-    return texts, labels
+from helpers import sentiment_corpus
 
 
 @pytest.fixture(scope="session")

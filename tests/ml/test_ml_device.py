@@ -26,8 +26,14 @@ def test_asking_for_cuda_without_cuda_raises():
         resolve_device("cuda")
 
 
-def test_auto_precision_on_cpu_is_fp32():
-    assert resolve_precision(torch.device("cpu"), "auto") == "fp32"
+@pytest.mark.parametrize("has_bf16, inference", [(False, "fp32"), (True, "bf16")])
+def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it_and_fp32_for_training(monkeypatch, has_bf16,
+                                                                                      inference):
+    import worker.ml.device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_has_fast_bf16", lambda: has_bf16)
+    assert resolve_precision(torch.device("cpu"), "auto") == inference
+    assert resolve_precision(torch.device("cpu"), "auto", training=True) == "fp32"
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

@@ -6,9 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import sentiment_corpus  # noqa: E402
-
-from helpers import NEGATIVE, POSITIVE  # noqa: E402
+from helpers import NEGATIVE, POSITIVE, sentiment_corpus  # noqa: E402
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.errors import InvalidTrainingData  # noqa: E402
 from worker.ml.search import search  # noqa: E402
