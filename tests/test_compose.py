@@ -66,3 +66,12 @@ def test_the_dockerfile_installs_the_package_the_way_the_makefile_does():
     assert "torch==2.13.0" in dockerfile and "pip install ." in dockerfile
     for folder in ("worker", "db", "migrations"):
         assert f"COPY {folder} ./{folder}" in dockerfile
+
+
+def test_every_setting_is_in_the_readme_configuration_table():
+    from pathlib import Path
+
+    from worker.config import Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert [name for name in Settings.model_fields if f"`BERTJOBS_{name.upper()}`" not in readme] == []
