@@ -268,16 +268,3 @@ def test_load_labelled_reads_label_sets_with_multi_label_and_single_labels_witho
         single = repo.load_labelled(s, "c")  # as before: the single label column only
         assert (single.texts, single.labels, single.unlabelled) == (["single"], ["pos"], 4)
         assert repo.load_labelled(s, "c", {"labels": ["sport"]}, multi_label=True) == repo.LabelledSet([], [], [], 0)
-
-
-def test_a_page_transaction_commits_lazily_and_only_itself(clean_pg):
-    from sqlalchemy import text
-
-    from db.session import session_factory_for
-
-    sessions = session_factory_for(clean_pg)
-    with sessions.begin() as s:
-        repo.commit_page_lazily(s)
-        assert s.scalar(text("SHOW synchronous_commit")) == "off"
-    with sessions.begin() as s:  # SET LOCAL ended with that transaction; the pooled connection is back to normal
-        assert s.scalar(text("SHOW synchronous_commit")) == "on"
