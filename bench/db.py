@@ -7,9 +7,8 @@ Each size runs in its own process over a fresh database: insert the documents, t
 pages of 512 and upsert one prediction per document per page, committing per page, as a bulk job does
 (without the model). Reported: documents streamed per second, predictions upserted per second while
 streaming, and the process's peak memory. Then, side by side on up to 100k documents (the three ways take
-turns page by page, each under its own model version, so they share the machine's noise): bertjobs' page
-transaction (commit_page_lazily + upsert_predictions) against the same upsert with a synchronous commit, the
-unnest() arrays statement it replaced and the ORM unit of work (both committing synchronously, as usual).
+turns page by page, each under its own model version, so they share the machine's noise): bertjobs' upsert
+against the unnest() arrays statement it replaced and against the ORM unit of work.
 """
 from __future__ import annotations
 
@@ -80,14 +79,8 @@ def _unnest_upsert(s, rows: list[dict]) -> None:
         "e": [r["error"] for r in rows], "j": [r["job_id"] for r in rows], "c": [r["created_at"] for r in rows]})
 
 
-def _bertjobs_page(s, rows: list[dict]) -> None:
-    repo.commit_page_lazily(s)  # a job's page transaction: see repo.commit_page_lazily
-    repo.upsert_predictions(s, rows)
-
-
 WAYS = {  # name -> how a page of prediction rows is written in an open transaction
-    "bertjobs": _bertjobs_page,
-    "sync_commit": repo.upsert_predictions,  # the same statement, the commit waiting for its fsync
+    "bertjobs": repo.upsert_predictions,
     "unnest": _unnest_upsert,
     "orm": lambda s, rows: s.add_all([Prediction(**r) for r in rows]),
 }
@@ -131,7 +124,6 @@ def run_size(url: str, n: int) -> dict:
             break
         now = utcnow()
         with sessions.begin() as s:
-            repo.commit_page_lazily(s)  # as a job's page transaction does
             repo.upsert_predictions(s, [_prediction(doc_id, mv, now) for doc_id, _ in page])
         write_seconds += time.perf_counter() - t1
         read_seconds += t1 - t0
@@ -142,7 +134,6 @@ def run_size(url: str, n: int) -> dict:
     return {"documents": n, "streamed": streamed, "load_docs_per_second": n / load_seconds,
             "stream_docs_per_second": streamed / read_seconds, "upserts_per_second": streamed / write_seconds,
             "side_by_side_rows": compared, "side_upserts_per_second": per_second["bertjobs"],
-            "sync_commit_upserts_per_second": per_second["sync_commit"],
             "unnest_upserts_per_second": per_second["unnest"], "orm_inserts_per_second": per_second["orm"],
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -169,15 +160,13 @@ def main() -> None:
             drop()
     rows = [[f"{r['documents']:,}", f"{r['load_docs_per_second']:,.0f}", f"{r['stream_docs_per_second']:,.0f}",
              f"{r['upserts_per_second']:,.0f}", f"{r['side_upserts_per_second']:,.0f}",
-             f"{r['sync_commit_upserts_per_second']:,.0f}",
              f"{r['unnest_upserts_per_second']:,.0f}", f"{r['orm_inserts_per_second']:,.0f}",
-             f"{r['side_upserts_per_second'] / r['sync_commit_upserts_per_second']:.2f}x",
              f"{r['side_upserts_per_second'] / r['unnest_upserts_per_second']:.2f}x",
              f"{r['side_upserts_per_second'] / r['orm_inserts_per_second']:.2f}x", f"{r['peak_rss_mib']:.0f}"]
             for r in results]
     print_table("database (PostgreSQL): pages of 512, a transaction per page; side by side on up to 100k rows",
                 ["documents", "import docs/s", "stream docs/s", "upserts/s streaming", "side: bertjobs/s",
-                 "sync commit/s", "unnest/s", "ORM/s", "vs sync commit", "vs unnest", "vs ORM", "peak RSS MiB"], rows)
+                 "unnest/s", "ORM/s", "vs unnest", "vs ORM", "peak RSS MiB"], rows)
     if len(results) > 1:
         print(f"peak memory at {results[-1]['documents']:,} vs {results[0]['documents']:,} documents: "
               f"{results[-1]['peak_rss_mib'] / results[0]['peak_rss_mib']:.2f}x")

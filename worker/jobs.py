@@ -489,7 +489,6 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
         ]
         cursor = scanned_to
         with ctx.sessions.begin() as s:
-            repo.commit_page_lazily(s)
             ctx.fenced(s)
             repo.upsert_predictions(s, rows)
             repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor)
