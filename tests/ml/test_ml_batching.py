@@ -125,8 +125,16 @@ def test_token_budget_batches_hold_at_most_the_budget_in_padded_tokens_and_cover
     batches = token_budget_batches(lengths, batch_size=8, tokens_per_text=32)  # 256 tokens a batch
 
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    assert all(len(b) * max(lengths[i] for i in b) <= 256 or len(b) == 1 for b in batches)
+    assert all(len(b) * max(lengths[i] for i in b) <= 256 or len(b) <= 2 for b in batches)
     assert all(len(b) <= 32 for b in batches)
     assert max(len(b) for b in batches) > 8 > min(len(b) for b in batches)  # many short texts, few long ones
     widths = [max(lengths[i] for i in b) for b in batches]
     assert widths == sorted(widths, reverse=True)
+
+
+def test_very_long_texts_still_share_a_batch_a_quarter_of_batch_size_at_least():
+    from worker.ml.batching import token_budget_batches
+
+    batches = token_budget_batches([512] * 40, batch_size=64)  # 2,048 tokens would hold 4 of them
+
+    assert [len(b) for b in batches] == [16, 16, 8]

@@ -110,6 +110,7 @@ def test_a_value_of_the_wrong_type_or_outside_the_allowed_set_is_invalid_trainin
     ({"trials": 2, "search_space": {"dropout": [0.1]}}, "search_space may vary .* not 'dropout'"),
     ({"trials": 2, "search_space": {"learning_rate": []}}, r"search_space\['learning_rate'\] must be a non-empty list"),
     ({"trials": 2, "search_space": {"learning_rate": [3.0]}}, "learning_rate must be between 0 and 1"),
+    ({"trials": 2, "search_space": {"epochs": list(range(1, 30))}}, r"search_space\['epochs'\] may hold 20 values"),
 ])
 def test_the_newer_training_options_are_validated_before_anything_runs(options, message):
     with pytest.raises(InvalidTrainingData, match=message):
@@ -125,3 +126,4 @@ def test_trial_configurations_are_distinct_seeded_draws_from_the_space():
     assert [(t.learning_rate, t.epochs) for t in trials] == [(t.learning_rate, t.epochs) for t in config.trial_configs()]
     assert all(t.trials == 0 and t.search_space is None and t.batch_size == 32 for t in trials)
     assert len(TrainConfig(base_model="m", trials=50, search_space={"epochs": [2, 3]}).trial_configs()) == 2
+    assert len(TrainConfig(base_model="m", trials=5, search_space={"epochs": [3, 3, 2]}).trial_configs()) == 2

@@ -13,7 +13,7 @@ def test_thresholds_are_tuned_per_label_to_the_best_f1():
     y = [[1, 0], [1, 0], [0, 1], [0, 0]]
     probs = [[0.30, 0.9], [0.35, 0.1], [0.10, 0.7], [0.05, 0.2]]
 
-    thresholds = tune_thresholds(y, probs)
+    thresholds = tune_thresholds(y, probs, min_positives=1)
 
     assert 0.10 < thresholds[0] <= 0.30  # both positives at 0.30 and 0.35, the negatives at or below 0.10
     assert 0.20 < thresholds[1] <= 0.70
@@ -21,6 +21,25 @@ def test_thresholds_are_tuned_per_label_to_the_best_f1():
 
 def test_a_label_that_never_occurs_keeps_the_default_threshold():
     assert tune_thresholds([[0, 1], [0, 1]], [[0.9, 0.8], [0.1, 0.7]])[0] == 0.5
+
+
+def test_a_label_with_too_few_validation_positives_keeps_the_default_threshold():
+    y = [[1], [0], [0], [0]]
+    probs = [[0.2], [0.1], [0.05], [0.1]]
+
+    assert tune_thresholds(y, probs) == [0.5]  # one positive: not enough to fit a threshold to
+    assert tune_thresholds(y, probs, min_positives=1)[0] <= 0.2
+
+
+def test_auto_weights_never_switch_off_a_label_that_every_training_document_carries():
+    from worker.ml.config import TrainConfig
+    from worker.ml.labels import LabelMap
+    from worker.ml.train import class_weight_tensor
+
+    config = TrainConfig(base_model="m", multi_label=True, class_weights="auto")
+    weights = class_weight_tensor(config, LabelMap(("all", "some")), [[1, 1], [1, 0], [1, 0], [1, 0]])
+
+    assert weights == {"all": 1.0, "some": 3.0}
 
 
 def test_multilabel_metrics_count_exact_matches_and_per_label_scores():

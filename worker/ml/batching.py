@@ -70,10 +70,12 @@ def token_budget_batches(lengths: Sequence[int], batch_size: int, tokens_per_tex
     """
     budget = batch_size * tokens_per_text
     max_texts = max_texts or batch_size * 4
+    min_texts = max(1, batch_size // 4)  # very long texts still share a batch (a quarter of batch_size)
     batches: list[list[int]] = []
     current: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        if current and ((len(current) + 1) * lengths[current[0]] > budget or len(current) >= max_texts):
+        full = bool(current) and (len(current) + 1) * lengths[current[0]] > budget and len(current) >= min_texts
+        if full or len(current) >= max_texts:
             batches.append(current)
             current = []
         current.append(i)

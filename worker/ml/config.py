@@ -65,6 +65,8 @@ def _search_space_problems(space) -> list[str]:
             problems.append(f"search_space may vary {', '.join(SEARCH_SPACE)}, not {name!r}")
         elif not isinstance(values, list) or not values:
             problems.append(f"search_space[{name!r}] must be a non-empty list")
+        elif len(values) > 20:
+            problems.append(f"search_space[{name!r}] may hold 20 values at most")
     return problems
 
 
@@ -163,8 +165,8 @@ class TrainConfig:
         import itertools
         import random
 
-        space = self.search_space or SEARCH_SPACE
-        grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+        space = {name: list(dict.fromkeys(values)) for name, values in (self.search_space or SEARCH_SPACE).items()}
+        grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]  # 20**4 at most
         random.Random(self.seed).shuffle(grid)
         configs = []
         for values in grid[: self.trials]:

@@ -39,12 +39,14 @@ def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
 THRESHOLD_GRID = [round(0.05 * i, 2) for i in range(1, 20)]
 
 
-def tune_thresholds(y_true: Sequence[Sequence[int]], probs: Sequence[Sequence[float]]) -> list[float]:
-    """Per label, the threshold in 0.05..0.95 with the best F1 on these rows (0.5 when the label never occurs)."""
+def tune_thresholds(y_true: Sequence[Sequence[int]], probs: Sequence[Sequence[float]],
+                    min_positives: int = 5) -> list[float]:
+    """Per label, the threshold in 0.05..0.95 with the best F1 on these rows; 0.5 for a label with fewer than
+    ``min_positives`` positive rows (a threshold fitted to one or two examples would be noise)."""
     thresholds = []
     for j in range(len(probs[0]) if probs else 0):
         truth = [row[j] for row in y_true]
-        if not any(truth):
+        if sum(truth) < min_positives:
             thresholds.append(0.5)
             continue
         best, best_f1 = 0.5, -1.0

@@ -45,7 +45,7 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
         if index < len(trials):  # finished by an earlier attempt
             continue
         started = time.perf_counter()
-        trial_dir = Path(checkpoint_dir) / f"trial{index + 1}" if checkpoint_dir is not None else None
+        trial_dir = _trial_dir(checkpoint_dir, index)
         result = fine_tune(texts, labels, trial_config, _trial_callbacks(callbacks, index, len(configs)), trial_dir)
         trials.append({"trial": index + 1, "options": {name: getattr(trial_config, name) for name in varied},
                        "accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
@@ -56,13 +56,18 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
         if state_dir is not None:
             save_checkpoint(state_dir, {"key": key, "trials": trials})
     winner = max(range(len(trials)), key=lambda i: (_score(trials[i], config), -i))
-    if best is None or best[0] != winner:  # the best trial ran in an earlier attempt: train it again
-        best = (winner, fine_tune(texts, labels, configs[winner], _trial_callbacks(callbacks, winner, len(configs))))
+    if best is None or best[0] != winner:  # the best trial ran in an earlier attempt: train it again, resuming
+        best = (winner, fine_tune(texts, labels, configs[winner], _trial_callbacks(callbacks, winner, len(configs)),
+                                  _trial_dir(checkpoint_dir, winner)))  # from its last epoch's checkpoint
     result = best[1]
     for record in trials:
         record["selected"] = record["trial"] == winner + 1
     result.trials = trials
     return result
+
+
+def _trial_dir(checkpoint_dir: Path | None, index: int) -> Path | None:
+    return Path(checkpoint_dir) / f"trial{index + 1}" if checkpoint_dir is not None else None
 
 
 def _score(trial: dict, config: TrainConfig) -> float:

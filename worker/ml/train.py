@@ -191,7 +191,9 @@ def class_weight_tensor(config: TrainConfig, label_map: LabelMap, train_y: Seque
         return None
     if config.class_weights == "auto" and config.multi_label:  # pos_weight: negatives per positive, per label
         positives = [sum(row[i] for row in train_y) for i in range(len(label_map))]
-        return {label: (len(train_y) - p) / p for label, p in zip(label_map.labels, positives)}
+        # A label on every training document has no negatives: weight 1, not 0 (0 would switch its loss off).
+        return {label: (len(train_y) - p) / p if p < len(train_y) else 1.0
+                for label, p in zip(label_map.labels, positives)}
     if config.class_weights == "auto":
         counts = Counter(train_y)
         return {label: len(train_y) / (len(label_map) * counts[i]) for i, label in enumerate(label_map.labels)}
@@ -303,7 +305,9 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
             else:
                 target = torch.as_tensor([train_y[i] for i in batch], device=device)
                 loss = torch.nn.functional.cross_entropy(logits.float(), target, weight=weight)
-            scaler.scale(loss / config.gradient_accumulation).backward()
+            group_start = (n - 1) // config.gradient_accumulation * config.gradient_accumulation
+            group = min(config.gradient_accumulation, len(epoch_batches) - group_start)  # the last may be short
+            scaler.scale(loss / group).backward()
             if n % config.gradient_accumulation == 0 or n == len(epoch_batches):
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
