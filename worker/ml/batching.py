@@ -10,6 +10,8 @@ from typing import Iterator, Sequence
 
 import torch
 
+from worker.ml.device import autocast
+
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids per text, truncated to ``max_length``, no padding."""
@@ -43,7 +45,12 @@ def encode(tokenizer, texts: Sequence[str], max_length: int, long_documents: str
 
 
 def average_by_owner(logits: torch.Tensor, owners: Sequence[int], n: int) -> torch.Tensor:
-    """Mean of the rows of ``logits`` that belong to each of ``n`` texts (windows to documents)."""
+    """Mean of the rows of ``logits`` that belong to each of ``n`` texts (windows to documents).
+
+    ``owners`` comes from ``encode``: every text has at least one row, in order, so as many rows as texts
+    means one each and the logits are already per text."""
+    if len(owners) == n:
+        return logits
     index = torch.as_tensor(owners, device=logits.device)
     sums = torch.zeros((n, logits.shape[-1]), dtype=logits.dtype, device=logits.device).index_add_(0, index, logits)
     counts = torch.zeros(n, dtype=logits.dtype, device=logits.device).index_add_(
@@ -109,6 +116,17 @@ def collate(ids: Sequence[Sequence[int]], pad_id: int, pad_to_multiple: int = 1)
         input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
         attention[row, : len(seq)] = 1
     return {"input_ids": input_ids, "attention_mask": attention}
+
+
+def batch_logits(model, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]], n_labels: int,
+                 pad_id: int, device: torch.device, precision: str) -> torch.Tensor:
+    """The model's logits for every input (float32, on the CPU, in input order), batch by batch."""
+    logits = torch.empty((len(token_ids), n_labels), dtype=torch.float32)
+    with torch.inference_mode():
+        for batch, tensors in iter_batches(token_ids, batches, pad_id, device):
+            with autocast(device, precision):
+                logits[torch.as_tensor(batch)] = model(**tensors).logits.float().cpu()
+    return logits
 
 
 def iter_batches(token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]], pad_id: int,

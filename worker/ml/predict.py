@@ -9,8 +9,8 @@ from typing import Sequence
 import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
-from worker.ml.batching import average_by_owner, encode, iter_batches, token_budget_batches
-from worker.ml.device import autocast, quantize_int8, resolve_device, resolve_precision
+from worker.ml.batching import average_by_owner, batch_logits, encode, token_budget_batches
+from worker.ml.device import quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact
 from worker.ml.hf import quiet_transformers
 from worker.ml.text import text_problem
@@ -59,21 +59,15 @@ class Classifier:
         return cls(model, tokenizer, meta["labels"], meta["max_length"], dev, resolve_precision(dev, precision),
                    windows=meta.get("windows"), thresholds=meta.get("thresholds") if meta.get("multi_label") else None)
 
-    @torch.inference_mode()
     def _logits(self, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]]) -> torch.Tensor:
-        logits = torch.empty((len(token_ids), len(self.labels)), dtype=torch.float32)
-        pad_id = self.tokenizer.pad_token_id or 0
-        for batch, tensors in iter_batches(token_ids, batches, pad_id, self.device):
-            with autocast(self.device, self.precision):
-                logits[torch.as_tensor(batch)] = self.model(**tensors).logits.float().cpu()
-        return logits
+        return batch_logits(self.model, token_ids, batches, len(self.labels), self.tokenizer.pad_token_id or 0,
+                            self.device, self.precision)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """Predictions in the order of ``texts``; all texts must be valid (see ``text_problem``)."""
         token_ids, owners = encode(self.tokenizer, texts, self.max_length, **self.windows)
         logits = self._logits(token_ids, token_budget_batches([len(t) for t in token_ids], batch_size))
-        if len(token_ids) != len(texts):
-            logits = average_by_owner(logits, owners, len(texts))
+        logits = average_by_owner(logits, owners, len(texts))
         if self.thresholds is not None:
             return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
         out = []

@@ -15,7 +15,14 @@ from typing import Callable, Sequence
 
 import torch
 
-from worker.ml.batching import average_by_owner, encode, iter_batches, length_grouped_batches, sorted_batches
+from worker.ml.batching import (
+    average_by_owner,
+    batch_logits,
+    encode,
+    iter_batches,
+    length_grouped_batches,
+    sorted_batches,
+)
 from worker.ml.checkpoint import load_checkpoint, save_checkpoint
 from worker.ml.config import TrainConfig
 from worker.ml.device import autocast, resolve_device, resolve_precision
@@ -149,16 +156,12 @@ def _param_groups(model, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-@torch.inference_mode()
 def document_logits(model, token_ids, n_documents: int, n_labels: int, pad_id: int, device, precision: str,
                     batch_size: int = 64, owners: Sequence[int] | None = None) -> torch.Tensor:
     """Logits per document (on the CPU); with ``owners`` (windows), a document's logits are its windows' mean."""
     model.eval()
-    logits = torch.empty((len(token_ids), n_labels), dtype=torch.float32)
-    for batch, tensors in iter_batches(token_ids, sorted_batches([len(t) for t in token_ids], batch_size), pad_id,
-                                       device):
-        with autocast(device, precision):
-            logits[torch.as_tensor(batch)] = model(**tensors).logits.float().cpu()
+    logits = batch_logits(model, token_ids, sorted_batches([len(t) for t in token_ids], batch_size), n_labels,
+                          pad_id, device, precision)
     return average_by_owner(logits, owners, n_documents) if owners is not None else logits
 
 
@@ -231,7 +234,7 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
 
     if multi:  # a multi-hot row per document; the split is stratified on the label set
         label_map = LabelMap.from_labels(label for s in labels for label in s)
-        y = [[int(label in set(s)) for label in label_map.labels] for s in labels]
+        y = [[int(label in present) for label in label_map.labels] for present in map(set, labels)]
     else:
         label_map = LabelMap.from_labels(labels)
         y = label_map.encode(labels)
@@ -320,9 +323,8 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
             if callbacks.on_step:
                 callbacks.on_step(step, total_batches)
         train_seconds += time.perf_counter() - epoch_start
-        metrics = (evaluate_multilabel if multi else evaluate)(
-            model, val_ids, val_y, label_map, pad_id, device, precision,
-            owners=val_owner if config.long_documents == "windows" else None)
+        metrics = (evaluate_multilabel if multi else evaluate)(model, val_ids, val_y, label_map, pad_id, device,
+                                                               precision, owners=val_owner)
         record = {"epoch": epoch, "train_loss": loss_sum / len(train_ids), "val_loss": metrics["loss"],
                   "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                   "seconds": time.perf_counter() - epoch_start}
