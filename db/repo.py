@@ -25,6 +25,7 @@ from db.models import (
     Prediction,
     utcnow,
 )
+from worker.names import check_name, parse_model_ref  # the one name rule and model-reference parser (pure)
 
 # Rows per INSERT statement: well under SQLite's 32k bound parameters and PostgreSQL's 65k.
 _ROWS_PER_STATEMENT = 500
@@ -545,20 +546,8 @@ def register_model_version(session: Session, **fields: Any) -> ModelVersion:
     return mv
 
 
-def parse_model_ref(ref: str) -> tuple[str, int | str | None]:
-    """``name`` (latest), ``name:3`` (a version) or ``name@production`` (an alias)."""
-    if "@" in ref:
-        name, alias = ref.rsplit("@", 1)
-        return name, alias
-    if ":" in ref:
-        name, version = ref.rsplit(":", 1)
-        if not version.isdigit():
-            raise ValueError(f"model version must be a number: {ref!r}")
-        return name, int(version)
-    return ref, None
-
-
 def resolve_model_version(session: Session, ref: str) -> ModelVersion | None:
+    """The ready version ``ref`` names (``name``, ``name:3``, ``name@alias``; see worker.names), or None."""
     name, selector = parse_model_ref(ref)
     stmt: Select = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "ready")
     if isinstance(selector, int):
@@ -571,6 +560,7 @@ def resolve_model_version(session: Session, ref: str) -> ModelVersion | None:
 def list_model_versions(session: Session, name: str | None = None) -> list[ModelVersion]:
     stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
     if name:
+        check_name("model name", name)
         stmt = stmt.where(ModelVersion.name == name)
     return list(session.scalars(stmt))
 
@@ -732,6 +722,7 @@ def list_predictions(
         .limit(limit)
     )
     if collection:
+        check_name("collection", collection)
         stmt = stmt.where(Document.collection == collection)
     if model_version_id is not None:
         stmt = stmt.where(Prediction.model_version_id == model_version_id)

@@ -21,6 +21,7 @@ from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
+from worker.names import check_name, parse_model_ref
 from worker.params import ClassifyParams, TrainParams
 
 log = logging.getLogger("bertjobs.client")
@@ -153,6 +154,8 @@ def submit_training(
     enqueue: bool = True,
 ) -> JobHandle:
     """Queue a fine-tuning job on the labelled documents of ``collection``. Options: see TrainConfig."""
+    check_name("collection", collection)
+    check_name("model name", model_name or collection)
     params = TrainParams(collection=collection, base_model=base_model, model_name=model_name or collection,
                          options=dict(options or {}), skip_unlabelled=skip_unlabelled, filter=filter)
     return _submit(JobKind.train, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
@@ -175,6 +178,8 @@ def submit_classification(
     Over BERTJOBS_CLASSIFY_SHARD_SIZE documents (or with ``shards``), the job splits into shard jobs that any
     worker can take; it finishes when the last shard does.
     """
+    check_name("collection", collection)
+    parse_model_ref(model)
     params = ClassifyParams(collection=collection, model=model, only_missing=only_missing, shards=shards,
                             filter=filter)
     return _submit(JobKind.classify, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)

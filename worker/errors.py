@@ -10,6 +10,10 @@ class InvalidJob(BertjobsError, ValueError):
     """The job's parameters or data are wrong (unknown model, empty collection...); never retried."""
 
 
+class InvalidName(InvalidJob):
+    """A collection, model or alias name that breaks the name rule (worker/names.py)."""
+
+
 class LeaseLost(BertjobsError):
     """Another attempt owns the job now (or it was reset); stop without writing anything."""
 
@@ -17,4 +21,4 @@ class LeaseLost(BertjobsError):
 # Errors a job ends `failed` on at once, with their message as the reason.
 PERMANENT_ERRORS = (InvalidJob, MLError)
 
-__all__ = ["BertjobsError", "InvalidJob", "LeaseLost", "Cancelled", "MLError", "PERMANENT_ERRORS"]
+__all__ = ["BertjobsError", "InvalidJob", "InvalidName", "LeaseLost", "Cancelled", "MLError", "PERMANENT_ERRORS"]

@@ -1,15 +1,13 @@
 """Job parameters, validated before anything is enqueued and again when a worker reads them."""
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from worker.errors import InvalidJob
 from worker.ml.config import TrainConfig
 from worker.ml.errors import InvalidTrainingData
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+from worker.names import check_name, parse_model_ref
 
 
 def check_filter(where: Any) -> dict[str, Any] | None:
@@ -25,12 +23,6 @@ def check_filter(where: Any) -> dict[str, Any] | None:
     except ValueError as exc:
         raise InvalidJob(str(exc)) from exc
     return where
-
-
-def check_name(kind: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise InvalidJob(f"{kind} must be 1-200 letters, digits, '.', '_' or '-', got {value!r}")
-    return value
 
 
 class _JsonParams:
@@ -102,8 +94,5 @@ class ClassifyParams(_JsonParams):
                 self.id_min is not None and not (isinstance(self.id_min, int) and isinstance(self.id_max, int)
                                                  and self.id_min <= self.id_max)):
             raise InvalidJob("id_min and id_max go together, as whole numbers with id_min <= id_max")
-        name, _, selector = self.model.replace("@", ":").partition(":")
-        check_name("model name", name)
-        if ":" in self.model and not selector.isdigit():
-            raise InvalidJob(f"model version must be a number: {self.model!r}")
+        parse_model_ref(self.model)
 

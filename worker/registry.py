@@ -8,6 +8,7 @@ from db.models import ModelVersion
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
+from worker.names import check_name
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ def evaluate(mv: ModelVersion, collection: str, settings: Settings) -> dict:
 def promote(ref: str, alias: str = "production", *, gate_collection: str | None = None,
             settings: Settings | None = None) -> Promotion:
     """Point ``name@alias`` at ``ref``; with a gate, only if its macro-F1 on the collection beats the holder's."""
+    check_name("alias", alias)
+    if gate_collection is not None:
+        check_name("collection", gate_collection)
     settings = settings or get_settings()
     sessions = session_factory_for(settings.resolved_database_url)
     with sessions.begin() as s:
@@ -78,6 +82,8 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
 
 
 def rollback(name: str, alias: str = "production", settings: Settings | None = None) -> str:
+    check_name("model name", name)
+    check_name("alias", alias)
     settings = settings or get_settings()
     with session_factory_for(settings.resolved_database_url).begin() as s:
         mv = repo.rollback_alias(s, name, alias)

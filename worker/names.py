@@ -1,0 +1,42 @@
+"""The one rule for collection, model and alias names, and the parser of model references.
+
+A name is 1-64 characters: letters, digits, ``_``, ``-`` and ``.``, starting with a letter or a digit (so no
+``/``, ``:``, ``@``, whitespace, and never ``.`` or ``..``). Every command that creates a name (import, train,
+promote) and every one that reads one (classify, results, models, data check) checks it here.
+
+Pure: imports nothing but the error types, so the repository layer can use it too.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from worker.errors import InvalidName
+
+MAX_NAME_CHARS = 64
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+RULE = f"1-{MAX_NAME_CHARS} letters, digits, '_', '-' or '.', starting with a letter or a digit"
+
+
+def check_name(kind: str, value: Any) -> str:
+    """``value`` if it is a valid ``kind`` name ("collection", "model name", "alias"); else InvalidName."""
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or not _NAME.fullmatch(value):
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80]) + "..."
+        raise InvalidName(f"{kind} must be {RULE}, got {shown}")
+    return value
+
+
+def parse_model_ref(ref: Any) -> tuple[str, int | str | None]:
+    """``name`` (latest), ``name:3`` (a version) or ``name@alias``, each part checked; else InvalidName."""
+    if not isinstance(ref, str):
+        raise InvalidName(f"a model reference is NAME, NAME:VERSION or NAME@ALIAS, got {ref!r}")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return check_name("model name", name), check_name("alias", alias)
+    if ":" in ref:
+        name, version = ref.split(":", 1)
+        check_name("model name", name)
+        if not (version.isascii() and version.isdigit()):
+            raise InvalidName(f"model version must be a number: {ref!r}")
+        return name, int(version)
+    return check_name("model name", ref), None
