@@ -188,3 +188,199 @@ def test_the_import_command_takes_the_labels_column(tmp_path, monkeypatch, capsy
         assert _stored(sqlite_url) == {hashlib.sha256(b"nice").hexdigest()[:40]: (None, ["a", "b"])}
     finally:
         get_settings.cache_clear()
+
+
+# ---------------------------------------------------------------- through the command, on both databases
+
+
+import bz2  # noqa: E402
+import gzip  # noqa: E402
+import lzma  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import zipfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def run_import(monkeypatch, capsys, any_db_url):
+    """``bertjobs import FILE --collection c ...`` with the database from the environment: (status, out, err)."""
+    from worker.config import get_settings
+
+    monkeypatch.setenv("BERTJOBS_DATABASE_URL", any_db_url)
+    get_settings.cache_clear()
+
+    def run(path, *extra, collection: str = "c"):
+        status = cli_main(["import", str(path), "--collection", collection, "--show-bad", "100", *extra])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    run.url = any_db_url
+    yield run
+    get_settings.cache_clear()
+
+
+def _texts(url: str, collection: str = "c") -> dict[str, str]:
+    with session_factory_for(url).begin() as s:
+        return dict(s.execute(text("SELECT external_id, text FROM documents WHERE collection = :c"),
+                              {"c": collection}).all())
+
+
+def test_tsv_splits_on_tabs(tmp_path, run_import):
+    path = _csv(tmp_path / "d.tsv", b"id\ttext\tlabel\n1\tcommas, here, stay\tpos\n2\tsecond\tneg\n")
+    status, out, _ = run_import(path)
+    assert status == 0 and "2 inserted" in out
+    assert _texts(run_import.url) == {"1": "commas, here, stay", "2": "second"}
+    assert _stored(run_import.url) == {"1": ("pos", None), "2": ("neg", None)}
+
+
+def test_unusual_columns_are_refused_naming_them_and_map_with_the_options(tmp_path, run_import):
+    path = _csv(tmp_path / "d.csv", b"doc,body,sentiment\n7,a fine film,pos\n")
+    status, _, err = run_import(path)
+    assert status == 2 and err.count("\n") == 1
+    assert "no 'text' column; columns found: 'doc', 'body', 'sentiment'" in err and "--text-column" in err
+    status, _, err = run_import(path, "--text-column", "body")  # labels in a column it does not know
+    assert status == 2 and err.count("\n") == 1
+    assert "no 'label' or 'labels' column, and 'doc', 'sentiment' is not a column bertjobs knows" in err
+    assert _texts(run_import.url) == {}
+    status, out, _ = run_import(path, "--text-column", "body", "--label-column", "sentiment", "--id-column", "doc")
+    assert status == 0 and "1 inserted" in out
+    assert _stored(run_import.url) == {"7": ("pos", None)}
+    status, _, err = run_import(path, "--text-column", "body", "--id-column", "nope", "--ignore-column", "sentiment")
+    assert status == 2 and "no 'nope' column (--id-column)" in err
+    unlabelled = _csv(tmp_path / "u.csv", b"text,source\nplain text,web\n")
+    assert run_import(unlabelled)[0] == 2
+    status, out, _ = run_import(unlabelled, "--ignore-column", "source", collection="u")
+    assert status == 0 and "1 inserted" in out
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(json.dumps({"body": "x", "sentiment": "pos"}) + "\n")
+    status, _, err = run_import(jsonl)
+    assert status == 2 and "no 'text' column; columns found: 'body', 'sentiment'" in err
+
+
+def test_compressed_files_are_read_decompressed(tmp_path, run_import):
+    body = b"id,text,label\n1,first,pos\n2,second,neg\n"
+    for name, data in [("a.csv.gz", gzip.compress(body)), ("b.csv.bz2", bz2.compress(body)),
+                       ("c.csv.xz", lzma.compress(body))]:
+        status, out, err = run_import(_csv(tmp_path / name, data), collection=name.split(".")[0])
+        assert (status, err) == (0, "") and "2 inserted" in out, name
+        assert _texts(run_import.url, name.split(".")[0]) == {"1": "first", "2": "second"}
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as z:
+        z.writestr("inner/docs.tsv", body.replace(b",", b"\t"))
+    status, out, _ = run_import(tmp_path / "d.zip", collection="z")
+    assert status == 0 and "2 inserted" in out and _texts(run_import.url, "z") == {"1": "first", "2": "second"}
+
+
+def test_unreadable_compression_is_refused_with_one_line(tmp_path, run_import):
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
+        z.writestr("a.csv", "text\nx\n")
+        z.writestr("b.csv", "text\ny\n")
+    cases = [
+        (tmp_path / "two.zip", "two.zip holds 2 files; a zip must hold exactly one"),
+        (_csv(tmp_path / "plain.csv.gz", b"text\nx\n"), "plain.csv.gz is named as gzip but is not gzip data"),
+        (_csv(tmp_path / "cut.csv.gz", gzip.compress(b"text\nx\n" * 100)[:20]), "cut.csv.gz is not readable gzip data"),
+        (_csv(tmp_path / "z.csv", b"\x28\xb5\x2f\xfd" + b"\x00" * 20), "z.csv is zstd compressed"),
+        (_csv(tmp_path / "twice.csv.gz", gzip.compress(gzip.compress(b"text\nx\n"))), "compressed twice"),
+        (_csv(tmp_path / "u16.csv", "text\nx\n".encode("utf-16")), "u16.csv is UTF-16"),
+    ]
+    for path, message in cases:
+        status, _, err = run_import(path)
+        assert status == 2 and message in err and err.count("\n") == 1, (path, err)
+    assert _texts(run_import.url) == {}
+
+
+def test_a_repeated_id_is_reported_with_both_lines(tmp_path, run_import):
+    path = _csv(tmp_path / "d.csv", b"id,text,label\n1,first,pos\n2,second,neg\n1,again,neg\n")
+    status, out, err = run_import(path)
+    assert status == 0 and "2 inserted" in out and "1 bad rows" in out
+    assert f"{path}:4: skipped: id '1' repeated: first on line 2" in err
+    assert _texts(run_import.url) == {"1": "first", "2": "second"}
+    same = _csv(tmp_path / "s.csv", b"text\nsame\nother\nsame\n")
+    status, _, err = run_import(same, collection="s")
+    assert f"{same}:4: skipped: the same text as line 2" in err
+
+
+def test_a_nul_in_an_id_is_a_bad_row_and_every_other_row_loads(tmp_path, run_import):
+    rows = [{"id": f"d{i}", "text": f"text {i}", "label": "a"} for i in range(2500)]
+    rows[1500]["id"] = "bad\x00id"
+    rows[2000]["label"] = "bad\x00label"
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    status, out, err = run_import(path)
+    assert status == 0 and "2498 inserted" in out and "2 bad rows" in out
+    assert f"{path}:1501: skipped: 'id' contains NUL bytes" in err
+    assert f"{path}:2001: skipped: a label contains NUL bytes" in err
+    assert len(_texts(run_import.url)) == 2498
+    csv_path = _csv(tmp_path / "d.csv", b"id,text\n1,one\nx\x00y,two\n3,three\n")
+    status, out, err = run_import(csv_path, collection="k")
+    assert "2 inserted" in out and f"{csv_path}:3: skipped: 'id' contains NUL bytes" in err
+
+
+def test_a_lone_surrogate_in_any_field_is_a_bad_row(tmp_path, run_import):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"id": "1", "text": "fine", "label": "a"}),
+        json.dumps({"id": "\ud800", "text": "bad id"}),
+        json.dumps({"id": "3", "text": "bad \udfff text"}),
+        json.dumps({"id": "4", "text": "bad label", "label": "x\ud83d"}),
+        json.dumps({"id": "5", "text": "bad labels", "labels": ["ok", "\udc00"]}),
+        json.dumps({"id": "6", "text": "after", "label": "b"}),
+    ]))
+    status, out, err = run_import(path)
+    assert status == 0 and "2 inserted" in out and "4 bad rows" in out
+    for line, field, code in [(2, "id", "D800"), (3, "text", "DFFF"), (4, "label", "D83D"), (5, "labels", "DC00")]:
+        assert f"{path}:{line}: skipped: {field!r} has a character UTF-8 cannot encode (U+{code})" in err
+    assert _texts(run_import.url) == {"1": "fine", "6": "after"}
+    bad_bytes = _csv(tmp_path / "b.csv", b"id,text,label\n\xff1,one,a\n2,two,\xfeb\n3,three,c\n")
+    status, out, err = run_import(bad_bytes, collection="b")
+    assert "1 inserted" in out and "invalid UTF-8 in 'id'" in err and "invalid UTF-8 in 'label'" in err
+
+
+def test_import_help_names_the_id_columns_and_the_column_options():
+    from worker.cli import build_parser
+
+    text_ = build_parser()._subparsers._group_actions[0].choices["import"].format_help()
+    for word in ("'external_id'", "'id'", "--text-column", "--label-column", "--labels-column", "--id-column",
+                 ".tsv", ".gz", ".zip"):
+        assert word in text_, word
+
+
+def test_a_refused_file_is_one_line_and_no_traceback_in_a_process(tmp_path, sqlite_url):
+    import os
+
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
+        z.writestr("a.csv", "text\nx\n")
+        z.writestr("b.csv", "text\ny\n")
+    env = {**os.environ, "BERTJOBS_DATABASE_URL": sqlite_url, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "import", str(tmp_path / "two.zip"), "--collection",
+                           "c"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "holds 2 files" in done.stderr
+
+
+def test_a_batch_the_database_refuses_is_written_row_by_row(tmp_path, clean_pg, monkeypatch, capsys):
+    """A row that passes every check but the database still refuses is a bad row; the rows around it load."""
+    from worker.config import get_settings
+
+    ddl = ["CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN IF NEW.text = 'poison' THEN "
+           "RAISE EXCEPTION 'poison refused' USING ERRCODE = '22000'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+           "CREATE TRIGGER refuse_poison BEFORE INSERT ON documents FOR EACH ROW EXECUTE FUNCTION refuse_poison()"]
+    with session_factory_for(clean_pg).begin() as s:
+        for statement in ddl:
+            s.execute(text(statement))
+    try:
+        monkeypatch.setenv("BERTJOBS_DATABASE_URL", clean_pg)
+        get_settings.cache_clear()
+        path = _csv(tmp_path / "d.csv", b"id,text\n1,one\n2,poison\n3,three\n")
+        assert cli_main(["import", str(path), "--collection", "c"]) == 0
+        out, err = capsys.readouterr()
+        assert "2 inserted" in out and "1 bad rows" in out
+        assert f"{path}:3: skipped: the database cannot store it: poison refused" in err
+        assert _texts(clean_pg) == {"1": "one", "3": "three"}
+    finally:
+        get_settings.cache_clear()
+        with session_factory_for(clean_pg).begin() as s:
+            s.execute(text("DROP TRIGGER refuse_poison ON documents"))
+            s.execute(text("DROP FUNCTION refuse_poison()"))

@@ -130,7 +130,7 @@ def _row(record: dict, line: int, max_chars: int, text_column: str, label_column
         fields += [(labels_column, v) for v in record[labels_column] if isinstance(v, str)]
     for name, value in fields:
         problem = _unstorable(name, value)
-        if problem and not (name == labels_column and "NUL" in problem):  # a label's NUL: _label_problem
+        if problem and not (name in (label_column, labels_column) and "NUL" in problem):  # _label_problem's
             return BadRow(line, problem)
     problem = text_problem(text, max_chars)
     if problem:
