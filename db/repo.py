@@ -239,6 +239,7 @@ def load_labelled(session: Session, collection: str, where: dict[str, Any] | Non
     that list of strings; a document with only a single ``label`` counts as unlabelled then, and the other way
     round without it.
     """
+    check_name("collection", collection)
     ids, texts, labels = [], [], []
     selected = _documents_in(collection, None, None, None, where)
     column = Document.labels if multi_label else Document.label

@@ -78,6 +78,7 @@ def test_every_command_refuses_a_bad_name_with_one_line(env_db, any_db_url, tmp_
         (["models", "list", "m:1"], "model name must be"),
         (["results", "--collection", "a:b"], "collection must be"),
         (["results", "--model", "a b"], "model name must be"),
+        (["data", "check", "--collection", "a@b"], "collection must be"),
     ]
     for argv, starts in cases:
         assert main(argv) == 2, argv
