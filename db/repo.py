@@ -25,7 +25,7 @@ from db.models import (
     Prediction,
     utcnow,
 )
-from worker.names import check_name, parse_model_ref  # the one name rule and model-reference parser (pure)
+from db.names import check_name, parse_model_ref  # the one name rule and model-reference parser (pure)
 
 # Rows per INSERT statement: well under SQLite's 32k bound parameters and PostgreSQL's 65k.
 _ROWS_PER_STATEMENT = 500
@@ -548,7 +548,7 @@ def register_model_version(session: Session, **fields: Any) -> ModelVersion:
 
 
 def resolve_model_version(session: Session, ref: str) -> ModelVersion | None:
-    """The ready version ``ref`` names (``name``, ``name:3``, ``name@alias``; see worker.names), or None."""
+    """The ready version ``ref`` names (``name``, ``name:3``, ``name@alias``; see db.names), or None."""
     name, selector = parse_model_ref(ref)
     stmt: Select = select(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "ready")
     if isinstance(selector, int):

@@ -12,7 +12,7 @@ from db.session import session_factory_for
 from helpers import TINY_OPTIONS, load_documents, sentiment_rows, topic_corpus
 from worker import jobs
 from worker.client import submit_classification, submit_training
-from worker.errors import InvalidJob
+from worker.errors import InvalidJob, InvalidName
 
 TINY = TINY_OPTIONS
 
@@ -221,7 +221,7 @@ def test_invalid_parameters_are_refused_before_anything_is_enqueued(clean_pg, ma
         submit_training("train", "tiny", options={"learning_rate": 5}, settings=settings, enqueue=False)
     with pytest.raises(InvalidJob, match="unknown training option"):
         submit_training("train", "tiny", options={"epoch": 5}, settings=settings, enqueue=False)
-    with pytest.raises(InvalidJob, match="collection"):
+    with pytest.raises(InvalidName, match="collection"):
         submit_classification("bad name!", "m", settings=settings, enqueue=False)
     with session_factory_for(clean_pg).begin() as s:
         assert s.scalar(select(Job.id)) is None

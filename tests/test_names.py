@@ -5,7 +5,7 @@ import pytest
 
 from worker.cli import main
 from worker.errors import InvalidName
-from worker.names import check_name, parse_model_ref
+from db.names import check_name, parse_model_ref
 
 GOOD = ["reviews", "rt-train", "rt-new", "sentiment", "news-topics", "production", "m", "0", "a.b_c-1", "x" * 64]
 BAD = ["", "../../etc/x", "a/b", "a:b", "a@b", " a", "a b", "a\tb", ".hidden", "-x", "_x", "x" * 65, "naïve",

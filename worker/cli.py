@@ -74,7 +74,7 @@ def _safe_url(url: str) -> str:
 
 def cmd_import(args) -> int:
     from worker.importer import import_file
-    from worker.names import check_name
+    from db.names import check_name
 
     path = Path(args.file)
     check_name("collection", args.collection)

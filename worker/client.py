@@ -21,7 +21,7 @@ from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
-from worker.names import check_name, parse_model_ref
+from db.names import check_name, parse_model_ref
 from worker.params import ClassifyParams, TrainParams
 
 log = logging.getLogger("bertjobs.client")

@@ -39,7 +39,7 @@ from sqlalchemy.exc import DataError
 from db import repo
 from worker.errors import BertjobsError
 from worker.ml.text import text_problem
-from worker.names import check_name
+from db.names import check_name
 
 ID_COLUMNS = ("external_id", "id")
 FORMATS = ("csv", "tsv", "jsonl")

@@ -7,7 +7,7 @@ from typing import Any
 from worker.errors import InvalidJob
 from worker.ml.config import TrainConfig
 from worker.ml.errors import InvalidTrainingData
-from worker.names import check_name, parse_model_ref
+from db.names import check_name, parse_model_ref
 
 
 def check_filter(where: Any) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from db.models import ModelVersion
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
-from worker.names import check_name
+from db.names import check_name
 
 
 @dataclass(frozen=True)

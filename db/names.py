@@ -4,14 +4,17 @@ A name is 1-64 characters: letters, digits, ``_``, ``-`` and ``.``, starting wit
 ``/``, ``:``, ``@``, whitespace, and never ``.`` or ``..``). Every command that creates a name (import, train,
 promote) and every one that reads one (classify, results, models, data check) checks it here.
 
-Pure: imports nothing but the error types, so the repository layer can use it too.
+Pure (imports nothing of ours), so the repository layer and every interface share it.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from worker.errors import InvalidName
+
+class InvalidName(ValueError):
+    """A collection, model or alias name that breaks the name rule; never retried."""
+
 
 MAX_NAME_CHARS = 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
