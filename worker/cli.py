@@ -116,7 +116,8 @@ def _wait_for(handle, *, inline_kind: str | None = None) -> int:
         else:
             snap = wait_with_progress(handle, sys.stderr)
     except KeyboardInterrupt:
-        sys.stderr.write("\n")
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")  # below the bar
         if inline_kind:
             print(f"interrupted: job {handle.id} stops here; the reaper re-queues it once its lease expires",
                   file=sys.stderr)

@@ -46,7 +46,8 @@ class ProgressBar:
         if total:
             done = min(done, total)
         unit = extra.get("unit") or UNITS.get(snap.kind, "")
-        if snap.status == "running" and (self.first is None or done < self.first[1]):
+        # The rate counts from the first work seen (not from a job still loading its model), anew after a retry.
+        if snap.status == "running" and done > 0 and (self.first is None or done < self.first[1]):
             self.first = (now, done)
         rate = (done - self.first[1]) / (now - self.first[0]) if self.first and now > self.first[0] else 0.0
         parts = [f"job {snap.id} {snap.status:9}"]
@@ -66,7 +67,7 @@ class ProgressBar:
             parts.append(f"trial {extra['trial']}" + (f"/{extra['trials']}" if extra.get("trials") else ""))
         if extra.get("loss") is not None:
             parts.append(f"loss {float(extra['loss']):.4f}")
-        return " ".join(p.rstrip() for p in parts)
+        return parts[0] + " " + " ".join(p.rstrip() for p in parts[1:])
 
     def __call__(self, snap) -> None:
         text = self.line(snap)

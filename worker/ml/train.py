@@ -323,10 +323,10 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
             loss_sum += loss.item() * len(batch)
             seen += len(batch)
             step += 1
-            if callbacks.on_step:
-                callbacks.on_step(step, total_batches)
             if callbacks.on_batch:
                 callbacks.on_batch(epoch, loss_sum / seen)
+            if callbacks.on_step:
+                callbacks.on_step(step, total_batches)
         train_seconds += time.perf_counter() - epoch_start
         metrics = (evaluate_multilabel if multi else evaluate)(model, val_ids, val_y, label_map, pad_id, device,
                                                                precision, owners=val_owner)
