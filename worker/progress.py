@@ -34,6 +34,7 @@ class ProgressBar:
         self.stream, self.width, self.plain_every, self.clock = stream, width, plain_every, clock
         self.first: tuple[float, int] | None = None
         self.last_plain: float | None = None
+        self.drawn = 0  # the longest frame drawn on a terminal
         try:
             self.tty = bool(stream.isatty())
         except (AttributeError, ValueError):
@@ -71,8 +72,9 @@ class ProgressBar:
 
     def __call__(self, snap) -> None:
         text = self.line(snap)
-        if self.tty:
-            self.stream.write("\r" + text.ljust(100) + ("\n" if snap.finished else ""))
+        if self.tty:  # padded to the longest frame so far, so no tail of a longer one is left behind
+            self.drawn = max(self.drawn, len(text))
+            self.stream.write("\r" + text.ljust(self.drawn) + ("\n" if snap.finished else ""))
         else:
             now = self.clock()
             if not snap.finished and self.last_plain is not None and now - self.last_plain < self.plain_every:
