@@ -169,3 +169,17 @@ def test_the_migration_seeds_the_history_from_existing_aliases(old_db_url, env_d
     assert capsys.readouterr().out.strip() == "m@production -> m:1"
     assert main(["models", "rollback", "m"]) == 2  # the history starts at what the alias held before
     assert "no earlier version" in capsys.readouterr().err
+
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from db.migrate import alembic_config, check
+
+    command.downgrade(alembic_config(url), "0004")  # and back: the table goes, the aliases stay
+    engine = make_engine(url)
+    assert "model_alias_history" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT model_version_id FROM model_aliases")).scalar() == 1
+    engine.dispose()
+    upgrade(url)
+    check(url)
