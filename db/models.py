@@ -148,6 +148,23 @@ class ModelAlias(Base):
                                                  server_default=func.now())
 
 
+class ModelAliasHistory(Base):
+    """Every move of an alias: where it pointed from and to, when, by which command and whom. Rollbacks step
+    back through it (promotions push a holder, rollbacks pop one)."""
+
+    __tablename__ = "model_alias_history"
+    __table_args__ = (Index("ix_model_alias_history_name_alias_id", "name", "alias", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    alias: Mapped[str] = mapped_column(String(100))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    command: Mapped[str] = mapped_column(String(50))  # promote, promote --gate, rollback, migrated
+    actor: Mapped[str | None] = mapped_column(String(200))  # user@host
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+
 class Prediction(Base):
     """One row per (document, model version): a label with scores, or a failure with its reason."""
 

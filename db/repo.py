@@ -21,6 +21,7 @@ from db.models import (
     Job,
     JobStatus,
     ModelAlias,
+    ModelAliasHistory,
     ModelVersion,
     Prediction,
     utcnow,
@@ -344,14 +345,25 @@ def heartbeat(session: Session, job_id: int, attempt: int, lease_seconds: int) -
 
 
 def set_progress(
-    session: Session, job_id: int, attempt: int, *, done: int, total: int | None = None, cursor: int | None = None
+    session: Session, job_id: int, attempt: int, *, done: int, total: int | None = None, cursor: int | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> bool:
+    """Record progress (fenced). ``detail`` is for display only (``result["progress"]`` while the job runs:
+    epoch and loss, documents in flight); the job's outcome replaces it when it finishes."""
     values: dict[str, Any] = {"progress_done": done, "updated_at": utcnow()}
     if total is not None:
         values["progress_total"] = total
     if cursor is not None:
         values["cursor"] = cursor
+    if detail is not None:
+        values["result"] = {"progress": detail}
     return session.execute(update(Job).where(_fenced(job_id, attempt)).values(**values)).rowcount == 1
+
+
+def set_progress_detail(session: Session, job_id: int, attempt: int, detail: dict[str, Any]) -> bool:
+    """Only the display detail (fenced): progress_done and the cursor stay what the last page committed."""
+    return session.execute(update(Job).where(_fenced(job_id, attempt)).values(
+        result={"progress": detail})).rowcount == 1
 
 
 def finish_job(
@@ -566,33 +578,92 @@ def list_model_versions(session: Session, name: str | None = None) -> list[Model
     return list(session.scalars(stmt))
 
 
-def alias_holder(session: Session, name: str, alias: str) -> ModelAlias | None:
-    return session.scalar(select(ModelAlias).where(ModelAlias.name == name, ModelAlias.alias == alias))
+def alias_holder(session: Session, name: str, alias: str, *, lock: bool = False) -> ModelAlias | None:
+    """The alias row; ``lock`` holds it (PostgreSQL: FOR UPDATE) so two moves of one alias serialize."""
+    stmt = select(ModelAlias).where(ModelAlias.name == name, ModelAlias.alias == alias)
+    return session.scalar(stmt.with_for_update() if lock else stmt)
 
 
-def set_alias(session: Session, mv: ModelVersion, alias: str) -> int | None:
-    """Point ``name@alias`` at this version, remembering the version it pointed at (for a rollback)."""
-    current = alias_holder(session, mv.name, alias)
+def set_alias(session: Session, mv: ModelVersion, alias: str, *, command: str = "promote",
+              actor: str | None = None) -> int | None:
+    """Point ``name@alias`` at this version and record the move in the alias history (a no-op if it holds it
+    already). Returns the version id it pointed at before (None: a new alias)."""
+    current = alias_holder(session, mv.name, alias, lock=True)
     if current is None:
         session.add(ModelAlias(name=mv.name, alias=alias, model_version_id=mv.id, updated_at=utcnow()))
+        _record_alias_move(session, mv.name, alias, mv.id, None, command, actor)
         session.flush()
         return None
     previous = current.model_version_id
     if previous != mv.id:
         current.previous_version_id, current.model_version_id, current.updated_at = previous, mv.id, utcnow()
+        _record_alias_move(session, mv.name, alias, mv.id, previous, command, actor)
         session.flush()
     return previous
 
 
-def rollback_alias(session: Session, name: str, alias: str) -> ModelVersion | None:
-    """Point ``name@alias`` back at the version it held before the last promotion."""
-    current = alias_holder(session, name, alias)
-    if current is None or current.previous_version_id is None:
+def _record_alias_move(session: Session, name: str, alias: str, to_id: int, from_id: int | None, command: str,
+                       actor: str | None) -> None:
+    session.add(ModelAliasHistory(name=name, alias=alias, model_version_id=to_id, previous_version_id=from_id,
+                                  command=command, actor=actor, created_at=utcnow()))
+
+
+def alias_history(session: Session, name: str, alias: str | None = None,
+                  limit: int | None = None) -> list[ModelAliasHistory]:
+    """Moves of the model's aliases (or of one alias), oldest first (the newest ``limit`` of them)."""
+    stmt = select(ModelAliasHistory).where(ModelAliasHistory.name == name)
+    if alias is not None:
+        stmt = stmt.where(ModelAliasHistory.alias == alias)
+    if limit is not None:
+        return list(reversed(list(session.scalars(stmt.order_by(ModelAliasHistory.id.desc()).limit(limit)))))
+    return list(session.scalars(stmt.order_by(ModelAliasHistory.id)))
+
+
+def alias_stack(session: Session, name: str, alias: str) -> list[int]:
+    """The holders a rollback steps back through, oldest first, the current holder last: the history replayed,
+    each promotion pushing its version (unless it is on top already) and each rollback popping one."""
+    stack: list[int] = []
+    for move in alias_history(session, name, alias):
+        if move.command == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != move.model_version_id:  # a history that disagrees: trust the move
+                stack.append(move.model_version_id)
+        elif not stack or stack[-1] != move.model_version_id:
+            stack.append(move.model_version_id)
+    return stack
+
+
+def rollback_alias(session: Session, name: str, alias: str, *, actor: str | None = None) -> ModelVersion | None:
+    """Point ``name@alias`` at the holder before the current one in its history; None when there is none.
+
+    A -> B -> C, rollback: B; rollback again: A (not C). The rollback is recorded in the history too.
+    """
+    current = alias_holder(session, name, alias, lock=True)
+    if current is None:
         return None
-    current.model_version_id, current.previous_version_id = current.previous_version_id, current.model_version_id
-    current.updated_at = utcnow()
+    stack = alias_stack(session, name, alias)
+    if not stack or stack[-1] != current.model_version_id:  # moved outside the history (by hand): start there
+        stack.append(current.model_version_id)
+    if len(stack) < 2:
+        return None
+    target = stack[-2]
+    moved_from = current.model_version_id
+    current.model_version_id, current.previous_version_id, current.updated_at = target, moved_from, utcnow()
+    _record_alias_move(session, name, alias, target, moved_from, "rollback", actor)
     session.flush()
-    return session.get(ModelVersion, current.model_version_id)
+    return session.get(ModelVersion, target)
+
+
+def aliases_by_version(session: Session, name: str | None = None) -> dict[int, list[str]]:
+    """Model version id -> the aliases pointing at it (sorted)."""
+    stmt = select(ModelAlias.model_version_id, ModelAlias.alias).order_by(ModelAlias.alias)
+    if name:
+        stmt = stmt.where(ModelAlias.name == name)
+    out: dict[int, list[str]] = {}
+    for version_id, alias in session.execute(stmt):
+        out.setdefault(version_id, []).append(alias)
+    return out
 
 
 def active_jobs(session: Session, kind: str, dedupe_prefix: str) -> list[Job]:

@@ -102,48 +102,47 @@ def cmd_import(args) -> int:
 # ---------------------------------------------------------------- train / classify
 
 
-class ProgressBar:
-    """One line on stderr, redrawn in place: status, done/total, rate and ETA."""
+from worker.progress import ProgressBar  # noqa: E402 - the bar lives with the demo's; kept importable from here
 
-    def __init__(self, stream, width: int = 30):
-        import time
 
-        self.stream, self.width, self.clock = stream, width, time.monotonic
-        self.first: tuple[float, int] | None = None
+def _waiting_line(job_id: int, kind: str, inline: bool) -> None:
+    """The job id, before any waiting: Ctrl-C stops the waiting, and `jobs wait` re-attaches."""
+    where = "running here" if inline else "queued"
+    print(f"job {job_id} {where} ({kind}); re-attach with: bertjobs jobs wait {job_id}", flush=True)
 
-    def __call__(self, snap) -> None:
-        now, done, total = self.clock(), snap.progress_done, snap.progress_total
-        if snap.status == "running" and (self.first is None or done < self.first[1]):
-            self.first = (now, done)
-        rate = (done - self.first[1]) / (now - self.first[0]) if self.first and now > self.first[0] else 0.0
-        if total:
-            filled = int(self.width * min(done / total, 1.0))
-            bar = "#" * filled + "-" * (self.width - filled)
-            eta = f" ETA {int((total - done) / rate) // 60}:{int((total - done) / rate) % 60:02d}" if rate > 0 else ""
-            line = f"job {snap.id} {snap.status:9} [{bar}] {done}/{total} {rate:.1f}/s{eta}"
+
+def _wait_for(handle, *, inline_kind: str | None = None) -> int:
+    """Draw the bar on stderr until the job ends (running it here first when ``inline_kind``), then print it."""
+    from worker.progress import run_inline_with_progress, wait_with_progress
+
+    try:
+        if inline_kind:
+            snap = run_inline_with_progress(handle, inline_kind, sys.stderr)
         else:
-            line = f"job {snap.id} {snap.status:9} {done}"
-        end = "\n" if snap.finished else ""
-        if self.stream.isatty() or snap.finished:
-            self.stream.write("\r" + line.ljust(100) + end)
-            self.stream.flush()
+            snap = wait_with_progress(handle, sys.stderr)
+    except KeyboardInterrupt:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")  # below the bar
+        if inline_kind:
+            print(f"interrupted: job {handle.id} stops here; the reaper re-queues it once its lease expires",
+                  file=sys.stderr)
+        else:
+            print(f"stopped waiting; job {handle.id} goes on: bertjobs jobs wait {handle.id}", file=sys.stderr)
+        return 130
+    _print_job(snap)
+    return 0 if snap.status == "succeeded" else 1
 
 
 def _run_or_wait(handle, kind: str, args) -> int:
-    from worker import jobs
-
-    if args.inline:
-        jobs.run_inline(handle.id, kind)
-    elif not handle.published:
+    if not args.inline and not handle.published:
         print(f"job {handle.id} is queued in the database, but the broker could not be reached; "
               "start Redis and resubmit with the same --idempotency-key, or run it here with --inline",
               file=sys.stderr)
         return 1
     if args.inline or args.wait:
-        snap = handle.wait(on_progress=None if args.inline else ProgressBar(sys.stderr))
-        _print_job(snap)
-        return 0 if snap.status == "succeeded" else 1
-    print(f"job {handle.id} queued ({kind}); follow it with: bertjobs jobs show {handle.id}")
+        _waiting_line(handle.id, kind, args.inline)
+        return _wait_for(handle, inline_kind=kind if args.inline else None)
+    print(f"job {handle.id} queued ({kind}); follow it with: bertjobs jobs wait {handle.id}")
     return 0
 
 
@@ -225,6 +224,12 @@ def cmd_jobs(args) -> int:
                 raise CliError(f"no job {args.id}")
             _print_job(job)
         return 0
+    if args.action == "wait":
+        from worker.client import JobHandle
+
+        handle = JobHandle(args.id)
+        handle.snapshot()  # LookupError: "no job N"
+        return _wait_for(handle)
     if args.action == "cancel":
         from worker.client import cancel
 
@@ -284,11 +289,24 @@ def cmd_models(args) -> int:
         return 0 if promotion.promoted else 1
     with _sessions().begin() as s:
         if args.action == "list":
-            print(f"{'model':24}  {'accuracy':>8}  {'macro_f1':>8}  {'rows':>7}  {'created':19}  base model")
+            aliases = repo.aliases_by_version(s, args.name)
+            print(f"{'model':24}  {'aliases':20}  {'accuracy':>8}  {'macro_f1':>8}  {'rows':>7}  {'created':19}  "
+                  "base model")
             for mv in repo.list_model_versions(s, args.name):
-                print(f"{mv.name + ':' + str(mv.version):24}  {mv.metrics.get('accuracy', 0):8.4f}  "
+                print(f"{mv.name + ':' + str(mv.version):24}  {','.join(aliases.get(mv.id, [])) or '-':20}  "
+                      f"{mv.metrics.get('accuracy', 0):8.4f}  "
                       f"{mv.metrics.get('macro_f1', 0):8.4f}  {mv.lineage.get('row_count', 0):>7}  "
                       f"{_fmt_time(mv.created_at):19}  {mv.base_model}")
+            return 0
+        if args.action == "history":
+            versions = {mv.id: f"{mv.name}:{mv.version}" for mv in repo.list_model_versions(s, args.name)}
+            moves = repo.alias_history(s, args.name, args.alias, limit=args.limit)
+            if not moves:
+                raise CliError(f"no alias of {args.name!r} has moved yet")
+            print(f"{'when':19}  {'alias':12}  {'to':16}  {'from':16}  {'command':15}  by")
+            for m in moves:
+                print(f"{_fmt_time(m.created_at):19}  {m.alias:12}  {versions.get(m.model_version_id, '?'):16}  "
+                      f"{versions.get(m.previous_version_id, '-'):16}  {m.command:15}  {m.actor or '-'}")
             return 0
         mv = repo.resolve_model_version(s, args.ref)
         if mv is None:
@@ -308,6 +326,7 @@ def cmd_models(args) -> int:
             "artifact": mv.artifact_path, "sha256": mv.artifact_sha256, "labels": mv.labels,
             "hyperparameters": mv.hyperparameters, "metrics": metrics, "history": mv.metrics.get("history"),
             "lineage": mv.lineage, "training_job_id": mv.training_job_id,
+            "aliases": repo.aliases_by_version(s, mv.name).get(mv.id, []),
         }, indent=2, default=str))
     return 0
 
@@ -459,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(cl)
     cl.set_defaults(func=cmd_classify)
 
-    jb = sub.add_parser("jobs", help="list, show or cancel jobs")
+    jb = sub.add_parser("jobs", help="list, show, wait for or cancel jobs")
     jb.set_defaults(func=cmd_jobs, action="list")
     jb.add_argument("--status")
     jb.add_argument("--kind", choices=["train", "classify"])
@@ -469,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("show", "cancel"):
         a = jsub.add_parser(action)
         a.add_argument("id", type=int)
+    jw = jsub.add_parser("wait", help="show the job's progress bar until it ends (exit 0 if it succeeded)")
+    jw.add_argument("id", type=int)
 
     rs = sub.add_parser("results", help="print predictions")
     rs.add_argument("--collection")
@@ -488,9 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--alias", default="production")
     mp.add_argument("--gate", metavar="COLLECTION",
                     help="promote only if macro-F1 on this labelled collection beats the current holder's")
-    mr = msub.add_parser("rollback", help="point an alias back at the version it held before")
+    mr = msub.add_parser("rollback", help="point an alias back at the version it held before (again: one further)")
     mr.add_argument("name")
     mr.add_argument("--alias", default="production")
+    mh = msub.add_parser("history", help="who moved the model's aliases where, when, with which command")
+    mh.add_argument("name")
+    mh.add_argument("--alias", help="only this alias")
+    mh.add_argument("--limit", type=int, default=50)
     mrep = msub.add_parser("report", help="write the HTML training report and print where it is")
     mrep.add_argument("ref")
 

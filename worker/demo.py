@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from worker import jobs
 from worker.client import submit_classification, submit_training
 from worker.config import get_settings
 from worker.importer import import_file
+from worker.progress import run_inline_with_progress
 
 CORPUS = "rotten_tomatoes_corpus_full.csv.bz2"
 RESULTS_SQL = """SELECT collection, external_id, label, round(score, 3) AS score, model_name, model_version
@@ -66,9 +68,10 @@ def _step(title: str) -> float:
 
 
 def _run(handle, kind: str) -> dict | None:
-    """Run the job here; its result, or None after printing why it did not succeed."""
-    jobs.run_inline(handle.id, kind)
-    snap = handle.snapshot()
+    """Run the job here with the progress bar (as ``--inline`` draws it); its result, or None after printing why
+    it did not succeed."""
+    print(f"  job {handle.id} ({kind}); in another shell: bertjobs jobs wait {handle.id}", flush=True)
+    snap = run_inline_with_progress(handle, kind, sys.stderr)
     if snap.status != "succeeded":
         print(f"  {kind} job {handle.id} {snap.status}: {snap.error}")
         return None

@@ -272,10 +272,17 @@ def _train(ctx: JobContext) -> None:
     for warning in data_check["warnings"]:
         ctx.log.warning("data check: %s", warning)
 
+    shown: dict[str, Any] = {"unit": "steps", "epoch": 1, "epochs": config.epochs}
+
+    def on_batch(epoch: int, loss: float) -> None:
+        shown["epoch"], shown["loss"] = epoch, round(loss, 6)
+
     def on_step(step: int, total: int) -> None:
-        ctx.progress(step, total, every=2.0)
+        ctx.progress(step, total, every=2.0, detail=dict(shown))
 
     def on_epoch(record: dict) -> None:
+        if "trial" in record:
+            shown["trial"], shown["trials"] = record["trial"], config.trials
         ctx.log.info(("trial %d/%d, " % (record["trial"], config.trials) if "trial" in record else "")
                      + "epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
                      record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
@@ -285,7 +292,7 @@ def _train(ctx: JobContext) -> None:
     checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
     train = search if config.trials else fine_tune
     result = train(data.texts, data.labels, config,
-                   Callbacks(on_step=on_step, on_epoch=on_epoch, should_stop=ctx.should_stop),
+                   Callbacks(on_step=on_step, on_epoch=on_epoch, on_batch=on_batch, should_stop=ctx.should_stop),
                    checkpoint_dir=checkpoints)
     ctx.check()
     if result.resumed_from_epoch:
@@ -463,24 +470,51 @@ def walk_pages(sessions: sessionmaker[Session], collection: str, cursor: int | N
         cursor = scanned_to
 
 
+# How often the documents of the page in flight are published for display, and how long one piece of a page runs.
+INFLIGHT_EVERY_SECONDS = 2.0
+PIECE_SECONDS = 1.0
+
+
+def _predict_page(ctx: JobContext, classifier, texts: list[str], piece: int) -> tuple[list, int]:
+    """Predict a page in pieces of about a second each; every INFLIGHT_EVERY_SECONDS the documents done so far
+    go to the job's display detail (``inflight``). Display only: progress_done, the cursor and the page's
+    predictions still commit together, after the whole page. Returns the predictions and the next piece size."""
+    settings = ctx.settings
+    out: list = []
+    shown = time.monotonic()
+    while len(out) < len(texts):
+        chunk = texts[len(out):len(out) + piece]
+        started = time.perf_counter()
+        out.extend(classifier.predict_or_fail(chunk, settings.classify_batch_size, settings.max_text_chars))
+        elapsed = time.perf_counter() - started
+        if elapsed > 0:
+            piece = max(settings.classify_batch_size, min(len(texts), int(len(chunk) * PIECE_SECONDS / elapsed)))
+        if len(out) < len(texts) and time.monotonic() - shown >= INFLIGHT_EVERY_SECONDS:
+            shown = time.monotonic()
+            with ctx.sessions.begin() as s:
+                ctx.fenced(s)
+                repo.set_progress_detail(s, ctx.job_id, ctx.attempt, {"unit": "documents", "inflight": len(out)})
+    return out, piece
+
+
 def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cursor: int | None, done: int,
                     total: int, skip: int | None) -> None:
     from worker.ml.predict import load_classifier
 
     settings = ctx.settings
-    ctx.progress(done, total)
+    ctx.progress(done, total, detail={"unit": "documents"})
     classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device,
                                  precision=settings.classify_precision)
     started = time.perf_counter()
     this_attempt = 0
+    piece = settings.classify_batch_size
     pages = walk_pages(ctx.sessions, params.collection, cursor, settings.classify_chunk_size, unpredicted_by=skip,
                        up_to_id=params.id_max, where=params.filter)
     for page, scanned_to, read_at in pages:
         ctx.check()
         if not page:
             continue
-        predictions = classifier.predict_or_fail([text for _, text in page], settings.classify_batch_size,
-                                                 settings.max_text_chars)
+        predictions, piece = _predict_page(ctx, classifier, [text for _, text in page], piece)
         rows = [
             {"document_id": doc_id, "model_version_id": target.model_version_id, "label": p.label,
              "labels": p.labels, "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id,
@@ -491,7 +525,8 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
         with ctx.sessions.begin() as s:
             ctx.fenced(s)
             repo.upsert_predictions(s, rows)
-            repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor)
+            repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor,
+                              detail={"unit": "documents"})
             if target.parent_id is not None:
                 repo.add_progress(s, target.parent_id, len(page))
         done += len(page)

@@ -1,6 +1,8 @@
 """Model registry operations beyond plain rows: gated promotion, rollback, evaluation on a labelled collection."""
 from __future__ import annotations
 
+import getpass
+import socket
 from dataclasses import dataclass
 
 from db import repo
@@ -77,16 +79,29 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
             if candidate_f1 <= holder_f1:
                 return Promotion(False, model, alias, previous, candidate_f1, holder_f1)
     with sessions.begin() as s:
-        repo.set_alias(s, repo.resolve_model_version(s, model), alias)
+        repo.set_alias(s, repo.resolve_model_version(s, model), alias,
+                       command="promote --gate" if gate_collection else "promote", actor=actor())
     return Promotion(True, model, alias, previous, candidate_f1, holder_f1)
 
 
+def actor() -> str:
+    """Who moves an alias, for its history: user@host."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment (a container without one)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 def rollback(name: str, alias: str = "production", settings: Settings | None = None) -> str:
+    """Point ``name@alias`` back at its holder before the current one (stepping back through the history)."""
     check_name("model name", name)
     check_name("alias", alias)
     settings = settings or get_settings()
     with session_factory_for(settings.resolved_database_url).begin() as s:
-        mv = repo.rollback_alias(s, name, alias)
+        if repo.alias_holder(s, name, alias) is None:
+            raise InvalidJob(f"{name}@{alias} does not exist; nothing to roll back")
+        mv = repo.rollback_alias(s, name, alias, actor=actor())
         if mv is None:
             raise InvalidJob(f"{name}@{alias} has no earlier version to roll back to")
         return f"{name}@{alias} -> {mv.name}:{mv.version}"

@@ -26,7 +26,8 @@ def _trial_callbacks(callbacks: Callbacks, index: int, count: int) -> Callbacks:
         if callbacks.on_epoch:
             callbacks.on_epoch({**record, "trial": index + 1})
 
-    return Callbacks(on_step=on_step, on_epoch=on_epoch, should_stop=callbacks.should_stop)
+    return Callbacks(on_step=on_step, on_epoch=on_epoch, on_batch=callbacks.on_batch,
+                     should_stop=callbacks.should_stop)
 
 
 def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, callbacks: Callbacks | None = None,

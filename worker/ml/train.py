@@ -70,6 +70,8 @@ class Callbacks:
 
     on_step: Callable[[int, int], None] | None = None  # (steps done, steps total)
     on_epoch: Callable[[dict], None] | None = None
+    # (epoch, mean training loss of the epoch so far), after each batch: what a progress display shows
+    on_batch: Callable[[int, float], None] | None = None
     should_stop: Callable[[], bool] | None = None
 
 
@@ -294,7 +296,7 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
     for epoch in range(start_epoch, config.epochs + 1):
         model.train()
         epoch_start = time.perf_counter()
-        loss_sum = 0.0
+        loss_sum, seen = 0.0, 0
         rng = random.Random(config.seed * 1_000_003 + epoch)  # the same batches whether resumed or not
         epoch_batches = length_grouped_batches([len(t) for t in train_ids], config.batch_size, rng)
         for n, (batch, tensors) in enumerate(iter_batches(train_ids, epoch_batches, pad_id, device), 1):
@@ -319,7 +321,10 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.item() * len(batch)
+            seen += len(batch)
             step += 1
+            if callbacks.on_batch:
+                callbacks.on_batch(epoch, loss_sum / seen)
             if callbacks.on_step:
                 callbacks.on_step(step, total_batches)
         train_seconds += time.perf_counter() - epoch_start
