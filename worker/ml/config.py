@@ -118,11 +118,11 @@ class TrainConfig:
         if not 0 < self.val_fraction < 1:
             problems.append("val_fraction must be between 0 and 1")
         if self.select_metric not in SELECT_METRICS:
-            problems.append(f"select_metric must be one of {', '.join(SELECT_METRICS)}")
+            problems.append(f"select_metric must be {' or '.join(SELECT_METRICS)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
         if not _DEVICE.match(self.device):
-            problems.append(f"device must be one of {', '.join(DEVICES)}")
+            problems.append("device must be auto, cpu, cuda or cuda:N")
         if not 1 <= self.gradient_accumulation <= 1024:
             problems.append("gradient_accumulation must be between 1 and 1024")
         if self.lr_schedule not in LR_SCHEDULES:
