@@ -163,6 +163,36 @@ TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), (
                ("search_space", _json_or_word), ("multi_label", bool)]
 
 
+TRAIN_HELP = {
+    "epochs": "passes over the training split", "batch_size": "documents per batch",
+    "learning_rate": "AdamW peak learning rate", "max_length": "tokens per model input",
+    "val_fraction": "share of the labelled documents held out for validation", "seed": "seed of split, shuffle and init",
+    "warmup_ratio": "share of the steps spent warming up", "weight_decay": "AdamW weight decay",
+    "device": "where to train", "precision": "auto: bf16 or fp16 on GPUs, fp32 on CPU",
+    "select_metric": "which epoch (and search trial) wins", "gradient_accumulation": "optimizer step every N batches",
+    "lr_schedule": "after the warm-up", "early_stopping_patience": "stop after N epochs without improvement; 0: never",
+    "class_weights": 'null, "auto" or a JSON object of label -> weight', "long_documents": "windows: overlapping "
+    "windows, logits averaged", "window_overlap": "tokens shared by consecutive windows",
+    "max_windows": "windows per document at most", "trials": "hyperparameter search trials; 0: train once",
+    "search_space": "JSON object of option -> list of values", "multi_label": "documents carry label sets",
+}
+
+
+def _train_flag_help(name: str) -> str:
+    """The flag's help: what it does, TrainConfig's default, and the values validate() accepts."""
+    from dataclasses import fields
+
+    from worker.ml import config
+
+    choices = {"precision": config.PRECISIONS, "lr_schedule": config.LR_SCHEDULES, "device": config.DEVICES,
+               "long_documents": config.LONG_DOCUMENTS, "select_metric": config.SELECT_METRICS}
+    default = next(f.default for f in fields(config.TrainConfig) if f.name == name)
+    shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+    text = f"{TRAIN_HELP[name]} (default: {shown}" + (f"; choices: {', '.join(choices[name])})" if name in choices
+                                                      else ")")
+    return text.replace("%", "%%")
+
+
 def _train_options(args) -> dict[str, Any]:
     return {n: getattr(args, n) for n, _ in TRAIN_FLAGS if getattr(args, n) is not None}
 
@@ -215,6 +245,7 @@ def _print_job(job) -> None:
 
 def cmd_jobs(args) -> int:
     from db import repo
+    from worker.present import job_json, print_json
 
     sessions = _sessions()
     if args.action == "show":
@@ -222,7 +253,7 @@ def cmd_jobs(args) -> int:
             job = repo.get_job(s, args.id)
             if job is None:
                 raise CliError(f"no job {args.id}")
-            _print_job(job)
+            print_json(job_json(job)) if args.json else _print_job(job)
         return 0
     if args.action == "wait":
         from worker.client import JobHandle
@@ -237,10 +268,16 @@ def cmd_jobs(args) -> int:
             status = cancel(args.id)
         except LookupError as exc:
             raise CliError(str(exc)) from exc
+        if args.json:
+            print_json({"id": args.id, "status": status})
+            return 0
         print(f"job {args.id}: {status}" + (" (stops at its next batch or step)" if status == "running" else ""))
         return 0
     with sessions.begin() as s:
         jobs = repo.list_jobs(s, limit=args.limit, status=args.status, kind=args.kind)
+        if args.json:
+            print_json([job_json(job) for job in jobs])
+            return 0
         print(f"{'id':>6}  {'kind':8}  {'status':9}  {'try':>3}  {'progress':>20}  {'created':19}  {'ran':>9}  error")
         for job in jobs:
             print(f"{job.id:>6}  {job.kind:8}  {job.status:9}  {job.attempt:>3}  {_progress(job):>20}  "
@@ -263,6 +300,11 @@ def cmd_results(args) -> int:
                 raise CliError(f"no ready model version matches {args.model!r}")
             mv_id = mv.id
         rows = repo.list_predictions(s, collection=args.collection, model_version_id=mv_id, limit=args.limit)
+        if args.json:
+            from worker.present import prediction_json, print_json
+
+            print_json([prediction_json(doc, pred, mv) for doc, pred, mv in rows])
+            return 0
         print(f"{'doc':>7}  {'external_id':20}  {'model':16}  {'label':12}  {'score':>6}  text")
         for doc, pred, mv in rows:
             label = pred.label if pred.error is None else f"(failed: {pred.error})"
@@ -287,9 +329,14 @@ def cmd_models(args) -> int:
         promotion = promote(args.ref, args.alias, gate_collection=args.gate)
         print(promotion.describe())
         return 0 if promotion.promoted else 1
+    from worker.present import model_version_json, print_json
+
     with _sessions().begin() as s:
         if args.action == "list":
             aliases = repo.aliases_by_version(s, args.name)
+            if args.json:
+                print_json([model_version_json(mv, aliases.get(mv.id)) for mv in repo.list_model_versions(s, args.name)])
+                return 0
             print(f"{'model':24}  {'aliases':20}  {'accuracy':>8}  {'macro_f1':>8}  {'rows':>7}  {'created':19}  "
                   "base model")
             for mv in repo.list_model_versions(s, args.name):
@@ -320,14 +367,8 @@ def cmd_models(args) -> int:
             print(f"{mv.name}:{mv.version}: accuracy {mv.metrics.get('accuracy', 0):.4f}, "
                   f"macro-F1 {mv.metrics.get('macro_f1', 0):.4f}; report: {path}")
             return 0
-        metrics = {k: v for k, v in mv.metrics.items() if k != "history"}
-        print(json.dumps({
-            "model": f"{mv.name}:{mv.version}", "id": mv.id, "base_model": mv.base_model,
-            "artifact": mv.artifact_path, "sha256": mv.artifact_sha256, "labels": mv.labels,
-            "hyperparameters": mv.hyperparameters, "metrics": metrics, "history": mv.metrics.get("history"),
-            "lineage": mv.lineage, "training_job_id": mv.training_job_id,
-            "aliases": repo.aliases_by_version(s, mv.name).get(mv.id, []),
-        }, indent=2, default=str))
+        # `models show` prints the version as JSON with or without --json: one shape (worker/present.py).
+        print_json(model_version_json(mv, repo.aliases_by_version(s, mv.name).get(mv.id)))
     return 0
 
 
@@ -381,7 +422,12 @@ def cmd_data(args) -> int:
     report = training_data_check(data.texts, data.labels, tokenizer=tokenizer, max_length=args.max_length,
                                  val_fraction=args.val_fraction, seed=args.seed)
     report["unlabelled_documents"] = unlabelled
-    print(json.dumps(report, indent=2, default=str))
+    if args.json:
+        from worker.present import print_json
+
+        print_json(report)
+    else:
+        print(json.dumps(report, indent=2, default=str))
     return 1 if report["blocking"] else 0
 
 
@@ -416,12 +462,38 @@ def cmd_demo(args) -> int:
     return run_demo(train_docs=args.train_docs, classify_docs=args.classify_docs, epochs=args.epochs)
 
 
+def cmd_completion(args) -> int:
+    from worker.completion import bash_script, zsh_script
+
+    print((bash_script if args.shell == "bash" else zsh_script)(build_parser()), end="")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bertjobs")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "0+unknown"
+
+
+def json_flag() -> argparse.ArgumentParser:
+    """A parent parser: ``--json`` after the subcommand too (``bertjobs --json jobs`` works as well)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document (keys: README, Scripting)")
+    return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bertjobs", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log what the jobs do")
+    p.add_argument("--json", action="store_true", help="print one JSON document (jobs, results, models, data check)")
+    p.add_argument("--version", action="version", version=f"bertjobs {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="schema migrations")
@@ -464,9 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, typ in TRAIN_FLAGS:
         flag = f"--{name.replace('_', '-')}"
         if typ is bool:
-            tr.add_argument(flag, action="store_true", default=None)
+            tr.add_argument(flag, action="store_true", default=None, help=_train_flag_help(name))
         else:
-            tr.add_argument(flag, type=typ, metavar="JSON" if typ is _json_or_word else None)
+            tr.add_argument(flag, type=typ, metavar="JSON" if typ is _json_or_word else None,
+                            help=_train_flag_help(name))
     add_run_flags(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -478,20 +551,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(cl)
     cl.set_defaults(func=cmd_classify)
 
-    jb = sub.add_parser("jobs", help="list, show, wait for or cancel jobs")
+    jb = sub.add_parser("jobs", help="list, show, wait for or cancel jobs", parents=[json_flag()])
     jb.set_defaults(func=cmd_jobs, action="list")
     jb.add_argument("--status")
     jb.add_argument("--kind", choices=["train", "classify"])
     jb.add_argument("--limit", type=int, default=30)
     jsub = jb.add_subparsers(dest="action")
-    jsub.add_parser("list")
+    jl = jsub.add_parser("list", parents=[json_flag()])
+    # The same filters after `list`; SUPPRESS keeps `jobs --status X list` from being reset to the default.
+    jl.add_argument("--status", default=argparse.SUPPRESS)
+    jl.add_argument("--kind", choices=["train", "classify"], default=argparse.SUPPRESS)
+    jl.add_argument("--limit", type=int, default=argparse.SUPPRESS, help="(default: 30)")
     for action in ("show", "cancel"):
-        a = jsub.add_parser(action)
+        a = jsub.add_parser(action, parents=[json_flag()])
         a.add_argument("id", type=int)
     jw = jsub.add_parser("wait", help="show the job's progress bar until it ends (exit 0 if it succeeded)")
     jw.add_argument("id", type=int)
 
-    rs = sub.add_parser("results", help="print predictions")
+    rs = sub.add_parser("results", help="print predictions", parents=[json_flag()])
     rs.add_argument("--collection")
     rs.add_argument("--model", help="NAME, NAME:VERSION or NAME@ALIAS")
     rs.add_argument("--limit", type=int, default=20)
@@ -500,9 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     md = sub.add_parser("models", help="registered model versions")
     md.set_defaults(func=cmd_models)
     msub = md.add_subparsers(dest="action", required=True)
-    ml = msub.add_parser("list")
+    ml = msub.add_parser("list", parents=[json_flag()])
     ml.add_argument("name", nargs="?")
-    ms = msub.add_parser("show")
+    ms = msub.add_parser("show", parents=[json_flag()])
     ms.add_argument("ref", help="NAME, NAME:VERSION or NAME@ALIAS")
     mp = msub.add_parser("promote", help="point an alias (production, staging...) at a version")
     mp.add_argument("ref")
@@ -533,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reap", help="recover lost jobs once (what beat runs periodically)")
     rp.set_defaults(func=cmd_reap)
 
-    dc = sub.add_parser("data", help="check a collection's labelled data before training")
+    dc = sub.add_parser("data", help="check a collection's labelled data before training", parents=[json_flag()])
     dc.add_argument("action", choices=["check"])
     dc.add_argument("--collection", required=True)
     dc.add_argument("--base-model", help="count lengths with this model's tokenizer (default: words)")
@@ -554,17 +631,39 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--classify-docs", type=int, default=3000)
     dm.add_argument("--epochs", type=int, default=2)
     dm.set_defaults(func=cmd_demo)
+
+    cp = sub.add_parser("completion", help="print a shell completion script: source <(bertjobs completion bash)")
+    cp.add_argument("shell", choices=["bash", "zsh"])
+    cp.set_defaults(func=cmd_completion)
     return p
 
 
+def _stdout_gone() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as ``cat`` does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # --help, --version, a usage error: their output may go into a closed pipe too
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+        raise
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "celery_args", None) and args.celery_args[0] == "--":
         args.celery_args = args.celery_args[1:]
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        return _stdout_gone()
     except (CliError, BertjobsError, MLError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,8 @@ from worker.ml.errors import InvalidTrainingData
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # what _DEVICE accepts, for help texts and errors
+SELECT_METRICS = ("macro_f1", "accuracy")
 _INTS = ("epochs", "batch_size", "max_length", "seed", "gradient_accumulation", "early_stopping_patience",
          "window_overlap", "max_windows", "trials")
 _FLOATS = ("learning_rate", "weight_decay", "warmup_ratio", "val_fraction")
@@ -115,8 +117,8 @@ class TrainConfig:
             problems.append("max_length must be between 8 and 8192")
         if not 0 < self.val_fraction < 1:
             problems.append("val_fraction must be between 0 and 1")
-        if self.select_metric not in {"macro_f1", "accuracy"}:
-            problems.append("select_metric must be macro_f1 or accuracy")
+        if self.select_metric not in SELECT_METRICS:
+            problems.append(f"select_metric must be {' or '.join(SELECT_METRICS)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
         if not _DEVICE.match(self.device):
