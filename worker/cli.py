@@ -229,6 +229,10 @@ def cmd_jobs(args) -> int:
             raise CliError(str(exc)) from exc
         print(f"job {args.id}: {status}" + (" (stops at its next batch or step)" if status == "running" else ""))
         return 0
+    from db.models import JobStatus
+
+    if args.status and args.status not in {st.value for st in JobStatus}:
+        raise CliError(f"unknown job status {args.status!r}; use one of {', '.join(st.value for st in JobStatus)}")
     with sessions.begin() as s:
         jobs = repo.list_jobs(s, limit=args.limit, status=args.status, kind=args.kind)
         print(f"{'id':>6}  {'kind':8}  {'status':9}  {'try':>3}  {'progress':>20}  {'created':19}  {'ran':>9}  error")
@@ -247,6 +251,8 @@ def cmd_results(args) -> int:
 
     with _sessions().begin() as s:
         mv_id = None
+        if args.collection and not repo.collection_exists(s, args.collection):
+            raise CliError(f"unknown collection {args.collection!r}")
         if args.model:
             mv = repo.resolve_model_version(s, args.model)
             if mv is None:
@@ -269,6 +275,11 @@ def cmd_models(args) -> int:
     if args.action == "rollback":
         from worker.registry import rollback
 
+        with _sessions().begin() as s:
+            if not repo.model_name_exists(s, args.name):
+                raise CliError(f"unknown model {args.name!r}")
+            if repo.alias_holder(s, args.name, args.alias) is None:
+                raise CliError(f"model {args.name!r} has no alias {args.alias!r}")
         print(rollback(args.name, args.alias))
         return 0
     if args.action == "promote":
@@ -347,6 +358,8 @@ def cmd_data(args) -> int:
     from worker.ml.datacheck import training_data_check
 
     with _sessions().begin() as s:
+        if not repo.collection_exists(s, args.collection):
+            raise CliError(f"unknown collection {args.collection!r}")
         data = repo.load_labelled(s, args.collection, multi_label=args.multi_label)
         unlabelled = data.unlabelled
     tokenizer = None

@@ -25,7 +25,7 @@ from db.models import JobKind, JobStatus, utcnow
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import PERMANENT_ERRORS, Cancelled, InvalidJob, LeaseLost
-from worker.params import ClassifyParams, TrainParams
+from worker.params import ClassifyParams, TrainParams, check_local_base_model
 from worker.report import write_report
 
 log = logging.getLogger("bertjobs.jobs")
@@ -161,7 +161,10 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
             log.error("job %s: no %s job with this id", job_id, kind.value)
             return Outcome.skipped
         attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
-        params, max_attempts, status = dict(job.params), job.max_attempts, job.status
+        # Copied if it is an object; anything else (a SQL row's [1, 2], "abc", null) stays as it is and fails
+        # the job on this claim when the body parses it (TrainParams/ClassifyParams.from_dict).
+        params = dict(job.params) if isinstance(job.params, dict) else job.params
+        max_attempts, status = job.max_attempts, job.status
     if attempt is None:
         log.info("job %s: not claimable (status %s); leaving it", job_id, status)
         return Outcome.skipped
@@ -257,6 +260,7 @@ def _train(ctx: JobContext) -> None:
     from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_multilabel_set, validate_training_set
 
     params = TrainParams.from_dict(ctx.params)
+    check_local_base_model(params.base_model)
     config = params.train_config()
     with ctx.sessions.begin() as s:
         data = repo.load_labelled(s, params.collection, params.filter, multi_label=config.multi_label)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from worker.errors import InvalidJob
@@ -27,6 +28,24 @@ def check_filter(where: Any) -> dict[str, Any] | None:
     return where
 
 
+def looks_local(base_model: str) -> bool:
+    """A base model given as a path (not a hub id): starts with '/', '.' or '~', or exists on disk."""
+    return base_model.startswith(("/", ".", "~")) or Path(base_model).expanduser().exists()
+
+
+def check_local_base_model(base_model: str) -> None:
+    """A local base model must be a folder with config.json and weights; a hub id is left to the worker."""
+    if not looks_local(base_model):
+        return
+    folder = Path(base_model).expanduser()
+    if not folder.is_dir():
+        raise InvalidJob(f"base model folder {base_model!r} does not exist")
+    if not (folder / "config.json").is_file():
+        raise InvalidJob(f"base model folder {base_model!r} has no config.json")
+    if not (any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))):
+        raise InvalidJob(f"base model folder {base_model!r} has no weights (*.safetensors or pytorch_model.bin)")
+
+
 def check_name(kind: str, value: Any) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise InvalidJob(f"{kind} must be 1-200 letters, digits, '.', '_' or '-', got {value!r}")
@@ -39,10 +58,21 @@ class _JsonParams:
     kind = "job"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]):
+    def from_dict(cls, values: Any):
+        """Build from a job row's JSON; anything unreadable (not an object, unknown or missing keys) is InvalidJob."""
+        if not isinstance(values, dict):
+            raise InvalidJob(f"{cls.kind} parameters must be a JSON object, got {values!r:.100}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in values if k not in names)
+        if unknown:
+            raise InvalidJob(f"unknown {cls.kind} parameter(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [n for n in required if n not in values]
+        if missing:
+            raise InvalidJob(f"missing {cls.kind} parameter(s) {', '.join(missing)}; valid keys: {', '.join(names)}")
         try:
             return cls(**values)
-        except TypeError as exc:
+        except (TypeError, AttributeError) as exc:  # a value of the wrong type
             raise InvalidJob(f"bad {cls.kind} parameters: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +117,7 @@ class ClassifyParams(_JsonParams):
     id_min: int | None = None  # set on a shard: its document id range, inclusive
     id_max: int | None = None
     filter: dict[str, Any] | None = None  # which documents of the collection (db.repo.document_filter)
+    requested_model: str | None = None  # the reference given at submit (``model`` is pinned to NAME:VERSION)
 
     @property
     def is_shard(self) -> bool:
@@ -102,8 +133,9 @@ class ClassifyParams(_JsonParams):
                 self.id_min is not None and not (isinstance(self.id_min, int) and isinstance(self.id_max, int)
                                                  and self.id_min <= self.id_max)):
             raise InvalidJob("id_min and id_max go together, as whole numbers with id_min <= id_max")
+        if not isinstance(self.model, str):
+            raise InvalidJob(f"model must be NAME, NAME:VERSION or NAME@ALIAS, got {self.model!r}")
         name, _, selector = self.model.replace("@", ":").partition(":")
         check_name("model name", name)
         if ":" in self.model and not selector.isdigit():
             raise InvalidJob(f"model version must be a number: {self.model!r}")
-
