@@ -324,6 +324,11 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
 
 
+def job_kind(session: Session, job_id: int) -> str | None:
+    """A job's kind, read without its params (which a row written with SQL may hold as text that is not JSON)."""
+    return session.scalar(select(Job.kind).where(Job.id == job_id))
+
+
 def list_jobs(session: Session, *, limit: int = 50, status: str | None = None, kind: str | None = None) -> list[Job]:
     stmt = select(Job).order_by(Job.id.desc()).limit(limit)
     if status:

@@ -213,3 +213,17 @@ def test_unknown_names_are_errors_not_empty_tables(any_db_url, env_db, capsys):
         assert err.startswith("error: ") and reason in err and err.count("\n") == 1, (argv, err)
     assert main(["results", "--collection", "inbox"]) == 0
     assert main(["jobs", "--status", "queued"]) == 0
+
+
+def test_a_sqlite_row_whose_params_are_not_json_fails_on_its_first_claim(sqlite_url, make_settings):
+    settings = make_settings(sqlite_url)
+    with session_factory_for(sqlite_url).begin() as s:
+        job_id = s.execute(text("INSERT INTO jobs (kind, status, params, attempt, max_attempts, cancel_requested, "
+                                "progress_done) VALUES ('train', 'queued', 'not json', 0, 3, 0, 0) RETURNING id")
+                           ).scalar_one()
+    assert jobs.run_training(job_id, settings=settings) is jobs.Outcome.failed
+    assert jobs.run_training(job_id, settings=settings) is jobs.Outcome.skipped  # finished: not claimed again
+    with session_factory_for(sqlite_url).begin() as s:
+        status, attempt, error = s.execute(text("SELECT status, attempt, error FROM jobs WHERE id = :i"),
+                                           {"i": job_id}).one()
+    assert (status, attempt) == ("failed", 1) and error.startswith("job parameters are not JSON: ")

@@ -155,6 +155,11 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
     settings = settings or get_settings()
     sessions = session_factory_for(settings.resolved_database_url)
     owner = owner or default_owner()
+    try:
+        with sessions.begin() as s:
+            repo.get_job(s, job_id)
+    except ValueError as exc:  # params that are not JSON at all (SQLite stores any text): fail on this claim
+        return _fail_unreadable(sessions, job_id, kind, owner, settings, f"job parameters are not JSON: {one_line(exc)}")
     with sessions.begin() as s:
         job = repo.get_job(s, job_id)
         if job is None or job.kind != kind.value:
@@ -201,6 +206,20 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
         return Outcome.dead
     finally:
         heartbeat.stop()
+
+
+def _fail_unreadable(sessions: sessionmaker[Session], job_id: int, kind: JobKind, owner: str, settings: Settings,
+                     reason: str) -> Outcome:
+    with sessions.begin() as s:
+        if repo.job_kind(s, job_id) != kind.value:
+            log.error("job %s: no %s job with this id", job_id, kind.value)
+            return Outcome.skipped
+        attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
+        if attempt is None:
+            return Outcome.skipped
+        repo.finish_job(s, job_id, attempt, JobStatus.failed, error=reason)
+    log.info("job %s failed: %s", job_id, reason)
+    return Outcome.failed
 
 
 def run_inline(job_id: int, kind: str, *, settings: Settings | None = None) -> Outcome:
