@@ -11,7 +11,7 @@ from db.models import Document, Job, ModelVersion, Prediction
 from db.session import session_factory_for
 from helpers import TINY_OPTIONS, load_documents, sentiment_rows, topic_corpus
 from worker import jobs
-from worker.client import submit_classification, submit_training
+from worker.client import JobHandle, submit_classification, submit_training
 from worker.errors import InvalidJob
 
 TINY = TINY_OPTIONS
@@ -241,7 +241,9 @@ def test_invalid_parameters_are_refused_before_anything_is_enqueued(clean_pg, ma
 
 def test_a_job_that_another_worker_holds_is_left_alone(clean_pg, make_settings):
     settings = make_settings(clean_pg)
-    handle = submit_classification("new", "m", settings=settings, enqueue=False)
+    with session_factory_for(clean_pg).begin() as s:  # a row as SQL inserts it (submit refuses an unknown model)
+        handle = JobHandle(repo.create_job(s, "classify", {"collection": "new", "model": "m"}, max_attempts=3)[0].id,
+                           settings)
     with session_factory_for(clean_pg).begin() as s:
         assert repo.claim_job(s, handle.id, "someone-else", lease_seconds=300) == 1
     assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.skipped
@@ -251,7 +253,9 @@ def test_a_job_that_another_worker_holds_is_left_alone(clean_pg, make_settings):
 
 def test_a_cancelled_queued_job_never_starts(clean_pg, make_settings):
     settings = make_settings(clean_pg)
-    handle = submit_classification("new", "m", settings=settings, enqueue=False)
+    with session_factory_for(clean_pg).begin() as s:  # a row as SQL inserts it (submit refuses an unknown model)
+        handle = JobHandle(repo.create_job(s, "classify", {"collection": "new", "model": "m"}, max_attempts=3)[0].id,
+                           settings)
     assert handle.cancel() == "cancelled"
     assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.skipped
     assert handle.snapshot().attempt == 0
