@@ -258,6 +258,38 @@ def load_labelled(session: Session, collection: str, where: dict[str, Any] | Non
     return LabelledSet(ids, texts, labels, total - len(ids))
 
 
+def collection_exists(session: Session, collection: str) -> bool:
+    """Whether any document belongs to the collection (a collection exists by having documents).
+
+    A name that breaks the name rule raises InvalidName: it is a wrong name, not an unknown one."""
+    check_name("collection", collection)
+    return session.scalar(select(Document.id).where(Document.collection == collection).limit(1)) is not None
+
+
+def count_labelled(session: Session, collection: str, where: dict[str, Any] | None = None, *,
+                   multi_label: bool = False) -> tuple[int, int]:
+    """(selected, labelled): the documents the filter selects, and how many of them carry a label (or label set).
+
+    Counts what ``load_labelled`` would load, without reading texts; a multi-label JSON null or empty set is
+    unlabelled there and is counted as such here too.
+    """
+    selected = _documents_in(collection, None, None, None, where)
+    total = session.scalar(select(func.count()).select_from(Document).where(*selected)) or 0
+    if multi_label:
+        labelled = sum(1 for (labels,) in session.execute(
+            select(Document.labels).where(*selected, Document.labels.is_not(None))) if labels)
+    else:
+        labelled = session.scalar(select(func.count()).select_from(Document)
+                                  .where(*selected, Document.label.is_not(None))) or 0
+    return total, labelled
+
+
+def model_name_exists(session: Session, name: str) -> bool:
+    """Whether any version (ready or not) of a model name was ever registered (InvalidName for a bad name)."""
+    check_name("model name", name)
+    return session.scalar(select(ModelVersion.id).where(ModelVersion.name == name).limit(1)) is not None
+
+
 # ---------------------------------------------------------------- jobs
 
 
@@ -271,18 +303,37 @@ def create_job(
 ) -> tuple[Job, bool]:
     """Insert a queued job; with a ``dedupe_key`` already used, return that job instead. Returns (job, created)."""
     if dedupe_key is not None:
-        existing = session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
+        existing = job_by_dedupe_key(session, dedupe_key)
         if existing is not None:
             return existing, False
-    job = Job(kind=kind, params=params, max_attempts=max_attempts, dedupe_key=dedupe_key,
-              status=JobStatus.queued.value)
-    session.add(job)
-    session.flush()
-    return job, True
+    if dedupe_key is None:
+        job = Job(kind=kind, params=params, max_attempts=max_attempts, status=JobStatus.queued.value)
+        session.add(job)
+        session.flush()
+        return job, True
+    # A concurrent submission with the same key may insert first: then its job is the one (no IntegrityError;
+    # PostgreSQL waits for that insert's commit, SQLite writes one at a time).
+    stmt = (_insert(session, Job.__table__)
+            .values(kind=kind, params=params, max_attempts=max_attempts, dedupe_key=dedupe_key,
+                    status=JobStatus.queued.value)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Job.__table__.c.id))
+    job_id = session.execute(stmt).scalar_one_or_none()
+    if job_id is None:
+        return job_by_dedupe_key(session, dedupe_key), False
+    return get_job(session, job_id), True
+
+
+def job_by_dedupe_key(session: Session, dedupe_key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.dedupe_key == dedupe_key))
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
+
+
+def job_kind(session: Session, job_id: int) -> str | None:
+    """A job's kind, read without its params (which a row written with SQL may hold as text that is not JSON)."""
+    return session.scalar(select(Job.kind).where(Job.id == job_id))
 
 
 def list_jobs(session: Session, *, limit: int = 50, status: str | None = None, kind: str | None = None) -> list[Job]:

@@ -100,7 +100,7 @@ def test_models_list_show_and_history_show_the_aliases(any_db_url, env_db, capsy
 def test_unknown_aliases_and_models_are_one_line_errors(any_db_url, env_db, capsys):
     env_db(any_db_url)
     assert main(["models", "rollback", "ghost"]) == 2
-    assert capsys.readouterr().err == "error: ghost@production does not exist; nothing to roll back\n"
+    assert capsys.readouterr().err == "error: unknown model 'ghost'\n"
     assert main(["models", "history", "ghost"]) == 2
     assert capsys.readouterr().err == "error: no alias of 'ghost' has moved yet\n"
 

@@ -11,7 +11,7 @@ from db.models import Document, Job, ModelVersion, Prediction
 from db.session import session_factory_for
 from helpers import TINY_OPTIONS, load_documents, sentiment_rows, topic_corpus
 from worker import jobs
-from worker.client import submit_classification, submit_training
+from worker.client import JobHandle, submit_classification, submit_training
 from worker.errors import InvalidJob, InvalidName
 
 TINY = TINY_OPTIONS
@@ -184,10 +184,18 @@ def test_a_classification_job_writes_one_prediction_or_failure_row_per_document(
 ])
 def test_bad_training_input_fails_the_job_once_with_a_one_line_reason(
         case, rows, base, reason, clean_pg, make_settings, tiny_base_model):
+    """Rows inserted with SQL (the client refuses most of these at submit) are checked again at claim time."""
+    from worker.client import JobHandle
+    from worker.params import TrainParams
+
     settings = make_settings(clean_pg)
     if rows:
         load_documents(clean_pg, "train", rows)
-    handle, outcome = _train(settings, base_model=tiny_base_model if base == "tiny" else base)
+    params = TrainParams(collection="train", base_model=tiny_base_model if base == "tiny" else base,
+                         model_name="senti", options=TINY)
+    with session_factory_for(clean_pg).begin() as s:
+        job_id = repo.create_job(s, "train", params.to_dict(), max_attempts=3)[0].id
+    handle, outcome = JobHandle(job_id, settings), jobs.run_training(job_id, settings=settings)
     snap = handle.snapshot()
     assert outcome is jobs.Outcome.failed
     assert (snap.status, snap.attempt) == ("failed", 1)
@@ -197,9 +205,13 @@ def test_bad_training_input_fails_the_job_once_with_a_one_line_reason(
 def test_classifying_with_a_model_that_does_not_exist_fails_with_the_reason(clean_pg, make_settings):
     settings = make_settings(clean_pg)
     load_documents(clean_pg, "new", sentiment_rows(4))
-    handle = submit_classification("new", "ghost:3", settings=settings, enqueue=False)
-    assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.failed
-    assert handle.snapshot().error == "no ready model version matches 'ghost:3'"
+    with pytest.raises(InvalidJob, match="no ready model version matches 'ghost:3'"):
+        submit_classification("new", "ghost:3", settings=settings, enqueue=False)
+    with session_factory_for(clean_pg).begin() as s:  # a row inserted with SQL fails at claim time
+        job_id = repo.create_job(s, "classify", {"collection": "new", "model": "ghost:3"}, max_attempts=3)[0].id
+    assert jobs.run_classification(job_id, settings=settings) is jobs.Outcome.failed
+    with session_factory_for(clean_pg).begin() as s:
+        assert repo.get_job(s, job_id).error == "no ready model version matches 'ghost:3'"
 
 
 def test_a_corrupt_artifact_fails_the_classification_job(clean_pg, make_settings, tiny_base_model):
@@ -229,7 +241,9 @@ def test_invalid_parameters_are_refused_before_anything_is_enqueued(clean_pg, ma
 
 def test_a_job_that_another_worker_holds_is_left_alone(clean_pg, make_settings):
     settings = make_settings(clean_pg)
-    handle = submit_classification("new", "m", settings=settings, enqueue=False)
+    with session_factory_for(clean_pg).begin() as s:  # a row as SQL inserts it (submit refuses an unknown model)
+        handle = JobHandle(repo.create_job(s, "classify", {"collection": "new", "model": "m"}, max_attempts=3)[0].id,
+                           settings)
     with session_factory_for(clean_pg).begin() as s:
         assert repo.claim_job(s, handle.id, "someone-else", lease_seconds=300) == 1
     assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.skipped
@@ -239,7 +253,9 @@ def test_a_job_that_another_worker_holds_is_left_alone(clean_pg, make_settings):
 
 def test_a_cancelled_queued_job_never_starts(clean_pg, make_settings):
     settings = make_settings(clean_pg)
-    handle = submit_classification("new", "m", settings=settings, enqueue=False)
+    with session_factory_for(clean_pg).begin() as s:  # a row as SQL inserts it (submit refuses an unknown model)
+        handle = JobHandle(repo.create_job(s, "classify", {"collection": "new", "model": "m"}, max_attempts=3)[0].id,
+                           settings)
     assert handle.cancel() == "cancelled"
     assert jobs.run_classification(handle.id, settings=settings) is jobs.Outcome.skipped
     assert handle.snapshot().attempt == 0

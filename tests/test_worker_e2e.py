@@ -15,6 +15,7 @@ from db.session import session_factory_for
 from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from worker.cli import main as cli_main
 from worker.client import submit_classification, submit_training
+from worker.errors import InvalidJob
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,15 +102,16 @@ def test_bad_jobs_fail_with_a_one_line_reason_visible_in_jobs_show(
     handles = {
         "one class": submit_training("oneclass", tiny_base_model, settings=service_settings),
         "unknown base model": submit_training("inbox", "no-such-org/no-such-model", settings=service_settings),
-        "empty collection": submit_classification("nothing-here", "senti", settings=service_settings),
-        "missing model version": submit_classification("inbox", "senti:7", settings=service_settings),
     }
     expected = {
         "one class": "only one class ('pos') in 5 documents; need at least two",
         "unknown base model": "base model 'no-such-org/no-such-model': the hub is offline",
-        "empty collection": "collection 'nothing-here' has no documents",
-        "missing model version": "no ready model version matches 'senti:7'",
     }
+    # These cannot succeed, so they are refused at submit: no job row.
+    with pytest.raises(InvalidJob, match="unknown collection 'nothing-here'"):
+        submit_classification("nothing-here", "senti", settings=service_settings)
+    with pytest.raises(InvalidJob, match="no ready model version matches 'senti:7'"):
+        submit_classification("inbox", "senti:7", settings=service_settings)
     monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
     from worker.config import get_settings
 

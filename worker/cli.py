@@ -273,6 +273,10 @@ def cmd_jobs(args) -> int:
             return 0
         print(f"job {args.id}: {status}" + (" (stops at its next batch or step)" if status == "running" else ""))
         return 0
+    from db.models import JobStatus
+
+    if args.status and args.status not in {st.value for st in JobStatus}:
+        raise CliError(f"unknown job status {args.status!r}; use one of {', '.join(st.value for st in JobStatus)}")
     with sessions.begin() as s:
         jobs = repo.list_jobs(s, limit=args.limit, status=args.status, kind=args.kind)
         if args.json:
@@ -294,6 +298,8 @@ def cmd_results(args) -> int:
 
     with _sessions().begin() as s:
         mv_id = None
+        if args.collection and not repo.collection_exists(s, args.collection):
+            raise CliError(f"unknown collection {args.collection!r}")
         if args.model:
             mv = repo.resolve_model_version(s, args.model)
             if mv is None:
@@ -412,6 +418,8 @@ def cmd_data(args) -> int:
     from worker.ml.datacheck import training_data_check
 
     with _sessions().begin() as s:
+        if not repo.collection_exists(s, args.collection):
+            raise CliError(f"unknown collection {args.collection!r}")
         data = repo.load_labelled(s, args.collection, multi_label=args.multi_label)
         unlabelled = data.unlabelled
     tokenizer = None

@@ -22,7 +22,7 @@ from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
 from db.names import check_name, parse_model_ref
-from worker.params import ClassifyParams, TrainParams
+from worker.params import ClassifyParams, TrainParams, check_local_base_model
 
 log = logging.getLogger("bertjobs.client")
 
@@ -121,14 +121,56 @@ def publish(job_id: int, kind: str, settings: Settings | None = None) -> None:
                                     retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
 
 
+def _check_documents(s, collection: str, where: dict[str, Any] | None) -> None:
+    """Refuse an unknown collection, or a filter that selects none of its documents."""
+    if not repo.collection_exists(s, collection):
+        raise InvalidJob(f"unknown collection {collection!r} (no documents; import some first)")
+    if where and repo.count_documents(s, collection, where=where) == 0:
+        raise InvalidJob(f"collection {collection!r} has no documents matching the filter")
+
+
+def _check_training(s, values: dict[str, Any]) -> dict[str, Any]:
+    """What would fail a training job at once, checked before it is queued."""
+    params = TrainParams.from_dict(values)
+    _check_documents(s, params.collection, params.filter)
+    selected, labelled = repo.count_labelled(s, params.collection, params.filter,
+                                             multi_label=params.train_config().multi_label)
+    if labelled == 0:
+        which = " matching the filter" if params.filter else ""
+        raise InvalidJob(f"collection {params.collection!r} has no labelled documents{which} "
+                         f"({selected} unlabelled)")
+    if selected > labelled and not params.skip_unlabelled:
+        raise InvalidJob(f"{selected - labelled} documents of collection {params.collection!r} have no label; "
+                         "label them or train with skip_unlabelled")
+    check_local_base_model(params.base_model)
+    return values
+
+
+def _check_classification(s, values: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what cannot run, and pin the model reference to the version it resolves to now."""
+    params = ClassifyParams.from_dict(values)
+    _check_documents(s, params.collection, params.filter)
+    mv = repo.resolve_model_version(s, params.model)
+    if mv is None:
+        raise InvalidJob(f"no ready model version matches {params.model!r}")
+    pinned = f"{mv.name}:{mv.version}"
+    return {**values, "model": pinned, "requested_model": params.requested_model or params.model}
+
+
 def _submit(kind: JobKind, params: dict[str, Any], settings: Settings | None, idempotency_key: str | None,
             max_attempts: int | None, enqueue: bool) -> JobHandle:
     settings = settings or get_settings()
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
         raise InvalidJob(f"max_attempts must be a whole number of at least 1, got {max_attempts!r}")
+    check = _check_training if kind is JobKind.train else _check_classification
     with session_factory_for(settings.resolved_database_url).begin() as s:
-        job, created = repo.create_job(s, kind.value, params, max_attempts=max_attempts or settings.max_attempts,
-                                       dedupe_key=idempotency_key)
+        existing = repo.job_by_dedupe_key(s, idempotency_key) if idempotency_key is not None else None
+        if existing is not None:  # the same key returns its job, whatever changed since
+            job, created = existing, False
+        else:
+            job, created = repo.create_job(s, kind.value, check(s, params),
+                                           max_attempts=max_attempts or settings.max_attempts,
+                                           dedupe_key=idempotency_key)
         job_id, status = job.id, job.status
     published = False
     if enqueue and status == "queued":
@@ -153,7 +195,11 @@ def submit_training(
     settings: Settings | None = None,
     enqueue: bool = True,
 ) -> JobHandle:
-    """Queue a fine-tuning job on the labelled documents of ``collection``. Options: see TrainConfig."""
+    """Queue a fine-tuning job on the labelled documents of ``collection``. Options: see TrainConfig.
+
+    Raises InvalidJob (and queues nothing) for an unknown collection, a filter matching no document, no labelled
+    documents, unlabelled ones without ``skip_unlabelled``, or a local base-model folder without config and weights.
+    """
     check_name("collection", collection)
     check_name("model name", model_name or collection)
     params = TrainParams(collection=collection, base_model=base_model, model_name=model_name or collection,
@@ -174,6 +220,10 @@ def submit_classification(
     enqueue: bool = True,
 ) -> JobHandle:
     """Queue a bulk classification of ``collection`` with ``model`` (``name``, ``name:VERSION``, ``name@ALIAS``).
+
+    The reference is resolved now: the job runs with the version it names at submit (``params["model"]``, the
+    reference given is kept as ``requested_model``). An unknown collection, a filter matching no document or a
+    reference to no ready version raises InvalidJob and queues nothing.
 
     Over BERTJOBS_CLASSIFY_SHARD_SIZE documents (or with ``shards``), the job splits into shard jobs that any
     worker can take; it finishes when the last shard does.

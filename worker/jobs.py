@@ -25,7 +25,7 @@ from db.models import JobKind, JobStatus, utcnow
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import PERMANENT_ERRORS, Cancelled, InvalidJob, LeaseLost
-from worker.params import ClassifyParams, TrainParams
+from worker.params import ClassifyParams, TrainParams, check_local_base_model
 from worker.report import write_report
 
 log = logging.getLogger("bertjobs.jobs")
@@ -155,13 +155,21 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
     settings = settings or get_settings()
     sessions = session_factory_for(settings.resolved_database_url)
     owner = owner or default_owner()
+    try:
+        with sessions.begin() as s:
+            repo.get_job(s, job_id)
+    except ValueError as exc:  # params that are not JSON at all (SQLite stores any text): fail on this claim
+        return _fail_unreadable(sessions, job_id, kind, owner, settings, f"job parameters are not JSON: {one_line(exc)}")
     with sessions.begin() as s:
         job = repo.get_job(s, job_id)
         if job is None or job.kind != kind.value:
             log.error("job %s: no %s job with this id", job_id, kind.value)
             return Outcome.skipped
         attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
-        params, max_attempts, status = dict(job.params), job.max_attempts, job.status
+        # Copied if it is an object; anything else (a SQL row's [1, 2], "abc", null) stays as it is and fails
+        # the job on this claim when the body parses it (TrainParams/ClassifyParams.from_dict).
+        params = dict(job.params) if isinstance(job.params, dict) else job.params
+        max_attempts, status = job.max_attempts, job.status
     if attempt is None:
         log.info("job %s: not claimable (status %s); leaving it", job_id, status)
         return Outcome.skipped
@@ -198,6 +206,20 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
         return Outcome.dead
     finally:
         heartbeat.stop()
+
+
+def _fail_unreadable(sessions: sessionmaker[Session], job_id: int, kind: JobKind, owner: str, settings: Settings,
+                     reason: str) -> Outcome:
+    with sessions.begin() as s:
+        if repo.job_kind(s, job_id) != kind.value:
+            log.error("job %s: no %s job with this id", job_id, kind.value)
+            return Outcome.skipped
+        attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
+        if attempt is None:
+            return Outcome.skipped
+        repo.finish_job(s, job_id, attempt, JobStatus.failed, error=reason)
+    log.info("job %s failed: %s", job_id, reason)
+    return Outcome.failed
 
 
 def run_inline(job_id: int, kind: str, *, settings: Settings | None = None) -> Outcome:
@@ -257,6 +279,7 @@ def _train(ctx: JobContext) -> None:
     from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_multilabel_set, validate_training_set
 
     params = TrainParams.from_dict(ctx.params)
+    check_local_base_model(params.base_model)
     config = params.train_config()
     with ctx.sessions.begin() as s:
         data = repo.load_labelled(s, params.collection, params.filter, multi_label=config.multi_label)

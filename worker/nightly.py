@@ -14,6 +14,7 @@ from db.models import utcnow
 from db.session import session_factory_for
 from worker.client import JobHandle, submit_classification
 from worker.config import Settings, get_settings
+from worker.errors import InvalidJob
 
 log = logging.getLogger("bertjobs.nightly")
 
@@ -38,8 +39,12 @@ def run_nightly(settings: Settings | None = None, *, day: date | None = None, en
         if holder is None:
             log.warning("nightly %s: no model version is %s; promote one first", collection, model)
             continue
-        handle = submit_classification(collection, model, idempotency_key=prefix + day.isoformat(), settings=settings,
-                                       enqueue=enqueue)
+        try:
+            handle = submit_classification(collection, model, idempotency_key=prefix + day.isoformat(),
+                                           settings=settings, enqueue=enqueue)
+        except InvalidJob as exc:  # refused at submit (e.g. an empty collection): the other collections still run
+            log.warning("nightly %s: not started: %s", collection, exc)
+            continue
         log.info("nightly %s: job %s (%s) with %s:%s", collection, handle.id,
                  "created" if handle.created else "already created today", holder.name, holder.version)
         handles.append(handle)

@@ -1,7 +1,8 @@
 """Job parameters, validated before anything is enqueued and again when a worker reads them."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from worker.errors import InvalidJob
@@ -25,16 +26,45 @@ def check_filter(where: Any) -> dict[str, Any] | None:
     return where
 
 
+def looks_local(base_model: str) -> bool:
+    """A base model given as a path (not a hub id): starts with '/', '.' or '~', or exists on disk."""
+    return base_model.startswith(("/", ".", "~")) or Path(base_model).expanduser().exists()
+
+
+def check_local_base_model(base_model: str) -> None:
+    """A local base model must be a folder with config.json and weights; a hub id is left to the worker."""
+    if not looks_local(base_model):
+        return
+    folder = Path(base_model).expanduser()
+    if not folder.is_dir():
+        raise InvalidJob(f"base model folder {base_model!r} does not exist")
+    if not (folder / "config.json").is_file():
+        raise InvalidJob(f"base model folder {base_model!r} has no config.json")
+    if not (any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))):
+        raise InvalidJob(f"base model folder {base_model!r} has no weights (*.safetensors or pytorch_model.bin)")
+
+
 class _JsonParams:
     """Parameters stored as the job's JSON: built from it with a clear error, written back as a dict."""
 
     kind = "job"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]):
+    def from_dict(cls, values: Any):
+        """Build from a job row's JSON; anything unreadable (not an object, unknown or missing keys) is InvalidJob."""
+        if not isinstance(values, dict):
+            raise InvalidJob(f"{cls.kind} parameters must be a JSON object, got {values!r:.100}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in values if k not in names)
+        if unknown:
+            raise InvalidJob(f"unknown {cls.kind} parameter(s) {', '.join(unknown)}; valid keys: {', '.join(names)}")
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [n for n in required if n not in values]
+        if missing:
+            raise InvalidJob(f"missing {cls.kind} parameter(s) {', '.join(missing)}; valid keys: {', '.join(names)}")
         try:
             return cls(**values)
-        except TypeError as exc:
+        except (TypeError, AttributeError) as exc:  # a value of the wrong type
             raise InvalidJob(f"bad {cls.kind} parameters: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +109,7 @@ class ClassifyParams(_JsonParams):
     id_min: int | None = None  # set on a shard: its document id range, inclusive
     id_max: int | None = None
     filter: dict[str, Any] | None = None  # which documents of the collection (db.repo.document_filter)
+    requested_model: str | None = None  # the reference given at submit (``model`` is pinned to NAME:VERSION)
 
     @property
     def is_shard(self) -> bool:

@@ -99,8 +99,10 @@ def rollback(name: str, alias: str = "production", settings: Settings | None = N
     check_name("alias", alias)
     settings = settings or get_settings()
     with session_factory_for(settings.resolved_database_url).begin() as s:
+        if not repo.model_name_exists(s, name):
+            raise InvalidJob(f"unknown model {name!r}")
         if repo.alias_holder(s, name, alias) is None:
-            raise InvalidJob(f"{name}@{alias} does not exist; nothing to roll back")
+            raise InvalidJob(f"model {name!r} has no alias {alias!r}; nothing to roll back")
         mv = repo.rollback_alias(s, name, alias, actor=actor())
         if mv is None:
             raise InvalidJob(f"{name}@{alias} has no earlier version to roll back to")
