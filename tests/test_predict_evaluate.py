@@ -152,3 +152,48 @@ def test_compare_shows_both_versions_side_by_side_with_their_disagreements(
     assert "gate macro-F1" in capsys.readouterr().out
     with session_factory_for(sqlite_url).begin() as s:
         assert s.scalar(select(func.count()).select_from(Evaluation)) == 2 * 2 + 1 + 2  # two compares, two gates
+
+
+def test_a_multilabel_model_evaluates_on_label_sets_at_its_thresholds(env_db, sqlite_url, tiny_base_model, capsys):
+    from helpers import topic_corpus
+    from worker.config import get_settings
+
+    env_db(sqlite_url)
+    texts, sets = topic_corpus(150)
+    load_documents(sqlite_url, "topics", [{"external_id": f"t{i}", "text": t, "labels": s}
+                                          for i, (t, s) in enumerate(zip(texts[:120], sets[:120]))])
+    load_documents(sqlite_url, "topics-holdout", [{"external_id": f"h{i}", "text": t, "labels": s}
+                                                  for i, (t, s) in enumerate(zip(texts[120:], sets[120:]))])
+    options = {"epochs": 8, "batch_size": 8, "learning_rate": 3e-3, "seed": 42, "multi_label": True}
+    handle = submit_training("topics", tiny_base_model, model_name="topics", options=options,
+                             settings=get_settings(), enqueue=False)
+    assert jobs.run_training(handle.id, settings=get_settings()) is jobs.Outcome.succeeded
+    assert main(["evaluate", "topics", "--collection", "topics-holdout", "--inline", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["multi_label"] is True and ev["documents"] == 30 and ev["confusion_matrix"] is None
+    assert set(ev["thresholds"]) == {"action", "comedy", "romance"} and ev["macro_f1"] >= 0.8
+    # Each topic is on half the documents: the baseline always answers all three.
+    assert ev["macro_f1"] > ev["baseline"]["macro_f1"] and ev["baseline"]["labels"] == ["action", "comedy", "romance"]
+    assert main(["predict", "topics", "the film explosion joke scene 7", "--json"]) == 0
+    [p] = json.loads(capsys.readouterr().out)["predictions"]
+    assert isinstance(p["labels"], list) and set(p["scores"]) == {"action", "comedy", "romance"}
+
+
+@pytest.mark.slow
+def test_a_queued_evaluation_runs_on_a_classify_worker(workers, service_settings, tiny_base_model):
+    from worker.client import submit_evaluation
+
+    url = service_settings.resolved_database_url
+    load_documents(url, "train", sentiment_rows(48))
+    load_documents(url, "holdout", sentiment_rows(24, prefix="holdout"))
+    handle = submit_training("train", tiny_base_model, model_name="senti", options=TINY_OPTIONS,
+                             settings=service_settings, enqueue=False)
+    assert jobs.run_training(handle.id, settings=service_settings) is jobs.Outcome.succeeded
+    workers.start("w1", queues="classify")
+    evaluation = submit_evaluation("holdout", "senti", settings=service_settings)
+    assert evaluation.published
+    result = evaluation.result(timeout=180)
+    assert result["model"] == "senti:1" and result["documents"] == 24 and result["macro_f1"] >= 0.9
+    with session_factory_for(url).begin() as s:
+        row = s.get(Evaluation, result["evaluation_id"])
+        assert row.job_id == evaluation.id and row.collection == "holdout"
