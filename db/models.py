@@ -51,6 +51,7 @@ class Base(DeclarativeBase):
 class JobKind(str, enum.Enum):
     train = "train"
     classify = "classify"
+    evaluate = "evaluate"
 
 
 class JobStatus(str, enum.Enum):
@@ -185,5 +186,26 @@ class Prediction(Base):
     score: Mapped[float | None] = mapped_column(Float)
     scores: Mapped[dict[str, float] | None] = mapped_column(JSONType)
     error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+
+class Evaluation(Base):
+    """A model version's metrics on a labelled collection, as classified at ``created_at``."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    collection: Mapped[str] = mapped_column(String(200))
+    filter: Mapped[dict[str, Any] | None] = mapped_column(NullableJSONType)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    documents: Mapped[int] = mapped_column(Integer)
+    accuracy: Mapped[float] = mapped_column(Float)
+    macro_f1: Mapped[float] = mapped_column(Float)
+    baseline_accuracy: Mapped[float] = mapped_column(Float)
+    baseline_macro_f1: Mapped[float] = mapped_column(Float)
+    # per_class, confusion_matrix (single-label), labels, thresholds (multi-label), baseline, failed, unlabelled.
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from db.models import (
     FINISHED_STATUSES,
     Document,
+    Evaluation,
     Job,
     JobStatus,
     ModelAlias,
@@ -722,6 +723,20 @@ def active_jobs(session: Session, kind: str, dedupe_prefix: str) -> list[Job]:
     return list(session.scalars(select(Job).where(
         Job.kind == kind, Job.dedupe_key.startswith(dedupe_prefix, autoescape=True),
         Job.status.in_([JobStatus.queued.value, JobStatus.running.value]))))
+
+
+def add_evaluation(session: Session, **fields: Any) -> Evaluation:
+    """Record an evaluation of a model version on a labelled collection (see worker/evaluate.py)."""
+    evaluation = Evaluation(**fields)
+    session.add(evaluation)
+    session.flush()
+    return evaluation
+
+
+def list_evaluations(session: Session, model_version_id: int, limit: int = 50) -> list[Evaluation]:
+    """A model version's evaluations, newest first."""
+    return list(session.scalars(select(Evaluation).where(Evaluation.model_version_id == model_version_id)
+                                .order_by(Evaluation.created_at.desc(), Evaluation.id.desc()).limit(limit)))
 
 
 # ---------------------------------------------------------------- predictions

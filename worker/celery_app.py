@@ -21,8 +21,9 @@ from celery.signals import worker_process_init
 from worker.config import Settings, get_settings
 
 TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify", "reap": "bertjobs.reap",
-         "nightly": "bertjobs.nightly"}
-QUEUES = {"train": "train", "classify": "classify", "reap": "maintenance", "nightly": "maintenance"}
+         "nightly": "bertjobs.nightly", "evaluate": "bertjobs.evaluate"}
+QUEUES = {"train": "train", "classify": "classify", "reap": "maintenance", "nightly": "maintenance",
+          "evaluate": "classify"}
 
 
 def beat_schedule(settings: Settings) -> dict:

@@ -226,6 +226,145 @@ def cmd_classify(args) -> int:
     return _run_or_wait(handle, "classify", args)
 
 
+# ---------------------------------------------------------------- predict / evaluate
+
+
+def _texts(args) -> list[str]:
+    texts = list(args.texts)
+    if args.file:
+        if args.file == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            path = Path(args.file)
+            if not path.is_file():
+                raise CliError(f"no such file: {path}")
+            data = path.read_bytes()
+        try:
+            body = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CliError(f"{'stdin' if args.file == '-' else args.file} is not UTF-8 text: {exc.reason} "
+                           f"at byte {exc.start}") from exc
+        texts += [line.rstrip("\r") for line in body.split("\n")]
+        if texts and texts[-1] == "" and body.endswith("\n"):
+            texts.pop()  # the newline that ends the last line starts no text
+    if not texts:
+        raise CliError("no texts to classify: give them as arguments or with --file (one per line, - for stdin)")
+    return texts
+
+
+def cmd_predict(args) -> int:
+    from worker.client import predict
+
+    texts = _texts(args)
+    rows = predict(args.model, texts)
+    if args.json:
+        print(json.dumps({"model": rows[0]["model"],
+                          "predictions": [{"text": t, **{k: v for k, v in r.items() if k != "model"}}
+                                          for t, r in zip(texts, rows)]}, sort_keys=True))
+    else:
+        for t, r in zip(texts, rows):
+            if r["error"]:
+                print(f"error\t-\t{r['error']}")
+            elif r["labels"] is not None:
+                print(f"{','.join(r['labels']) or '(none)'}\t{r['score']:.4f}\t{' '.join(t.split())[:80]}")
+            else:
+                print(f"{r['label']}\t{r['score']:.4f}\t{' '.join(t.split())[:80]}")
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def _print_evaluation(ev: dict) -> None:
+    base = ev["baseline"]
+    print(f"evaluation {ev['id']}: {ev['model']} on {ev['collection']!r} ({ev['documents']} documents, "
+          f"{ev['created_at']})")
+    print(f"  accuracy   {ev['accuracy']:.4f}" + ("  (exact match of label sets)" if ev["multi_label"] else ""))
+    print(f"  macro-F1   {ev['macro_f1']:.4f}")
+    print(f"  baseline   accuracy {base['accuracy']:.4f}, macro-F1 {base['macro_f1']:.4f} (always "
+          f"{base.get('label') or ', '.join(base.get('labels') or []) or 'no label'})")
+    if ev["failed"] or ev["unlabelled"]:
+        print(f"  skipped    {ev['failed']} failed, {ev['unlabelled']} unlabelled")
+    print(f"  data       sha256 {ev['content_sha256']}" + (f", filter {json.dumps(ev['filter'])}" if ev["filter"] else ""))
+    print(f"  {'label':16}  {'precision':>9}  {'recall':>6}  {'f1':>6}  {'support':>7}")
+    for label, m in (ev["per_class"] or {}).items():
+        print(f"  {label[:16]:16}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:>7}")
+    if ev["confusion_matrix"]:
+        print("  confusion (rows: gold, columns: predicted; " + ", ".join(ev["labels"]) + ")")
+        for label, row in zip(ev["labels"], ev["confusion_matrix"]):
+            print(f"    {label[:16]:16} " + " ".join(f"{n:>6}" for n in row))
+
+
+def _evaluation(evaluation_id: int) -> dict:
+    from db.models import Evaluation, ModelVersion
+    from worker.evaluate import as_dict
+
+    with _sessions().begin() as s:
+        row = s.get(Evaluation, evaluation_id)
+        mv = s.get(ModelVersion, row.model_version_id)
+        return as_dict(row, f"{mv.name}:{mv.version}")
+
+
+def cmd_evaluate(args) -> int:
+    from worker import jobs
+    from worker.client import submit_evaluation
+
+    handle = submit_evaluation(args.collection, args.model, filter=_filter(args),
+                               idempotency_key=args.idempotency_key, enqueue=not args.inline)
+    if args.inline:
+        jobs.run_inline(handle.id, "evaluate")
+    elif not handle.published:
+        raise CliError(f"job {handle.id} is queued in the database, but the broker could not be reached; start "
+                       "Redis and resubmit with the same --idempotency-key, or run it here with --inline")
+    if not (args.inline or args.wait):
+        print(json.dumps({"job_id": handle.id, "status": "queued"}) if args.json else
+              f"job {handle.id} queued (evaluate); follow it with: bertjobs jobs show {handle.id}")
+        return 0
+    snap = handle.wait(on_progress=None if args.inline or args.json else ProgressBar(sys.stderr))
+    if snap.status != "succeeded":
+        raise CliError(f"evaluation job {snap.id} {snap.status}: {snap.error}")
+    ev = _evaluation(snap.result["evaluation_id"])
+    if args.json:
+        print(json.dumps(ev, sort_keys=True))
+    else:
+        _print_evaluation(ev)
+    return 0
+
+
+def _compare(args) -> int:
+    from worker import evaluate as evaluation
+
+    settings, sessions = get_settings(), _sessions()
+    with sessions.begin() as s:
+        a, b = evaluation.resolve(s, args.a), evaluation.resolve(s, args.b)
+    where = _filter(args)
+    ra = evaluation.evaluate(sessions, settings, a, args.collection, where)
+    rb = evaluation.evaluate(sessions, settings, b, args.collection, where)
+    diffs = evaluation.disagreements(ra, rb)
+    evs = [_evaluation(evaluation.store(sessions, r)) for r in (ra, rb)]
+    if args.json:
+        print(json.dumps({"collection": args.collection, "a": evs[0], "b": evs[1], "documents": len(ra.ids),
+                          "disagreements": len(diffs), "examples": diffs[: args.show]}, sort_keys=True))
+        return 0
+    print(f"on {args.collection!r} ({len(ra.ids)} documents): {len(diffs)} disagreements")
+    print(f"  {'':12}  {evs[0]['model']:>20}  {evs[1]['model']:>20}")
+    for key in ("accuracy", "macro_f1"):
+        print(f"  {key:12}  {evs[0][key]:20.4f}  {evs[1][key]:20.4f}")
+    labels = list(dict.fromkeys([*(evs[0]["per_class"] or {}), *(evs[1]["per_class"] or {})]))
+    for label in labels:
+        f1 = [(ev["per_class"] or {}).get(label, {}).get("f1") for ev in evs]
+        print(f"  {('f1 ' + label)[:12]:12}  " + "  ".join("-".rjust(20) if v is None else f"{v:20.4f}" for v in f1))
+
+    def show(value) -> str:
+        return "(failed)" if value is None else ",".join(value) if isinstance(value, list) else str(value)
+
+    if diffs:
+        print(f"  {'doc':>7}  {'gold':12}  {evs[0]['model'][:16]:16}  {evs[1]['model'][:16]:16}  text")
+    for d in diffs[: args.show]:
+        print(f"  {d['document_id']:>7}  {show(d['gold'])[:12]:12}  {show(d['a'])[:16]:16}  {show(d['b'])[:16]:16}  "
+              f"{' '.join(d['text'].split())[:60]}")
+    if len(diffs) > args.show:
+        print(f"  ... and {len(diffs) - args.show} more (--show N)")
+    return 0
+
+
 # ---------------------------------------------------------------- jobs
 
 
@@ -329,6 +468,8 @@ def cmd_models(args) -> int:
 
         print(rollback(args.name, args.alias))
         return 0
+    if args.action == "compare":
+        return _compare(args)
     if args.action == "promote":
         from worker.registry import promote
 
@@ -373,8 +514,12 @@ def cmd_models(args) -> int:
             print(f"{mv.name}:{mv.version}: accuracy {mv.metrics.get('accuracy', 0):.4f}, "
                   f"macro-F1 {mv.metrics.get('macro_f1', 0):.4f}; report: {path}")
             return 0
-        # `models show` prints the version as JSON with or without --json: one shape (worker/present.py).
-        print_json(model_version_json(mv, repo.aliases_by_version(s, mv.name).get(mv.id)))
+        from worker.evaluate import as_dict
+
+        # `models show` prints the version as JSON with or without --json: one shape (worker/present.py),
+        # plus the version's stored evaluations.
+        print_json({**model_version_json(mv, repo.aliases_by_version(s, mv.name).get(mv.id)),
+                    "evaluations": [as_dict(ev, f"{mv.name}:{mv.version}") for ev in repo.list_evaluations(s, mv.id)]})
     return 0
 
 
@@ -559,10 +704,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(cl)
     cl.set_defaults(func=cmd_classify)
 
+    pr = sub.add_parser("predict", help="classify texts now and print label and score per text",
+                        parents=[json_flag()])
+    pr.add_argument("model", help="NAME, NAME:VERSION or NAME@ALIAS")
+    pr.add_argument("texts", nargs="*", help="texts to classify")
+    pr.add_argument("--file", help="one text per line; - reads stdin")
+    pr.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="evaluate a model version on a labelled collection (a job) and store it",
+                        parents=[json_flag()])
+    ev.add_argument("model", help="NAME, NAME:VERSION or NAME@ALIAS")
+    ev.add_argument("--collection", required=True, help="a labelled collection")
+    add_run_flags(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
     jb = sub.add_parser("jobs", help="list, show, wait for or cancel jobs", parents=[json_flag()])
     jb.set_defaults(func=cmd_jobs, action="list")
     jb.add_argument("--status")
-    jb.add_argument("--kind", choices=["train", "classify"])
+    jb.add_argument("--kind", choices=["train", "classify", "evaluate"])
     jb.add_argument("--limit", type=int, default=30)
     jsub = jb.add_subparsers(dest="action")
     jl = jsub.add_parser("list", parents=[json_flag()])
@@ -594,6 +753,15 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--alias", default="production")
     mp.add_argument("--gate", metavar="COLLECTION",
                     help="promote only if macro-F1 on this labelled collection beats the current holder's")
+    mc = msub.add_parser("compare", help="evaluate two versions on a labelled collection, side by side",
+                         parents=[json_flag()])
+    mc.add_argument("a", help="NAME, NAME:VERSION or NAME@ALIAS")
+    mc.add_argument("b")
+    mc.add_argument("--collection", required=True)
+    mc.add_argument("--where-label", action="append", help="only documents with this gold label (repeatable)")
+    mc.add_argument("--where-id-prefix", help="only documents whose external id starts with this")
+    mc.add_argument("--updated-after", help="only documents imported or changed after this ISO 8601 time")
+    mc.add_argument("--show", type=int, default=20, help="disagreements to print")
     mr = msub.add_parser("rollback", help="point an alias back at the version it held before (again: one further)")
     mr.add_argument("name")
     mr.add_argument("--alias", default="production")

@@ -22,7 +22,7 @@ from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
 from db.names import check_name, parse_model_ref
-from worker.params import ClassifyParams, TrainParams, check_local_base_model
+from worker.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
 
 log = logging.getLogger("bertjobs.client")
 
@@ -233,6 +233,48 @@ def submit_classification(
     params = ClassifyParams(collection=collection, model=model, only_missing=only_missing, shards=shards,
                             filter=filter)
     return _submit(JobKind.classify, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
+
+
+def submit_evaluation(
+    collection: str,
+    model: str,
+    *,
+    filter: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+    settings: Settings | None = None,
+    enqueue: bool = True,
+) -> JobHandle:
+    """Queue an evaluation of ``model`` on the labelled documents of ``collection`` (the classify queue).
+
+    The job stores an evaluation record (``db.models.Evaluation``); its result carries ``evaluation_id``.
+    """
+    params = EvaluateParams(collection=collection, model=model, filter=filter)
+    return _submit(JobKind.evaluate, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
+
+
+def predict(model_ref: str, texts: list[str] | tuple[str, ...], *, settings: Settings | None = None) -> list[dict]:
+    """Classify ``texts`` here, now, with the classifier a bulk job would load for ``model_ref``.
+
+    One dict per text, in order: ``label``, ``score``, ``scores``, ``labels`` (multi-label models) and ``error``
+    (a text that cannot be classified, e.g. empty, gets its reason and no label). Raises InvalidJob for an
+    unknown model or no texts. Needs torch.
+    """
+    from worker.evaluate import load_for, resolve
+
+    settings = settings or get_settings()
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise InvalidJob("texts must be a list of strings")
+    if not texts:
+        raise InvalidJob("no texts to classify")
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        target = resolve(s, model_ref)
+    classifier = load_for(target, settings)
+    out = []
+    for p in classifier.predict_or_fail(list(texts), settings.classify_batch_size, settings.max_text_chars):
+        out.append({"model": target.ref, "label": p.label, "score": p.score, "scores": p.scores,
+                    "labels": p.labels, "error": p.error})
+    return out
 
 
 def status(job_id: int, settings: Settings | None = None) -> JobSnapshot:

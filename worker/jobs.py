@@ -228,7 +228,10 @@ def run_inline(job_id: int, kind: str, *, settings: Settings | None = None) -> O
     first: Outcome | None = None
     while pending:
         current, current_kind = pending.pop(0)
-        runner = run_training if current_kind == JobKind.train.value else run_classification
+        if current_kind == JobKind.evaluate.value:
+            from worker.evaluate import run_evaluation as runner
+        else:
+            runner = run_training if current_kind == JobKind.train.value else run_classification
         spawned: list[tuple[int, str]] = []
 
         def collect(new_id: int, new_kind: str) -> None:

@@ -34,26 +34,21 @@ class Promotion:
 
 
 def evaluate(mv: ModelVersion, collection: str, settings: Settings) -> dict:
-    """Metrics of a model version on the labelled documents of a collection (predicted here, not stored)."""
-    from worker.ml.metrics import classification_metrics, multilabel_metrics
-    from worker.ml.predict import load_classifier
+    """Metrics of a model version on the labelled documents of a collection (worker/evaluate.py; not stored)."""
+    from worker import evaluate as evaluation
 
-    classifier = load_classifier(mv.artifact_path, sha256=mv.artifact_sha256, device=settings.device)
-    multi = classifier.thresholds is not None
-    with session_factory_for(settings.resolved_database_url).begin() as s:
-        data = repo.load_labelled(s, collection, multi_label=multi)
-    if not data.ids:
-        raise InvalidJob(f"collection {collection!r} has no labelled documents to evaluate on")
-    predictions = classifier.predict_or_fail(data.texts, settings.classify_batch_size, settings.max_text_chars)
-    if multi:  # label sets against the model's labels, at the thresholds it was registered with
-        scored = [(t, p) for t, p in zip(data.labels, predictions) if p.scores is not None]
-        y = [[int(label in truth) for label in classifier.labels] for truth, _ in scored]
-        probs = [[p.scores[label] for label in classifier.labels] for _, p in scored]
-        return multilabel_metrics(y, probs, classifier.labels, classifier.thresholds)
-    labels = sorted(set(data.labels) | set(mv.labels))
-    index = {label: i for i, label in enumerate(labels)}
-    pairs = [(index[t], index[p.label]) for t, p in zip(data.labels, predictions) if p.label is not None]
-    return classification_metrics([t for t, _ in pairs], [p for _, p in pairs], labels)
+    sessions = session_factory_for(settings.resolved_database_url)
+    return evaluation.evaluate(sessions, settings, evaluation.Target.of(mv), collection).metrics
+
+
+def _gate_macro_f1(target, collection: str, settings: Settings) -> float:
+    """Evaluate as `bertjobs evaluate` does and keep the record (the version's `models show` lists it)."""
+    from worker import evaluate as evaluation
+
+    sessions = session_factory_for(settings.resolved_database_url)
+    result = evaluation.evaluate(sessions, settings, target, collection)
+    evaluation.store(sessions, result)
+    return result.metrics["macro_f1"]
 
 
 def promote(ref: str, alias: str = "production", *, gate_collection: str | None = None,
@@ -63,19 +58,22 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
     if gate_collection is not None:
         check_name("collection", gate_collection)
     settings = settings or get_settings()
+    from worker.evaluate import Target
+
     sessions = session_factory_for(settings.resolved_database_url)
     with sessions.begin() as s:
         candidate = repo.resolve_model_version(s, ref)
         if candidate is None:
             raise InvalidJob(f"no ready model version matches {ref!r}")
         holder = repo.resolve_model_version(s, f"{candidate.name}@{alias}")
+        candidate_target, holder_target = Target.of(candidate), Target.of(holder) if holder else None
     model = f"{candidate.name}:{candidate.version}"
     previous = f"{holder.name}:{holder.version}" if holder else None
     candidate_f1 = holder_f1 = None
     if gate_collection:
-        candidate_f1 = evaluate(candidate, gate_collection, settings)["macro_f1"]
-        if holder is not None and holder.id != candidate.id:
-            holder_f1 = evaluate(holder, gate_collection, settings)["macro_f1"]
+        candidate_f1 = _gate_macro_f1(candidate_target, gate_collection, settings)
+        if holder_target is not None and holder_target.id != candidate_target.id:
+            holder_f1 = _gate_macro_f1(holder_target, gate_collection, settings)
             if candidate_f1 <= holder_f1:
                 return Promotion(False, model, alias, previous, candidate_f1, holder_f1)
     with sessions.begin() as s:

@@ -34,6 +34,14 @@ def classify(self, job_id: int) -> str:
     return _republish_on_retry(self, job_id, outcome)
 
 
+@app.task(name=TASKS["evaluate"], bind=True)
+def evaluate(self, job_id: int) -> str:
+    from worker.evaluate import run_evaluation
+
+    outcome = run_evaluation(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
+    return _republish_on_retry(self, job_id, outcome)
+
+
 @app.task(name=TASKS["reap"], ignore_result=True)
 def reap() -> dict:
     report = reaper.reap()
