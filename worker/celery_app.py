@@ -18,7 +18,7 @@ from celery import Celery
 from celery.schedules import crontab
 from celery.signals import worker_process_init
 
-from worker.config import Settings, get_settings
+from worker.config import Settings, SettingsError, get_settings
 
 TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify", "reap": "bertjobs.reap",
          "nightly": "bertjobs.nightly"}
@@ -81,4 +81,10 @@ def _fresh_connections(**_kwargs) -> None:
     dispose_all()
 
 
-app = make_celery(get_settings())
+try:
+    app = make_celery(get_settings())
+except SettingsError as _exc:  # `celery -A worker.celery_app worker` with a bad setting: one line, not a traceback
+    import sys
+
+    print(f"error: {_exc}", file=sys.stderr)
+    raise SystemExit(2) from None

@@ -130,8 +130,8 @@ def _run_or_wait(handle, kind: str, args) -> int:
     if args.inline:
         jobs.run_inline(handle.id, kind)
     elif not handle.published:
-        print(f"job {handle.id} is queued in the database, but the broker could not be reached; "
-              "start Redis and resubmit with the same --idempotency-key, or run it here with --inline",
+        print(f"job {handle.id} is saved but the broker at {_safe_url(get_settings().broker_url)} could not be "
+              "reached; the reaper publishes it when the broker is back (or run it now with --inline)",
               file=sys.stderr)
         return 1
     if args.inline or args.wait:
@@ -315,6 +315,11 @@ def cmd_worker(args) -> int:
     env = dict(os.environ)
     if args.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    if get_settings().device.startswith("cuda"):
+        from worker.config import check_device
+
+        os.environ.update(env)  # this process is replaced by celery below; no CUDA context is created here
+        check_device(get_settings())
     hostname = args.hostname or (f"gpu{args.gpu}@%h" if args.gpu is not None else "bertjobs@%h")
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork",
             "--concurrency", "1", "--prefetch-multiplier", "1", "-Q", args.queues, "--hostname", hostname,
@@ -483,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="start a Celery worker (one per GPU)")
     wk.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
-    wk.add_argument("--queues", default="train,classify,maintenance")
+    wk.add_argument("--queues", default="train,classify",
+                    help="queues to consume (default train,classify; the reaper's is `maintenance`)")
     wk.add_argument("--hostname")
     wk.add_argument("--loglevel", default="info")
     wk.add_argument("celery_args", nargs=argparse.REMAINDER, help="more celery worker options after --")
@@ -526,6 +532,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "celery_args", None) and args.celery_args[0] == "--":
         args.celery_args = args.celery_args[1:]
     try:
+        get_settings()  # a wrong setting is one line for every command, before anything runs
+        if getattr(args, "inline", False):
+            from worker.config import check_device
+
+            check_device(get_settings())  # before the job is saved: BERTJOBS_DEVICE=cuda on a host without it
         return args.func(args)
     except (CliError, BertjobsError, MLError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
