@@ -54,6 +54,8 @@ def make_celery(settings: Settings) -> Celery:
         result_backend=settings.result_backend or settings.broker_url,
         result_expires=24 * 3600,
         task_acks_late=True,
+        task_acks_on_failure_or_timeout=True,  # a job that ended failed (JobFailed) is acknowledged, not redelivered
+        task_store_errors_even_if_ignored=True,  # ... and its task shows FAILURE with the job's reason
         task_reject_on_worker_lost=False,  # a job that kills its worker is not re-queued forever by the broker
         worker_prefetch_multiplier=1,
         worker_concurrency=1,

@@ -20,16 +20,12 @@ from db import repo
 from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
-from worker.errors import InvalidJob
+from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
 from worker.params import ClassifyParams, TrainParams
 
 log = logging.getLogger("bertjobs.client")
 
 _FINISHED = {s.value for s in FINISHED_STATUSES}
-
-
-class JobFailed(RuntimeError):
-    """The job ended failed, cancelled or dead; the message says why."""
 
 
 @dataclass(frozen=True)
