@@ -123,8 +123,9 @@ def test_evaluate_refuses_a_single_class_or_unlabelled_collection_with_a_failed_
     load_documents(sqlite_url, "onlypos", [r for r in sentiment_rows(10, prefix="p") if r["label"] == "pos"])
     load_documents(sqlite_url, "inbox", [{"external_id": f"u{i}", "text": f"text {i}"} for i in range(5)])
     assert main(["evaluate", "senti", "--collection", "onlypos", "--inline"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "has only one label ('pos')" in err and "failed" in err
+    err = capsys.readouterr().err.splitlines()  # the progress bar's last line, then the error in one line
+    assert err[-1].startswith("error: evaluation job") and "has only one label ('pos')" in err[-1]
+    assert err[0].startswith("job ") and "failed" in err[0] and "Traceback" not in "".join(err)
     assert main(["evaluate", "senti", "--collection", "inbox", "--inline", "--json"]) == 2
     assert "has no documents with labels to evaluate senti:1 on (5 without labels)" in capsys.readouterr().err
     assert main(["evaluate", "ghost", "--collection", "inbox", "--inline"]) == 2

@@ -229,10 +229,15 @@ def test_ctrl_c_stops_waiting_with_one_line_and_the_job_goes_on(sqlite_url, env_
     import signal
     import time
 
-    from worker.client import submit_classification
+    from db import repo
+    from db.session import session_factory_for
+    from worker.client import JobHandle
 
     env_db(sqlite_url)
-    handle = submit_classification("inbox", "senti:1", enqueue=False)  # queued: no worker will take it
+    with session_factory_for(sqlite_url).begin() as s:  # a queued row no worker will take (as SQL inserts one)
+        job, _ = repo.create_job(s, "classify", {"collection": "inbox", "model": "senti:1"}, max_attempts=3,
+                                 dedupe_key=None)
+        handle = JobHandle(job.id)
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "jobs", "wait", str(handle.id)],
                             env=_env(sqlite_url, tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

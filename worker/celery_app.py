@@ -18,7 +18,7 @@ from celery import Celery
 from celery.schedules import crontab
 from celery.signals import worker_process_init
 
-from worker.config import Settings, get_settings
+from worker.config import Settings, SettingsError, get_settings
 
 TASKS = {"train": "bertjobs.train", "classify": "bertjobs.classify", "reap": "bertjobs.reap",
          "nightly": "bertjobs.nightly", "evaluate": "bertjobs.evaluate"}
@@ -55,6 +55,8 @@ def make_celery(settings: Settings) -> Celery:
         result_backend=settings.result_backend or settings.broker_url,
         result_expires=24 * 3600,
         task_acks_late=True,
+        task_acks_on_failure_or_timeout=True,  # a job that ended failed (JobFailed) is acknowledged, not redelivered
+        task_store_errors_even_if_ignored=True,  # ... and its task shows FAILURE with the job's reason
         task_reject_on_worker_lost=False,  # a job that kills its worker is not re-queued forever by the broker
         worker_prefetch_multiplier=1,
         worker_concurrency=1,
@@ -82,4 +84,10 @@ def _fresh_connections(**_kwargs) -> None:
     dispose_all()
 
 
-app = make_celery(get_settings())
+try:
+    app = make_celery(get_settings())
+except SettingsError as _exc:  # `celery -A worker.celery_app worker` with a bad setting: one line, not a traceback
+    import sys
+
+    print(f"error: {_exc}", file=sys.stderr)
+    raise SystemExit(2) from None

@@ -111,15 +111,15 @@ def _waiting_line(job_id: int, kind: str, inline: bool) -> None:
     print(f"job {job_id} {where} ({kind}); re-attach with: bertjobs jobs wait {job_id}", flush=True)
 
 
-def _wait_for(handle, *, inline_kind: str | None = None) -> int:
-    """Draw the bar on stderr until the job ends (running it here first when ``inline_kind``), then print it."""
+def _follow(handle, *, inline_kind: str | None = None):
+    """Draw the bar on stderr until the job ends (running it here first when ``inline_kind``); its last
+    snapshot, or None when Ctrl-C stopped the waiting (one line says what happens to the job)."""
     from worker.progress import run_inline_with_progress, wait_with_progress
 
     try:
         if inline_kind:
-            snap = run_inline_with_progress(handle, inline_kind, sys.stderr)
-        else:
-            snap = wait_with_progress(handle, sys.stderr)
+            return run_inline_with_progress(handle, inline_kind, sys.stderr)
+        return wait_with_progress(handle, sys.stderr)
     except KeyboardInterrupt:
         if sys.stderr.isatty():
             sys.stderr.write("\n")  # below the bar
@@ -128,16 +128,26 @@ def _wait_for(handle, *, inline_kind: str | None = None) -> int:
                   file=sys.stderr)
         else:
             print(f"stopped waiting; job {handle.id} goes on: bertjobs jobs wait {handle.id}", file=sys.stderr)
+        return None
+
+
+def _wait_for(handle, *, inline_kind: str | None = None) -> int:
+    """Follow the job (see _follow), then print it; exit 0 if it succeeded."""
+    snap = _follow(handle, inline_kind=inline_kind)
+    if snap is None:
         return 130
     _print_job(snap)
     return 0 if snap.status == "succeeded" else 1
 
 
+def _broker_unreachable(handle) -> str:
+    return (f"job {handle.id} is saved but the broker at {_safe_url(get_settings().broker_url)} could not be "
+            "reached; the reaper publishes it when the broker is back (or run it now with --inline)")
+
+
 def _run_or_wait(handle, kind: str, args) -> int:
     if not args.inline and not handle.published:
-        print(f"job {handle.id} is queued in the database, but the broker could not be reached; "
-              "start Redis and resubmit with the same --idempotency-key, or run it here with --inline",
-              file=sys.stderr)
+        print(_broker_unreachable(handle), file=sys.stderr)
         return 1
     if args.inline or args.wait:
         _waiting_line(handle.id, kind, args.inline)
@@ -303,21 +313,21 @@ def _evaluation(evaluation_id: int) -> dict:
 
 
 def cmd_evaluate(args) -> int:
-    from worker import jobs
     from worker.client import submit_evaluation
 
     handle = submit_evaluation(args.collection, args.model, filter=_filter(args),
                                idempotency_key=args.idempotency_key, enqueue=not args.inline)
-    if args.inline:
-        jobs.run_inline(handle.id, "evaluate")
-    elif not handle.published:
-        raise CliError(f"job {handle.id} is queued in the database, but the broker could not be reached; start "
-                       "Redis and resubmit with the same --idempotency-key, or run it here with --inline")
+    if not args.inline and not handle.published:
+        raise CliError(_broker_unreachable(handle))
     if not (args.inline or args.wait):
         print(json.dumps({"job_id": handle.id, "status": "queued"}) if args.json else
-              f"job {handle.id} queued (evaluate); follow it with: bertjobs jobs show {handle.id}")
+              f"job {handle.id} queued (evaluate); follow it with: bertjobs jobs wait {handle.id}")
         return 0
-    snap = handle.wait(on_progress=None if args.inline or args.json else ProgressBar(sys.stderr))
+    if not args.json:
+        _waiting_line(handle.id, "evaluate", args.inline)
+    snap = _follow(handle, inline_kind="evaluate" if args.inline else None)
+    if snap is None:
+        return 130
     if snap.status != "succeeded":
         raise CliError(f"evaluation job {snap.id} {snap.status}: {snap.error}")
     ev = _evaluation(snap.result["evaluation_id"])
@@ -531,6 +541,11 @@ def cmd_worker(args) -> int:
     env = dict(os.environ)
     if args.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+    if get_settings().device.startswith("cuda"):
+        from worker.config import check_device
+
+        os.environ.update(env)  # this process is replaced by celery below; no CUDA context is created here
+        check_device(get_settings())
     hostname = args.hostname or (f"gpu{args.gpu}@%h" if args.gpu is not None else "bertjobs@%h")
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork",
             "--concurrency", "1", "--prefetch-multiplier", "1", "-Q", args.queues, "--hostname", hostname,
@@ -774,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="start a Celery worker (one per GPU)")
     wk.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
-    wk.add_argument("--queues", default="train,classify,maintenance")
+    wk.add_argument("--queues", default="train,classify",
+                    help="queues to consume (default train,classify; the reaper's is `maintenance`)")
     wk.add_argument("--hostname")
     wk.add_argument("--loglevel", default="info")
     wk.add_argument("celery_args", nargs=argparse.REMAINDER, help="more celery worker options after --")
@@ -835,6 +851,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "celery_args", None) and args.celery_args[0] == "--":
         args.celery_args = args.celery_args[1:]
     try:
+        get_settings()  # a wrong setting is one line for every command, before anything runs
+        if getattr(args, "inline", False):
+            from worker.config import check_device
+
+            check_device(get_settings())  # before the job is saved: BERTJOBS_DEVICE=cuda on a host without it
         status = args.func(args)
         sys.stdout.flush()
         return status

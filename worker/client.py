@@ -5,8 +5,8 @@
     job.wait(timeout=3600)
 
 A submission writes the job row and commits, then publishes the job id to Celery. If the broker is down
-the job stays queued in the database (``published`` is False) and is published again by resubmitting
-with the same idempotency key.
+the job stays queued in the database (``published`` is False) and the reaper publishes it again once the
+broker is back (after BERTJOBS_REPUBLISH_AFTER_SECONDS). Publishing gives up within about two seconds.
 """
 from __future__ import annotations
 
@@ -20,17 +20,13 @@ from db import repo
 from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
-from worker.errors import InvalidJob
+from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
 from db.names import check_name, parse_model_ref
 from worker.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
 
 log = logging.getLogger("bertjobs.client")
 
 _FINISHED = {s.value for s in FINISHED_STATUSES}
-
-
-class JobFailed(RuntimeError):
-    """The job ended failed, cancelled or dead; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +113,14 @@ def publish(job_id: int, kind: str, settings: Settings | None = None) -> None:
     from worker.celery_app import QUEUES, TASKS, make_celery
 
     settings = settings or get_settings()
-    make_celery(settings).send_task(TASKS[kind], args=[job_id], queue=QUEUES[kind],
-                                    retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+    app = make_celery(settings)
+    # A down broker fails fast (about 2 s), not after kombu's default retries: the job is safe in the database.
+    app.conf.broker_connection_timeout = 1.0
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "socket_connect_timeout": 1.0,
+                                         "socket_timeout": 5.0, "max_retries": 1}
+    app.send_task(TASKS[kind], args=[job_id], queue=QUEUES[kind], ignore_result=True,
+                  retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2,
+                                            "interval_max": 0.5})
 
 
 def _check_documents(s, collection: str, where: dict[str, Any] | None) -> None:
@@ -178,7 +180,8 @@ def _submit(kind: JobKind, params: dict[str, Any], settings: Settings | None, id
             publish(job_id, kind.value, settings)
             published = True
         except Exception as exc:  # noqa: BLE001 - the job is safe in the database
-            log.warning("job %s is queued in the database but could not be published: %s", job_id, exc)
+            # info, not warning: the caller sees published=False (the CLI prints its own one line)
+            log.info("job %s is queued in the database but could not be published: %s", job_id, exc)
     return JobHandle(job_id, settings, published=published, created=created)
 
 

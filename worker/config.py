@@ -1,13 +1,16 @@
 """Settings: the only module that reads the environment (prefix ``BERTJOBS_``)."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("bertjobs-data")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def normalise_database_url(url: str) -> str:
@@ -38,7 +41,8 @@ class Settings(BaseSettings):
 
     nightly_model: str = Field("", description="Model name the nightly run classifies with (its nightly_alias version).")
     nightly_alias: str = Field("production", description="Alias of the model the nightly run uses.")
-    nightly_collections: list[str] = Field(default_factory=list, description="Collections the nightly run classifies.")
+    # NoDecode: the environment gives the README's comma-separated form, not JSON (a JSON list still works).
+    nightly_collections: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Collections the nightly run classifies.")
     nightly_time: str = Field("02:00", description="When beat starts the nightly run, HH:MM in UTC.")
 
     max_text_chars: int = Field(100_000, ge=1, description="Longest document text accepted on import and classified.")
@@ -51,8 +55,31 @@ class Settings(BaseSettings):
     @field_validator("nightly_collections", mode="before")
     @classmethod
     def _comma_separated(cls, value):
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                import json
+
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"expected names separated by commas, got {value!r}") from exc
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @field_validator("classify_precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in PRECISIONS:
+            raise ValueError(f"must be one of {', '.join(PRECISIONS)}, got {value!r}")
         return value
 
     @field_validator("nightly_time")
@@ -71,8 +98,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> "Settings":
         if self.heartbeat_seconds * 2 > self.lease_seconds:
-            raise ValueError(f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "
-                             f"lease_seconds ({self.lease_seconds}), or leases expire between heartbeats")
+            raise ValueError(f"BERTJOBS_HEARTBEAT_SECONDS ({self.heartbeat_seconds}) must be at most half of "
+                             f"BERTJOBS_LEASE_SECONDS ({self.lease_seconds}), or leases expire between heartbeats")
         return self
 
     @property
@@ -86,6 +113,39 @@ class Settings(BaseSettings):
         return self.model_store if self.model_store is not None else self.data_dir / "models"
 
 
+class SettingsError(ValueError):
+    """A setting from the environment is wrong; the message is one line naming the variable."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """``BERTJOBS_X: what is wrong`` for the first problem (pydantic's own text is many lines)."""
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err.get("loc") else ""
+    message = str(err.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    text = f"BERTJOBS_{field.upper()}: {message}{more}" if field else f"{message}{more}"
+    return " ".join(text.split())
+
+
+def check_device(settings: Settings) -> None:
+    """Refuse ``cuda`` on a host without CUDA. Called only by commands that will use the device;
+    torch.cuda.is_available() and device_count() do not create a CUDA context."""
+    if not settings.device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SettingsError(f"BERTJOBS_DEVICE: {settings.device} was asked for, but this host has no usable CUDA")
+    index = int(settings.device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise SettingsError(f"BERTJOBS_DEVICE: {settings.device} was asked for, but this host has "
+                            f"{torch.cuda.device_count()} CUDA device(s)")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None

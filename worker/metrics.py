@@ -52,6 +52,8 @@ def prometheus_text(settings: Settings) -> str:
             Job.kind == "classify", Job.parent_id.is_(None), Job.status == JobStatus.succeeded.value))
         running = s.execute(select(Job.id, Job.kind, Job.progress_done, Job.progress_total)
                             .where(Job.status == JobStatus.running.value)).all()
+    # PostgreSQL sums integers to numeric (Decimal), and Decimal / float raises: plain numbers from here on.
+    docs, seconds, classified_total = float(docs or 0), float(seconds or 0), int(classified_total or 0)
 
     metric("bertjobs_jobs", "gauge", "Jobs by kind and status.",
            [({"kind": kind, "status": st.value}, counts.get((kind, st.value), 0))
@@ -65,7 +67,7 @@ def prometheus_text(settings: Settings) -> str:
            "Documents per second of bulk jobs that finished in the last hour.",
            [({}, round(docs / seconds, 3) if seconds else 0.0)])
     metric("bertjobs_documents_classified_total", "counter", "Documents classified by finished bulk jobs.",
-           [({}, classified_total or 0)])
+           [({}, classified_total)])
     metric("bertjobs_job_progress_ratio", "gauge", "Progress of running jobs.",
            [({"job": str(i), "kind": kind}, round(done / total, 4) if total else 0.0)
             for i, kind, done, total in running])

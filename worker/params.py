@@ -135,13 +135,9 @@ class EvaluateParams(_JsonParams):
     collection: str  # a labelled collection (label, or label sets for a multi-label model)
     model: str  # name, name:VERSION or name@ALIAS
     filter: dict[str, Any] | None = None  # which documents of the collection (db.repo.document_filter)
+    requested_model: str | None = None  # the reference given at submit (``model`` is pinned to NAME:VERSION)
 
     def __post_init__(self) -> None:
         check_name("collection", self.collection)
         check_filter(self.filter)
-        if not isinstance(self.model, str):
-            raise InvalidJob(f"model must be NAME, NAME:VERSION or NAME@ALIAS, got {self.model!r}")
-        name, _, selector = self.model.replace("@", ":").partition(":")
-        check_name("model name", name)
-        if ":" in self.model and not selector.isdigit():
-            raise InvalidJob(f"model version must be a number: {self.model!r}")
+        parse_model_ref(self.model)

@@ -1,15 +1,30 @@
-"""Celery tasks: one thin task per job kind. Each takes a job id and calls the job function."""
+"""Celery tasks: one thin task per job kind. Each takes a job id and calls the job function.
+
+A job that ended failed, dead or cancelled raises JobFailed / JobCancelled after the job function returns,
+so Celery and Flower show FAILURE with the job's reason. It is declared in ``throws`` (logged without a
+traceback), never retried, and acknowledged like any finished task (task_acks_on_failure_or_timeout).
+"""
 from __future__ import annotations
 
 from worker import jobs, nightly, reaper
 from worker.celery_app import TASKS, app
 from worker.client import publish
 from worker.config import get_settings
+from worker.errors import JobCancelled, JobFailed
+
+_ENDED_BADLY = {jobs.Outcome.failed, jobs.Outcome.dead, jobs.Outcome.cancelled}
 
 
-def _republish_on_retry(task, job_id: int, outcome: jobs.Outcome) -> str:
+def _finish(task, job_id: int, outcome: jobs.Outcome) -> str:
     if outcome is jobs.Outcome.retry:
         task.apply_async(args=[job_id], countdown=get_settings().retry_delay_seconds)
+    if outcome in _ENDED_BADLY:
+        from worker.client import status
+
+        reason = status(job_id).error or outcome.value
+        if outcome is jobs.Outcome.cancelled:
+            raise JobCancelled(f"job {job_id} cancelled: {reason}")
+        raise JobFailed(f"job {job_id} {outcome.value}: {reason}")
     return outcome.value
 
 
@@ -22,27 +37,32 @@ def _reporter(task, job_id: int):
     return report
 
 
-@app.task(name=TASKS["train"], bind=True)
+_JOB_TASK = {"bind": True, "throws": (JobFailed,), "autoretry_for": (), "max_retries": 0}
+
+
+@app.task(name=TASKS["train"], **_JOB_TASK)
 def train(self, job_id: int) -> str:
     outcome = jobs.run_training(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
-    return _republish_on_retry(self, job_id, outcome)
+    return _finish(self, job_id, outcome)
 
 
-@app.task(name=TASKS["classify"], bind=True)
+@app.task(name=TASKS["classify"], **_JOB_TASK)
 def classify(self, job_id: int) -> str:
     outcome = jobs.run_classification(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
-    return _republish_on_retry(self, job_id, outcome)
+    return _finish(self, job_id, outcome)
 
 
-@app.task(name=TASKS["evaluate"], bind=True)
+@app.task(name=TASKS["evaluate"], **_JOB_TASK)
 def evaluate(self, job_id: int) -> str:
     from worker.evaluate import run_evaluation
 
     outcome = run_evaluation(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
-    return _republish_on_retry(self, job_id, outcome)
+    return _finish(self, job_id, outcome)
 
 
-@app.task(name=TASKS["reap"], ignore_result=True)
+# Quiet housekeeping: no result and no task events (beat sends it every minute to the `maintenance` queue,
+# which GPU workers do not consume unless asked: `bertjobs worker --queues maintenance`).
+@app.task(name=TASKS["reap"], ignore_result=True, send_events=False)
 def reap() -> dict:
     report = reaper.reap()
     return {"requeued": report.requeued, "dead": report.dead, "cancelled": report.cancelled,

@@ -1,7 +1,7 @@
 """alias history: every move of a model alias, for rollbacks that step back and for people who ask who did it
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-01 23:30:00
 
 - model_alias_history: (name, alias) moved to model_version_id from previous_version_id, by command and actor, at
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0006'
-down_revision: Union[str, Sequence[str], None] = '0004'
+down_revision: Union[str, Sequence[str], None] = '0005'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
