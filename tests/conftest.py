@@ -231,3 +231,22 @@ def rt_rows():
     from worker.demo import load_corpus
 
     return [{"external_id": r["id"], "text": r["text"], "label": r["category"]} for r in load_corpus()]
+
+
+@pytest.fixture
+def env_db(monkeypatch, tmp_path):
+    """Settings the way users give them, through the environment: ``env_db(url, chunk_size="16")`` points
+    every command at ``url`` (data and model store under the test's folder) and sets ``BERTJOBS_<NAME>``."""
+    from worker.config import get_settings
+
+    def use(url: str, **settings: str) -> str:
+        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
+        for name, value in settings.items():
+            monkeypatch.setenv(f"BERTJOBS_{name.upper()}", str(value))
+        get_settings.cache_clear()
+        return url
+
+    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BERTJOBS_MODEL_STORE", str(tmp_path / "models"))
+    yield use
+    get_settings.cache_clear()

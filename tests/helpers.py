@@ -83,3 +83,12 @@ def sentiment_corpus(n: int) -> tuple[list[str], list[str]]:
         texts.append(sentiment_text(NEGATIVE, i, i % 3))
         labels.append("neg")
     return texts, labels
+
+
+def insert_job(url: str, kind: str, params: dict) -> int:
+    """A queued job row written as another application writes one with SQL: no submit-time checks."""
+    from db import repo
+    from db.session import session_factory_for
+
+    with session_factory_for(url).begin() as s:
+        return repo.create_job(s, kind, params, max_attempts=3)[0].id

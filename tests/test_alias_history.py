@@ -14,20 +14,6 @@ from db.session import make_engine, session_factory_for
 from worker.cli import main
 
 
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> str:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        get_settings.cache_clear()
-        return url
-
-    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-    yield use
-    get_settings.cache_clear()
-
-
 def _register(url: str, name: str, versions: int) -> None:
     """Model version rows (promotion and rollback without a gate never open the artifact)."""
     with session_factory_for(url).begin() as s:

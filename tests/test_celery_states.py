@@ -7,30 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from helpers import insert_job
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> None:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("BERTJOBS_BROKER_URL", "redis://127.0.0.1:1/0")
-        get_settings.cache_clear()
-
-    yield use
-    get_settings.cache_clear()
 
 
 def test_a_failed_job_ends_its_task_in_failure_with_the_reason(env_db, any_db_url):
     from worker import tasks
-    from worker.client import status, submit_classification
+    from worker.client import JobHandle, status
     from worker.errors import JobFailed
 
-    env_db(any_db_url)
-    handle = submit_classification("inbox", "ghost", enqueue=False)
+    env_db(any_db_url, broker_url="redis://127.0.0.1:1/0")  # never reached: nothing is queued
+    handle = JobHandle(insert_job(any_db_url, "classify", {"collection": "inbox", "model": "ghost"}))
     result = tasks.classify.apply(args=[handle.id])
     assert result.state == "FAILURE"
     assert isinstance(result.result, JobFailed)
@@ -62,7 +50,7 @@ def test_a_real_worker_reports_failure_once_and_does_not_redeliver(worker_env, s
 
     import redis
 
-    from worker.client import submit_classification
+    from worker.client import JobHandle, publish
     from workers import wait_for
 
     log_path = tmp_path / "worker.log"
@@ -72,8 +60,10 @@ def test_a_real_worker_reports_failure_once_and_does_not_redeliver(worker_env, s
                                 cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        handle = submit_classification("inbox", "ghost", settings=service_settings)
-        assert handle.published
+        # As another application does it: a SQL insert, then the id on the queue (claim-time checks fail it).
+        job_id = insert_job(service_settings.resolved_database_url, "classify", {"collection": "inbox", "model": "ghost"})
+        publish(job_id, "classify", service_settings)
+        handle = JobHandle(job_id, service_settings)
         wait_for(lambda: "raised expected: JobFailed" in log_path.read_text(), 60, what="the task to fail")
         time.sleep(2)  # a redelivery or retry would show up here
         output = log_path.read_text()

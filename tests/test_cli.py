@@ -6,19 +6,6 @@ import pytest
 from worker.cli import main
 
 
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> None:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        get_settings.cache_clear()
-
-    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-    yield use
-    get_settings.cache_clear()
-
-
 def test_a_database_without_the_schema_says_to_upgrade_it(env_db, tmp_path, capsys):
     env_db(f"sqlite:///{tmp_path / 'empty.db'}")
     assert main(["jobs"]) == 2

@@ -21,19 +21,6 @@ PREDICTION_KEYS = {"document_id", "collection", "external_id", "model", "model_v
                    "score", "scores", "error", "job_id", "created_at", "text"}
 
 
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> None:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        get_settings.cache_clear()
-
-    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-    yield use
-    get_settings.cache_clear()
-
-
 def _seed(url: str) -> dict:
     """Two jobs, a model version and a prediction, written with the repository functions."""
     from db import repo

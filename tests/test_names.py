@@ -37,19 +37,6 @@ def test_model_references_check_each_part():
         parse_model_ref("m:latest")
 
 
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> None:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-        get_settings.cache_clear()
-
-    yield use
-    get_settings.cache_clear()
-
-
 def _one_line_error(capsys, starts: str) -> None:
     err = capsys.readouterr().err
     assert err.startswith(f"error: {starts}") and err.count("\n") == 1, err

@@ -20,19 +20,9 @@ from worker.client import submit_training
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> None:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        monkeypatch.setenv("BERTJOBS_MODEL_STORE", str(tmp_path / "models"))
-        monkeypatch.setenv("BERTJOBS_CLASSIFY_CHUNK_SIZE", "16")
-        get_settings.cache_clear()
-
-    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-    yield use
-    get_settings.cache_clear()
+@pytest.fixture(autouse=True)
+def _settings(monkeypatch):
+    monkeypatch.setenv("BERTJOBS_CLASSIFY_CHUNK_SIZE", "16")
 
 
 def _trained(url: str, base_model: str, *versions: dict) -> None:

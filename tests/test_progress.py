@@ -22,21 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_OPTIONS.items()]
 
 
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> str:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        get_settings.cache_clear()
-        return url
-
-    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("BERTJOBS_MODEL_STORE", str(tmp_path / "models"))
-    yield use
-    get_settings.cache_clear()
-
-
 def _snap(**fields) -> JobSnapshot:
     base = dict(id=7, kind="train", status="running", attempt=1, max_attempts=3, progress_done=0, progress_total=100,
                 error=None, result=None, params={}, created_at=None, started_at=None, finished_at=None)

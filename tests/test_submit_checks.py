@@ -16,21 +16,6 @@ from worker.client import submit_classification, submit_training
 from worker.errors import InvalidJob
 
 
-@pytest.fixture
-def env_db(monkeypatch, tmp_path):
-    from worker.config import get_settings
-
-    def use(url: str) -> None:
-        monkeypatch.setenv("BERTJOBS_DATABASE_URL", url)
-        get_settings.cache_clear()
-
-    monkeypatch.setenv("BERTJOBS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("BERTJOBS_MODEL_STORE", str(tmp_path / "models"))
-    monkeypatch.setenv("BERTJOBS_BROKER_URL", "redis://127.0.0.1:1/0")  # never reached: nothing is queued
-    yield use
-    get_settings.cache_clear()
-
-
 def _job_count(url: str) -> int:
     with session_factory_for(url).begin() as s:
         return s.scalar(select(func.count()).select_from(Job))
@@ -66,7 +51,7 @@ TRAIN_CASES = [
 @pytest.mark.parametrize("case, collection, extra, base, reason", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
 def test_training_that_cannot_succeed_is_refused_by_the_cli_with_one_line_and_no_job(
         case, collection, extra, base, reason, any_db_url, env_db, tiny_base_model, tmp_path, capsys):
-    env_db(any_db_url)
+    env_db(any_db_url, broker_url="redis://127.0.0.1:1/0")  # never reached: nothing is queued
     load_documents(any_db_url, "train", sentiment_rows(8))
     load_documents(any_db_url, "unlabelled", [{"external_id": str(i), "text": f"t {i}"} for i in range(3)])
     load_documents(any_db_url, "mixed", [{"external_id": str(i), "text": f"t {i}", "label": "pos" if i else None}
@@ -99,7 +84,7 @@ CLASSIFY_CASES = [
 @pytest.mark.parametrize("case, collection, model, extra, reason", CLASSIFY_CASES, ids=[c[0] for c in CLASSIFY_CASES])
 def test_classification_that_cannot_succeed_is_refused_by_the_cli_with_one_line_and_no_job(
         case, collection, model, extra, reason, any_db_url, env_db, capsys):
-    env_db(any_db_url)
+    env_db(any_db_url, broker_url="redis://127.0.0.1:1/0")  # never reached: nothing is queued
     load_documents(any_db_url, "inbox", sentiment_rows(4))
     _register(any_db_url)
     code = main(["classify", "--collection", collection, "--model", model, *extra])
@@ -197,7 +182,7 @@ def test_one_idempotency_key_from_many_threads_gives_every_caller_the_one_job(cl
 
 
 def test_unknown_names_are_errors_not_empty_tables(any_db_url, env_db, capsys):
-    env_db(any_db_url)
+    env_db(any_db_url, broker_url="redis://127.0.0.1:1/0")  # never reached: nothing is queued
     load_documents(any_db_url, "inbox", sentiment_rows(4))
     _register(any_db_url)
     for argv, reason in [
