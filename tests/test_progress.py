@@ -225,7 +225,9 @@ def test_ctrl_c_stops_waiting_with_one_line_and_the_job_goes_on(sqlite_url, env_
         handle = JobHandle(job.id)
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "jobs", "wait", str(handle.id)],
                             env=_env(sqlite_url, tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a shell running this suite in the background ignores SIGINT
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stderr.readline()  # the bar's first plain line: the wait has begun
     assert first.startswith(f"job {handle.id} queued    0 documents"), first
     time.sleep(0.5)
