@@ -21,7 +21,6 @@ from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
-from db.names import check_name, parse_model_ref
 from worker.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
 
 log = logging.getLogger("bertjobs.client")
@@ -203,8 +202,6 @@ def submit_training(
     Raises InvalidJob (and queues nothing) for an unknown collection, a filter matching no document, no labelled
     documents, unlabelled ones without ``skip_unlabelled``, or a local base-model folder without config and weights.
     """
-    check_name("collection", collection)
-    check_name("model name", model_name or collection)
     params = TrainParams(collection=collection, base_model=base_model, model_name=model_name or collection,
                          options=dict(options or {}), skip_unlabelled=skip_unlabelled, filter=filter)
     return _submit(JobKind.train, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
@@ -231,8 +228,6 @@ def submit_classification(
     Over BERTJOBS_CLASSIFY_SHARD_SIZE documents (or with ``shards``), the job splits into shard jobs that any
     worker can take; it finishes when the last shard does.
     """
-    check_name("collection", collection)
-    parse_model_ref(model)
     params = ClassifyParams(collection=collection, model=model, only_missing=only_missing, shards=shards,
                             filter=filter)
     return _submit(JobKind.classify, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
