@@ -575,21 +575,19 @@ def cmd_reap(args) -> int:
 
 def cmd_data(args) -> int:
     from db import repo
-    from worker.ml.datacheck import training_data_check
+    from worker.ml.config import TrainConfig
+    from worker.ml.datacheck import check_training_data
 
+    # TrainConfig decides the defaults; without --base-model the check counts words and reads no model.
+    options = {n: getattr(args, n) for n in ("max_length", "val_fraction", "seed", "multi_label")
+               if getattr(args, n) is not None}
+    config = TrainConfig.from_dict({"base_model": args.base_model or "(none: lengths in words)", **options})
     with _sessions().begin() as s:
         if not repo.collection_exists(s, args.collection):
             raise CliError(f"unknown collection {args.collection!r}")
-        data = repo.load_labelled(s, args.collection, multi_label=args.multi_label)
-        unlabelled = data.unlabelled
-    tokenizer = None
-    if args.base_model:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(args.base_model)
-    report = training_data_check(data.texts, data.labels, tokenizer=tokenizer, max_length=args.max_length,
-                                 val_fraction=args.val_fraction, seed=args.seed)
-    report["unlabelled_documents"] = unlabelled
+        data = repo.load_labelled(s, args.collection, multi_label=config.multi_label)
+    report = check_training_data(args.base_model, data.texts, data.labels, config)
+    report["unlabelled_documents"] = data.unlabelled
     if args.json:
         from worker.present import print_json
 
@@ -806,10 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("action", choices=["check"])
     dc.add_argument("--collection", required=True)
     dc.add_argument("--base-model", help="count lengths with this model's tokenizer (default: words)")
-    dc.add_argument("--max-length", type=int, default=128)
-    dc.add_argument("--val-fraction", type=float, default=0.2, help="the split to check for leaks, as training makes it")
-    dc.add_argument("--seed", type=int, default=42)
-    dc.add_argument("--multi-label", action="store_true", help="the collection's documents carry label sets")
+    for name in ("max_length", "val_fraction", "seed"):
+        dc.add_argument(f"--{name.replace('_', '-')}", type=dict(TRAIN_FLAGS)[name], help=_train_flag_help(name))
+    dc.add_argument("--multi-label", action="store_true", default=None, help=_train_flag_help("multi_label"))
     dc.set_defaults(func=cmd_data)
 
     ng = sub.add_parser("nightly", help="start today's nightly classification now (what beat runs at nightly_time)")
