@@ -52,6 +52,19 @@ def test_data_check_prints_the_report_and_fails_on_blocking_problems(env_db, sql
         assert err.startswith("error: ") and reason in err and err.count("\n") == 1, err
 
 
+def test_data_check_help_shows_the_checks_own_options_with_trainings_defaults(capsys):
+    from worker.ml.config import TrainConfig
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse's wrapping undone
+    assert exit_.value.code == 0 and out.startswith("usage: bertjobs data check")
+    for flag in ("--collection", "--base-model", "--max-length", "--val-fraction", "--seed", "--multi-label"):
+        assert flag in out, flag
+    for name in ("max_length", "val_fraction", "seed"):
+        assert f"(default: {getattr(TrainConfig, name)})" in out, name
+
+
 def test_every_training_option_has_a_flag_and_json_flags_take_json_or_a_word(env_db, sqlite_url, capsys):
     import json
     from dataclasses import fields

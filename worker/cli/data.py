@@ -35,9 +35,15 @@ def cmd_check(args) -> int:
 
 
 def register(sub) -> None:
-    dc = sub.add_parser("data", help="check a collection's labelled data before training", parents=[json_flag()])
-    dc.add_argument("action", choices=["check"])
-    dc.add_argument("--collection", required=True)
-    dc.add_argument("--base-model", help="count lengths with this model's tokenizer (default: words)")
-    add_train_flags(dc, CHECK_OPTIONS)
-    dc.set_defaults(func=cmd_check)
+    data = sub.add_parser("data", help="check a collection's labelled data before training", parents=[json_flag()])
+    dsub = data.add_subparsers(dest="action", required=True)
+    check = dsub.add_parser(
+        "check", parents=[json_flag()], help="balance, duplicates, conflicting labels, lengths, leaks",
+        description="The check a training job runs before it trains: class balance, exact and near-exact "
+                    "duplicates, texts with conflicting labels, empty texts, lengths against max_length (capped "
+                    "at the tokenizer's maximum, as training caps it) and validation texts also in training. "
+                    "Exit status 1 when a problem would stop training.")
+    check.add_argument("--collection", required=True)
+    check.add_argument("--base-model", help="count lengths with this model's tokenizer (default: words)")
+    add_train_flags(check, CHECK_OPTIONS)
+    check.set_defaults(func=cmd_check)

@@ -26,7 +26,8 @@ def cmd_list(args) -> int:
         if args.json:
             print_json([model_version_json(mv, aliases.get(mv.id)) for mv in versions])
             return 0
-        print_model_table(versions, aliases)
+        latest = {mv.id: repo.list_evaluations(s, mv.id, limit=1) for mv in versions}
+        print_model_table(versions, aliases, {i: evs[0].accuracy for i, evs in latest.items() if evs})
     return 0
 
 
@@ -86,7 +87,9 @@ def cmd_report(args) -> int:
 def register(sub) -> None:
     md = sub.add_parser("models", help="registered model versions")
     msub = md.add_subparsers(dest="action", required=True)
-    ml = msub.add_parser("list", parents=[json_flag()])
+    ml = msub.add_parser("list", parents=[json_flag()],
+                         help="versions with their aliases, validation scores (val_acc, val_f1) and the accuracy "
+                              "of their latest evaluation (eval_acc)")
     ml.add_argument("name", nargs="?")
     ml.set_defaults(func=cmd_list)
     ms = msub.add_parser("show", parents=[json_flag()])

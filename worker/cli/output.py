@@ -137,14 +137,17 @@ def print_comparison(collection: str, documents: int, evs: list[dict], diffs: li
 # ---------------------------------------------------------------- model versions
 
 
-def print_model_table(versions, aliases: dict[int, list[str]]) -> None:
-    """`models list`: one line per version with its aliases, metrics and lineage."""
-    print(f"{'model':24}  {'aliases':20}  {'accuracy':>8}  {'macro_f1':>8}  {'rows':>7}  {'created':19}  "
-          "base model")
+def print_model_table(versions, aliases: dict[int, list[str]], evaluated: dict[int, float]) -> None:
+    """`models list`: ``val_acc``/``val_f1`` are the validation split's (training), ``eval_acc`` the accuracy
+    of the version's latest stored evaluation (``evaluated``: version id -> accuracy), ``-`` when it has none."""
+    print(f"{'model':24}  {'aliases':20}  {'val_acc':>8}  {'val_f1':>8}  {'eval_acc':>8}  {'rows':>7}  "
+          f"{'created':19}  base model")
     for mv in versions:
+        latest = evaluated.get(mv.id)
         print(f"{model_ref(mv):24}  {','.join(aliases.get(mv.id, [])) or '-':20}  "
               f"{mv.metrics.get('accuracy', 0):8.4f}  {mv.metrics.get('macro_f1', 0):8.4f}  "
-              f"{mv.lineage.get('row_count', 0):>7}  {fmt_time(mv.created_at):19}  {mv.base_model}")
+              f"{'-' if latest is None else f'{latest:.4f}':>8}  {mv.lineage.get('row_count', 0):>7}  "
+              f"{fmt_time(mv.created_at):19}  {mv.base_model}")
 
 
 def print_alias_history(moves, versions: dict[int, str]) -> None:
