@@ -69,8 +69,10 @@ def test_models_list_show_and_history_show_the_aliases(any_db_url, env_db, capsy
     capsys.readouterr()
 
     assert main(["models", "list", "m"]) == 0
-    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows == {"m:1": "production", "m:2": "staging"}
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split()[:5] == ["model", "aliases", "val_acc", "val_f1", "eval_acc"]
+    rows = {line.split()[0]: line.split()[1:5] for line in lines}
+    assert rows == {"m:1": ["production", "0.5000", "0.5000", "-"], "m:2": ["staging", "0.5000", "0.5000", "-"]}
     assert main(["models", "show", "m:1"]) == 0
     assert json.loads(capsys.readouterr().out)["aliases"] == ["production"]
     assert main(["models", "show", "m@staging"]) == 0

@@ -21,8 +21,9 @@ def test_an_unreachable_database_is_one_line(env_db, capsys):
 
 def test_unknown_jobs_and_models_and_bad_references_are_clear_errors(env_db, sqlite_url, capsys):
     env_db(sqlite_url)
-    assert main(["jobs", "show", "99"]) == 2
-    assert "no job 99" in capsys.readouterr().err
+    for action in ("show", "wait", "cancel"):
+        assert main(["jobs", action, "99"]) == 2
+        assert capsys.readouterr().err == "error: no job 99\n"
     assert main(["models", "show", "ghost:1"]) == 2
     assert "no ready model version matches 'ghost:1'" in capsys.readouterr().err
     assert main(["classify", "--collection", "c", "--model", "m:latest", "--inline"]) == 2
@@ -44,19 +45,46 @@ def test_data_check_prints_the_report_and_fails_on_blocking_problems(env_db, sql
     assert report["class_counts"] == {"neg": 5, "pos": 5} and report["length"]["unit"] == "words (+2)"
     assert main(["data", "check", "--collection", "one"]) == 1
     assert "need at least two" in capsys.readouterr().out
+    for flags, reason in ((["--val-fraction", "0"], "val_fraction must be between 0 and 1"),
+                          (["--base-model", "/no/such/model"], "base model '/no/such/model': no tokenizer")):
+        assert main(["data", "check", "--collection", "good", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and reason in err and err.count("\n") == 1, err
+
+
+def test_data_check_help_shows_the_checks_own_options_with_trainings_defaults(capsys):
+    from worker.ml.config import TrainConfig
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse's wrapping undone
+    assert exit_.value.code == 0 and out.startswith("usage: bertjobs data check")
+    for flag in ("--collection", "--base-model", "--max-length", "--val-fraction", "--seed", "--multi-label"):
+        assert flag in out, flag
+    for name in ("max_length", "val_fraction", "seed"):
+        assert f"(default: {getattr(TrainConfig, name)})" in out, name
 
 
 def test_every_training_option_has_a_flag_and_json_flags_take_json_or_a_word(env_db, sqlite_url, capsys):
+    import json
     from dataclasses import fields
 
-    from worker.cli import TRAIN_FLAGS, _train_options, build_parser
+    from helpers import load_documents, sentiment_rows
     from worker.ml.config import TrainConfig
 
-    assert {f.name for f in fields(TrainConfig)} - {n for n, _ in TRAIN_FLAGS} == {"base_model"}
-    args = build_parser().parse_args(["train", "--collection", "c", "--base-model", "x", "--class-weights", "auto",
-                                      "--search-space", '{"epochs": [2, 3]}', "--trials", "2"])
-    assert _train_options(args) == {"class_weights": "auto", "search_space": {"epochs": [2, 3]}, "trials": 2}
-    env_db(sqlite_url)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    for name in {f.name for f in fields(TrainConfig)} - {"base_model"}:
+        assert f"--{name.replace('_', '-')} " in help_text, name
+    env_db(sqlite_url, broker_url="redis://127.0.0.1:1/0")  # never reached: the job is saved, not published
+    load_documents(sqlite_url, "c", sentiment_rows(8))
+    assert main(["train", "--collection", "c", "--base-model", "bert-base-uncased", "--class-weights", "auto",
+                 "--search-space", '{"epochs": [2, 3]}', "--trials", "2"]) == 1
+    assert "is saved but the broker at redis://127.0.0.1:1/0 could not be reached" in capsys.readouterr().err
+    assert main(["jobs", "show", "1", "--json"]) == 0
+    options = json.loads(capsys.readouterr().out)["params"]["options"]
+    assert options == {"class_weights": "auto", "search_space": {"epochs": [2, 3]}, "trials": 2}
     assert main(["train", "--collection", "c", "--base-model", "x", "--class-weights", '{"a": -1}', "--inline"]) == 2
     assert "class weights must be positive numbers" in capsys.readouterr().err
 

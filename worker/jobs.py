@@ -268,12 +268,9 @@ def _library_versions() -> dict[str, str]:
 
 
 def _data_check(base_model: str, texts, labels, config) -> dict:
-    from transformers import AutoTokenizer
+    from worker.ml.datacheck import check_training_data
 
-    from worker.ml.datacheck import training_data_check
-
-    return training_data_check(texts, labels, tokenizer=AutoTokenizer.from_pretrained(base_model),
-                               max_length=config.max_length, val_fraction=config.val_fraction, seed=config.seed)
+    return check_training_data(base_model, texts, labels, config)
 
 
 def _train(ctx: JobContext) -> None:

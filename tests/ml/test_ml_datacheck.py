@@ -1,7 +1,11 @@
 """The data check finds what would quietly spoil a training run."""
 from __future__ import annotations
 
-from worker.ml.datacheck import check_data, leaking_validation, normalise
+import pytest
+
+from worker.ml.config import TrainConfig
+from worker.ml.datacheck import check_data, check_training_data, leaking_validation, normalise
+from worker.ml.errors import ModelNotFound
 
 
 def test_duplicates_conflicts_empties_and_imbalance_are_counted():
@@ -38,3 +42,17 @@ def test_validation_texts_seen_in_training_are_found():
     texts = ["Good film.", "bad film", "good film", "another"]
     assert normalise("Good film.") == normalise("good   FILM")
     assert leaking_validation(texts, train_idx=[0, 1], val_idx=[2, 3]) == [2]
+
+
+def test_the_training_check_caps_max_length_at_the_tokenizers_maximum_as_training_does(tiny_base_model):
+    texts, labels = ["a good film"] * 2 + ["a bad film", "another bad one"], ["pos", "pos", "neg", "neg"]
+    report = check_training_data(tiny_base_model, texts, labels, TrainConfig(tiny_base_model, max_length=512))
+    assert report["length"]["unit"] == "tokens" and report["length"]["max_length"] == 128  # the tokenizer's maximum
+    words = check_training_data(None, texts, labels, TrainConfig("unused", max_length=512))
+    assert words["length"]["unit"] == "words (+2)" and words["length"]["max_length"] == 512
+    assert words["exact_duplicates"] == 1 and "validation_texts_seen_in_training" in words
+
+
+def test_the_training_check_names_a_base_model_without_a_tokenizer(tmp_path):
+    with pytest.raises(ModelNotFound, match="no tokenizer could be loaded"):
+        check_training_data(str(tmp_path / "nothing"), ["a", "b"], ["x", "y"], TrainConfig("x"))

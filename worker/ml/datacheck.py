@@ -1,8 +1,10 @@
 """Data checks before training: what in a labelled set would cost days of debugging later.
 
 Class balance, exact and near-exact duplicate texts, the same text with conflicting labels, empty texts, and
-the length distribution in tokens with the share that ``max_length`` would truncate. Pure Python; the
-tokenizer is optional (without one, lengths are counted in whitespace-separated words).
+the length distribution in tokens with the share that ``max_length`` would truncate. ``check_data`` is pure
+Python and takes an optional tokenizer (without one, lengths are counted in whitespace-separated words);
+``check_training_data`` is the one check a training job and `bertjobs data check` run, with the base model's
+tokenizer and the training options.
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import statistics
 import unicodedata
 from collections import Counter, defaultdict
 from typing import Sequence
+
+from worker.ml.config import TrainConfig
+from worker.ml.errors import ModelNotFound
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -26,8 +31,8 @@ def _percentile(values: Sequence[int], q: float) -> int:
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
-def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=None, max_length: int = 128,
-               examples: int = 5) -> dict:
+def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=None,
+               max_length: int = TrainConfig.max_length, examples: int = 5) -> dict:
     """A report (plain JSON types) with ``blocking`` problems that must stop a training job, and ``warnings``."""
     n = len(texts)
     if any(isinstance(label, (list, tuple)) for label in labels):  # multi-label: count each label of each set
@@ -52,6 +57,15 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
     if empty:
         report["warnings"].append(f"{len(empty)} empty texts")
 
+    _check_duplicates(report, texts, labels, examples)
+    _check_lengths(report, texts, tokenizer, max_length)
+    if counts and report["imbalance_ratio"] >= 5:
+        report["warnings"].append(f"classes are imbalanced {report['imbalance_ratio']}:1; prefer macro-F1")
+    return report
+
+
+def _check_duplicates(report: dict, texts: Sequence[str], labels: Sequence, examples: int) -> None:
+    """Exact and near-exact duplicate texts, and near-exact groups with conflicting labels, into ``report``."""
     exact: dict[str, list[int]] = defaultdict(list)
     near: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(texts):
@@ -69,21 +83,21 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
     if conflicts:
         report["warnings"].append(f"{len(conflicts)} texts appear with conflicting labels")
 
+
+def _check_lengths(report: dict, texts: Sequence[str], tokenizer, max_length: int) -> None:
+    """The length distribution (tokens, or words without a tokenizer) and the share over ``max_length``."""
     if tokenizer is not None:
         lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
         unit = "tokens"
     else:
         lengths = [len(t.split()) + 2 for t in texts]
         unit = "words (+2)"
-    truncated = sum(1 for length in lengths if length > max_length)
+    n, truncated = len(texts), sum(1 for length in lengths if length > max_length)
     report["length"] = {"unit": unit, "min": min(lengths), "median": statistics.median(lengths),
                         "p95": _percentile(lengths, 0.95), "max": max(lengths), "max_length": max_length,
                         "truncated_share": round(truncated / n, 4)}
     if truncated / n > 0.05:
         report["warnings"].append(f"{truncated / n:.0%} of texts are longer than max_length {max_length}")
-    if counts and report["imbalance_ratio"] >= 5:
-        report["warnings"].append(f"classes are imbalanced {report['imbalance_ratio']}:1; prefer macro-F1")
-    return report
 
 
 def leaking_validation(texts: Sequence[str], train_idx: Sequence[int], val_idx: Sequence[int]) -> list[int]:
@@ -92,16 +106,38 @@ def leaking_validation(texts: Sequence[str], train_idx: Sequence[int], val_idx: 
     return [i for i in val_idx if normalise(texts[i]) in seen]
 
 
-def training_data_check(texts: Sequence[str], labels: Sequence, *, tokenizer=None, max_length: int = 128,
-                        val_fraction: float = 0.2, seed: int = 42) -> dict:
-    """The data check a training job runs: ``check_data`` plus how many validation texts (the same split as
-    training: ``val_fraction`` and ``seed``) also appear in training and are therefore left out of validation."""
+def capped_max_length(max_length: int, tokenizer) -> int:
+    """``max_length``, at most the tokenizer's ``model_max_length``: what training feeds the model."""
+    if tokenizer is None:
+        return max_length
+    return min(max_length, tokenizer.model_max_length or max_length)
+
+
+def _tokenizer(base_model: str):
+    from transformers import AutoTokenizer
+
+    from worker.ml.hf import quiet_transformers
+
+    quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFound(f"base model {base_model!r}: no tokenizer could be loaded ({reason})") from exc
+
+
+def check_training_data(base_model: str | None, texts: Sequence[str], labels: Sequence, config: TrainConfig) -> dict:
+    """The data check a training job runs, and `bertjobs data check`: ``check_data`` with lengths in
+    ``base_model``'s tokens (words when None) against ``config.max_length`` capped as training caps it, plus how
+    many validation texts (training's split: ``config.val_fraction`` and ``config.seed``) also appear in training
+    and are therefore left out of validation."""
     from worker.ml.split import split_without_leaks, strata
 
-    report = check_data(texts, labels, tokenizer=tokenizer, max_length=max_length)
+    tokenizer = _tokenizer(base_model) if base_model else None
+    report = check_data(texts, labels, tokenizer=tokenizer, max_length=capped_max_length(config.max_length, tokenizer))
     if report["blocking"]:
         return report
-    removed = split_without_leaks(texts, strata(labels), val_fraction, seed)[2]
+    removed = split_without_leaks(texts, strata(labels), config.val_fraction, config.seed)[2]
     report["validation_texts_seen_in_training"] = len(removed)
     if removed:
         report["warnings"].append(f"{len(removed)} validation texts also appear in training; they are left out "
