@@ -22,6 +22,7 @@ from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
 from worker.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
+from worker.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.client")
 
@@ -101,7 +102,7 @@ class JobHandle:
 
     def cancel(self) -> str:
         with self._sessions().begin() as s:
-            job = repo.request_cancel(s, self.id)
+            job = repo.request_cancel(s, self.id, aggregate=parent_outcome)
             if job is None:
                 raise LookupError(f"no job {self.id}")
             return job.status
