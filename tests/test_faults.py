@@ -30,7 +30,7 @@ def _register(url, artifact, name="rt") -> str:
         mv = repo.register_model_version(s, name=name, base_model="all-MiniLM-L6-v2", status="ready",
                                          artifact_path=str(path), artifact_sha256=sha, labels=["fresh", "rotten"],
                                          hyperparameters={}, metrics={}, lineage={})
-        return f"{mv.name}:{mv.version}"
+        return mv.ref
 
 
 def _reap_until_finished(handles, settings, timeout=180):

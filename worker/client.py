@@ -155,8 +155,7 @@ def _check_classification(s, values: dict[str, Any]) -> dict[str, Any]:
     mv = repo.resolve_model_version(s, params.model)
     if mv is None:
         raise InvalidJob(f"no ready model version matches {params.model!r}")
-    pinned = f"{mv.name}:{mv.version}"
-    return {**values, "model": pinned, "requested_model": params.requested_model or params.model}
+    return {**values, "model": mv.ref, "requested_model": params.requested_model or params.model}
 
 
 def _submit(kind: JobKind, params: dict[str, Any], settings: Settings | None, idempotency_key: str | None,

@@ -38,7 +38,7 @@ class Target:
 
     @classmethod
     def of(cls, mv) -> "Target":
-        return cls(mv.id, f"{mv.name}:{mv.version}", list(mv.labels), mv.artifact_path, mv.artifact_sha256)
+        return cls(mv.id, mv.ref, list(mv.labels), mv.artifact_path, mv.artifact_sha256)
 
 
 def resolve(session: Session, ref: str) -> Target:
