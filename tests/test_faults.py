@@ -17,7 +17,8 @@ from db import repo
 from db.models import ModelVersion
 from db.session import session_factory_for
 from helpers import free_port, load_documents
-from worker.client import publish, submit_classification, submit_training
+from worker.client import submit_classification, submit_training
+from worker.publish import publish
 from worker.reaper import reap
 from workers import wait_for
 

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from db import repo
 from db.models import JobStatus, utcnow
 from db.session import session_factory_for
-from worker.client import publish
 from worker.config import Settings, get_settings
+from worker.publish import publish
 from worker.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.reaper")
