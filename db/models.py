@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from db.names import format_model_ref
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -131,6 +133,11 @@ class ModelVersion(Base):
     lineage: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     training_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+    @property
+    def ref(self) -> str:
+        """``name:version``, the reference that names this version and no other."""
+        return format_model_ref(self.name, self.version)
 
 
 class ModelAlias(Base):

@@ -29,6 +29,11 @@ def check_name(kind: str, value: Any) -> str:
     return value
 
 
+def format_model_ref(name: str, version: int) -> str:
+    """The reference to one version of a model, ``name:version`` (what a job is pinned to); see ModelVersion.ref."""
+    return f"{name}:{version}"
+
+
 def parse_model_ref(ref: Any) -> tuple[str, int | str | None]:
     """``name`` (latest), ``name:3`` (a version) or ``name@alias``, each part checked; else InvalidName."""
     if not isinstance(ref, str):

@@ -1,10 +1,14 @@
-"""Alembic environment. The URL comes from the caller (db.migrate) or, for the alembic CLI, from settings."""
+"""Alembic environment. Imports only db: the URL comes from the caller (db.migrate passes it in the Config),
+or, for ``alembic -c migrations/alembic.ini ...`` run by hand, from ``sqlalchemy.url`` or BERTJOBS_DATABASE_URL.
+"""
 from __future__ import annotations
+
+import os
 
 from alembic import context
 
 from db.models import Base
-from db.session import make_engine
+from db.session import make_engine, normalise_database_url
 
 config = context.config
 target_metadata = Base.metadata
@@ -12,11 +16,13 @@ target_metadata = Base.metadata
 
 def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    url = os.environ.get("BERTJOBS_DATABASE_URL", "").strip()  # read as worker/config.py reads it
     if not url:
-        from worker.config import get_settings
-
-        url = get_settings().resolved_database_url
-    return url
+        raise SystemExit("error: set BERTJOBS_DATABASE_URL to run alembic by hand "
+                         "(`bertjobs db upgrade` also knows the default SQLite file)")
+    return normalise_database_url(url)
 
 
 def run_migrations_offline() -> None:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_a_failed_job_ends_its_task_in_failure_with_the_reason(env_db, any_db_url):
     from worker import tasks
-    from worker.client import JobHandle, status
+    from worker.client import JobHandle
     from worker.errors import JobFailed
 
     env_db(any_db_url, broker_url="redis://127.0.0.1:1/0")  # never reached: nothing is queued
@@ -22,7 +22,7 @@ def test_a_failed_job_ends_its_task_in_failure_with_the_reason(env_db, any_db_ur
     result = tasks.classify.apply(args=[handle.id])
     assert result.state == "FAILURE"
     assert isinstance(result.result, JobFailed)
-    snap = status(handle.id)
+    snap = handle.snapshot()
     assert snap.status == "failed" and str(result.result) == f"job {handle.id} failed: {snap.error}"
     assert "has no documents" in snap.error
     # Raising is the end of it: the same message delivered again changes nothing and is not retried.
@@ -50,7 +50,8 @@ def test_a_real_worker_reports_failure_once_and_does_not_redeliver(worker_env, s
 
     import redis
 
-    from worker.client import JobHandle, publish
+    from worker.client import JobHandle
+    from worker.publish import publish
     from workers import wait_for
 
     log_path = tmp_path / "worker.log"

@@ -17,7 +17,8 @@ from db import repo
 from db.models import ModelVersion
 from db.session import session_factory_for
 from helpers import free_port, load_documents
-from worker.client import publish, submit_classification, submit_training
+from worker.client import submit_classification, submit_training
+from worker.publish import publish
 from worker.reaper import reap
 from workers import wait_for
 
@@ -30,7 +31,7 @@ def _register(url, artifact, name="rt") -> str:
         mv = repo.register_model_version(s, name=name, base_model="all-MiniLM-L6-v2", status="ready",
                                          artifact_path=str(path), artifact_sha256=sha, labels=["fresh", "rotten"],
                                          hyperparameters={}, metrics={}, lineage={})
-        return f"{mv.name}:{mv.version}"
+        return mv.ref
 
 
 def _reap_until_finished(handles, settings, timeout=180):

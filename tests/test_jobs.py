@@ -13,6 +13,7 @@ from helpers import TINY_OPTIONS, load_documents, sentiment_rows, topic_corpus
 from worker import jobs
 from worker.client import JobHandle, submit_classification, submit_training
 from worker.errors import InvalidJob, InvalidName
+from worker.shards import parent_outcome
 
 TINY = TINY_OPTIONS
 
@@ -334,7 +335,7 @@ def test_a_cancel_that_arrives_before_the_split_creates_no_shards(clean_pg, make
 
     def cancel_while_computing_ranges(*args, **kwargs):  # the cancel lands while the ranges are computed
         with session_factory_for(clean_pg).begin() as other:
-            repo.request_cancel(other, handle.id)
+            repo.request_cancel(other, handle.id, aggregate=parent_outcome)
         return original(*args, **kwargs)
 
     repo.id_ranges = cancel_while_computing_ranges

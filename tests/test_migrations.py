@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -11,6 +15,8 @@ from sqlalchemy import inspect, text
 
 from db.migrate import alembic_config, check, upgrade
 from db.session import make_engine
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_there_is_exactly_one_migration_head():
@@ -24,6 +30,26 @@ def test_alembic_check_finds_no_drift_on_postgresql(pg_url):
 
 def test_alembic_check_finds_no_drift_on_sqlite(sqlite_url):
     check(sqlite_url)
+
+
+_HAND_RUN = ("import sys; from alembic.config import main; main(['-c', 'migrations/alembic.ini', *sys.argv[1:]]); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'worker'))")
+
+
+def test_alembic_run_by_hand_reads_the_url_from_the_environment_and_imports_no_worker_code(tmp_path):
+    url = f"sqlite:///{tmp_path / 'by-hand.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTJOBS_")}
+    env.update(BERTJOBS_DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    for args in (["upgrade", "head"], ["check"]):
+        run = subprocess.run([sys.executable, "-c", _HAND_RUN, *args], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.splitlines()[-1] == "[]"
+    check(url)
+    del env["BERTJOBS_DATABASE_URL"]
+    run = subprocess.run([sys.executable, "-c", _HAND_RUN, "check"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0 and "set BERTJOBS_DATABASE_URL" in run.stderr
 
 
 def test_upgrade_creates_the_tables_and_the_results_view(any_db_url):

@@ -37,6 +37,21 @@ def test_model_references_check_each_part():
         parse_model_ref("m:latest")
 
 
+def test_a_reference_is_parsed_by_one_rule_at_submit_and_at_resolution(sqlite_url):
+    from db import repo
+    from db.models import ModelVersion
+    from db.session import session_factory_for
+    from worker.params import ClassifyParams
+
+    for ref in ("m:1@prod", "m@prod:1", "m:1:2"):
+        with pytest.raises(InvalidName):
+            ClassifyParams(collection="c", model=ref)
+        with session_factory_for(sqlite_url).begin() as s, pytest.raises(InvalidName):
+            repo.resolve_model_version(s, ref)
+    mv = ModelVersion(name="m", version=3)
+    assert mv.ref == "m:3" and parse_model_ref(mv.ref) == ("m", 3)
+
+
 def _one_line_error(capsys, starts: str) -> None:
     err = capsys.readouterr().err
     assert err.startswith(f"error: {starts}") and err.count("\n") == 1, err

@@ -9,6 +9,7 @@ from sqlalchemy import select, text
 
 from db import repo
 from db.models import JobStatus, Prediction, utcnow
+from worker.shards import parent_outcome
 
 
 def _job(session, **kw):
@@ -52,7 +53,7 @@ def test_writes_of_a_stale_attempt_change_nothing(pg_session):
     assert repo.fence(pg_session, job.id, 1) is False
     assert repo.set_progress(pg_session, job.id, 1, done=99) is False
     assert repo.heartbeat(pg_session, job.id, 1, 60) is None
-    assert repo.finish_job(pg_session, job.id, 1, JobStatus.succeeded) is False
+    assert repo.finish_job(pg_session, job.id, 1, JobStatus.succeeded, aggregate=parent_outcome) is False
     assert repo.fence(pg_session, job.id, 2) is True
     pg_session.refresh(job)
     assert (job.status, job.progress_done) == ("running", 0)
@@ -62,13 +63,13 @@ def test_heartbeat_reports_a_cancel_request(pg_session):
     job = _job(pg_session)
     repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
     assert repo.heartbeat(pg_session, job.id, 1, 60) is False
-    repo.request_cancel(pg_session, job.id)
+    repo.request_cancel(pg_session, job.id, aggregate=parent_outcome)
     assert repo.heartbeat(pg_session, job.id, 1, 60) is True
 
 
 def test_cancelling_a_queued_job_ends_it_and_it_can_never_be_claimed(pg_session):
     job = _job(pg_session)
-    assert repo.request_cancel(pg_session, job.id).status == "cancelled"
+    assert repo.request_cancel(pg_session, job.id, aggregate=parent_outcome).status == "cancelled"
     assert repo.claim_job(pg_session, job.id, "w1", lease_seconds=60) is None
 
 
@@ -209,8 +210,8 @@ def test_user_filters_are_bound_parameters_and_match_literally(pg_session):
 def test_a_retry_that_races_a_cancel_ends_the_job_cancelled_not_queued(pg_session):
     job = _job(pg_session)
     repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
-    repo.request_cancel(pg_session, job.id)
-    assert repo.requeue_job(pg_session, job.id, 1, "boom") is True
+    repo.request_cancel(pg_session, job.id, aggregate=parent_outcome)
+    assert repo.requeue_job(pg_session, job.id, 1, "boom", aggregate=parent_outcome) is True
     pg_session.refresh(job)
     assert job.status == "cancelled"
 
@@ -268,3 +269,33 @@ def test_load_labelled_reads_label_sets_with_multi_label_and_single_labels_witho
         single = repo.load_labelled(s, "c")  # as before: the single label column only
         assert (single.texts, single.labels, single.unlabelled) == (["single"], ["pos"], 4)
         assert repo.load_labelled(s, "c", {"labels": ["sport"]}, multi_label=True) == repo.LabelledSet([], [], [], 0)
+
+
+def test_finishing_a_job_with_a_status_that_is_not_final_is_refused(pg_session):
+    from db.errors import InvalidTransition
+
+    job = _job(pg_session)
+    repo.claim_job(pg_session, job.id, "w1", lease_seconds=60)
+    with pytest.raises(InvalidTransition, match="cannot finish 'queued'"):
+        repo.finish_job(pg_session, job.id, 1, JobStatus.queued, aggregate=parent_outcome)
+    pg_session.refresh(job)
+    assert job.status == "running"
+
+
+def test_a_sharded_parent_ends_in_the_transaction_of_its_last_shard_with_their_totals(pg_session):
+    parent = _job(pg_session)
+    repo.claim_job(pg_session, parent.id, "w1", lease_seconds=60)
+    shard = {"collection": "c", "model": "m:1", "id_min": 1, "id_max": 9}
+    ids = repo.create_shards(pg_session, parent.id, 1, [shard, shard], max_attempts=3, total=10)
+    for n, shard_id in enumerate(ids):
+        pg_session.refresh(parent)
+        assert parent.status == "running"
+        repo.claim_job(pg_session, shard_id, "w2", lease_seconds=60)
+        assert repo.finish_job(pg_session, shard_id, 1, JobStatus.succeeded, aggregate=parent_outcome, result={
+            "model": "m:1", "model_version_id": 7, "collection": "c", "documents": 5, "classified": 4 + n,
+            "failed": 1 - n})
+    pg_session.refresh(parent)
+    assert (parent.status, parent.error) == ("succeeded", None)
+    assert {k: parent.result[k] for k in ("shards", "model", "documents", "classified", "failed")} == {
+        "shards": ids, "model": "m:1", "documents": 10, "classified": 9, "failed": 1}
+    assert repo.finalize_parent(pg_session, parent.id, parent_outcome) is False  # once only

@@ -26,7 +26,7 @@ def _register(url: str, name: str = "senti", path: str = "/nowhere", sha: str = 
         mv = repo.register_model_version(s, name=name, base_model="tiny", status="ready", artifact_path=path,
                                          artifact_sha256=sha, labels=["neg", "pos"], hyperparameters={},
                                          metrics={"accuracy": 1.0, "macro_f1": 1.0}, lineage={})
-        return f"{mv.name}:{mv.version}"
+        return mv.ref
 
 
 def _weightless_folder(tmp_path):

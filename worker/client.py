@@ -22,6 +22,8 @@ from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
 from worker.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
+from worker.publish import publish
+from worker.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.client")
 
@@ -101,25 +103,10 @@ class JobHandle:
 
     def cancel(self) -> str:
         with self._sessions().begin() as s:
-            job = repo.request_cancel(s, self.id)
+            job = repo.request_cancel(s, self.id, aggregate=parent_outcome)
             if job is None:
                 raise LookupError(f"no job {self.id}")
             return job.status
-
-
-def publish(job_id: int, kind: str, settings: Settings | None = None) -> None:
-    """Send the job id to the queue of its kind (any Celery client can do the same by task name)."""
-    from worker.celery_app import QUEUES, TASKS, make_celery
-
-    settings = settings or get_settings()
-    app = make_celery(settings)
-    # A down broker fails fast (about 2 s), not after kombu's default retries: the job is safe in the database.
-    app.conf.broker_connection_timeout = 1.0
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "socket_connect_timeout": 1.0,
-                                         "socket_timeout": 5.0, "max_retries": 1}
-    app.send_task(TASKS[kind], args=[job_id], queue=QUEUES[kind], ignore_result=True,
-                  retry=True, retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2,
-                                            "interval_max": 0.5})
 
 
 def _check_documents(s, collection: str, where: dict[str, Any] | None) -> None:
@@ -154,8 +141,7 @@ def _check_classification(s, values: dict[str, Any]) -> dict[str, Any]:
     mv = repo.resolve_model_version(s, params.model)
     if mv is None:
         raise InvalidJob(f"no ready model version matches {params.model!r}")
-    pinned = f"{mv.name}:{mv.version}"
-    return {**values, "model": pinned, "requested_model": params.requested_model or params.model}
+    return {**values, "model": mv.ref, "requested_model": params.requested_model or params.model}
 
 
 def _submit(kind: JobKind, params: dict[str, Any], settings: Settings | None, idempotency_key: str | None,
@@ -275,13 +261,5 @@ def predict(model_ref: str, texts: list[str] | tuple[str, ...], *, settings: Set
     return out
 
 
-def status(job_id: int, settings: Settings | None = None) -> JobSnapshot:
-    return JobHandle(job_id, settings).snapshot()
-
-
 def cancel(job_id: int, settings: Settings | None = None) -> str:
     return JobHandle(job_id, settings).cancel()
-
-
-def wait(job_id: int, timeout: float | None = None, settings: Settings | None = None) -> JobSnapshot:
-    return JobHandle(job_id, settings).wait(timeout)

@@ -1,4 +1,5 @@
-"""Settings: the only module that reads the environment (prefix ``BERTJOBS_``)."""
+"""Settings: the only module that reads the environment (prefix ``BERTJOBS_``); outside the code that runs,
+migrations/env.py reads BERTJOBS_DATABASE_URL for an ``alembic`` command run by hand."""
 from __future__ import annotations
 
 import re
@@ -9,16 +10,10 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from db.session import normalise_database_url
+
 DEFAULT_DATA_DIR = Path("bertjobs-data")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-
-
-def normalise_database_url(url: str) -> str:
-    """Accept the URL forms people paste (``postgres://``, ``postgresql://``) and pick the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
 
 
 class Settings(BaseSettings):

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from db import migrate
+from db.names import parse_model_ref
 from db.session import session_factory_for
 from worker import jobs
 from worker.client import submit_classification, submit_training
@@ -125,6 +126,7 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
           f"macro-F1 {res['macro_f1']:.3f}  best epoch {res['best_epoch']}  "
           f"{res['train_examples_per_second']:.1f} examples/s  ({time.perf_counter() - t:.0f} s)")
     model_ref = res["model"]
+    _, version = parse_model_ref(model_ref)
 
     t = _step(f"bulk-classify rt-new with {model_ref}")
     cjob = submit_classification("rt-new", model_ref, enqueue=False)
@@ -138,13 +140,13 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
         agree, total = s.execute(text(
             "SELECT sum(CASE WHEN label = gold_label THEN 1 ELSE 0 END), count(*) FROM latest_predictions "
             "WHERE collection = 'rt-new' AND model_name = 'rt-sentiment' AND model_version = :v"
-        ), {"v": int(model_ref.split(":")[1])}).one()
+        ), {"v": version}).one()
         print(f"  agreement with the gold labels of rt-new: {agree / total:.3f} ({agree}/{total})")
         print("\n== a few predictions")
         for row in s.execute(text(
             "SELECT label, score, gold_label, text FROM latest_predictions WHERE collection = 'rt-new' "
             "AND model_name = 'rt-sentiment' AND model_version = :v ORDER BY document_id LIMIT 5"
-        ), {"v": int(model_ref.split(":")[1])}):
+        ), {"v": version}):
             print(f"  {row.label:6} {row.score:.3f} (gold {row.gold_label:6})  {' '.join(row.text.split())[:90]}")
 
     db_file = url.removeprefix("sqlite:///")

@@ -20,6 +20,7 @@ from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
 from worker.jobs import JobContext, Outcome, Publish, ReportProgress, _content_hash, _run
 from worker.params import EvaluateParams
+from worker.shards import parent_outcome
 
 # Called with (done, total) after each page; may raise to stop (a job's cancel or lost lease).
 OnPage = Callable[[int, int], None]
@@ -37,7 +38,7 @@ class Target:
 
     @classmethod
     def of(cls, mv) -> "Target":
-        return cls(mv.id, f"{mv.name}:{mv.version}", list(mv.labels), mv.artifact_path, mv.artifact_sha256)
+        return cls(mv.id, mv.ref, list(mv.labels), mv.artifact_path, mv.artifact_sha256)
 
 
 def resolve(session: Session, ref: str) -> Target:
@@ -204,6 +205,6 @@ def _evaluate(ctx: JobContext) -> None:
             "collection": params.collection, "documents": len(result.ids), "failed": result.failed,
             "accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
             "baseline_accuracy": result.baseline["accuracy"], "baseline_macro_f1": result.baseline["macro_f1"],
-        })
+        }, aggregate=parent_outcome)
     ctx.log.info("evaluated on %s: accuracy %.4f, macro-F1 %.4f", params.collection, result.metrics["accuracy"],
                  result.metrics["macro_f1"])

@@ -27,6 +27,7 @@ from worker.config import Settings, get_settings
 from worker.errors import PERMANENT_ERRORS, Cancelled, InvalidJob, LeaseLost
 from worker.params import ClassifyParams, TrainParams, check_local_base_model
 from worker.report import write_report
+from worker.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.jobs")
 
@@ -147,7 +148,8 @@ class JobContext:
 
     def end(self, status: JobStatus, *, error: str | None = None, result: dict | None = None) -> bool:
         with self.sessions.begin() as s:
-            return repo.finish_job(s, self.job_id, self.attempt, status, error=error, result=result)
+            return repo.finish_job(s, self.job_id, self.attempt, status, error=error, result=result,
+                                   aggregate=parent_outcome)
 
 
 def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], settings: Settings | None,
@@ -200,7 +202,8 @@ def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], setting
         reason = f"{type(exc).__name__}: {one_line(exc)}"
         if attempt < max_attempts:
             with sessions.begin() as s:
-                repo.requeue_job(s, job_id, attempt, f"attempt {attempt} failed, will retry: {reason}")
+                repo.requeue_job(s, job_id, attempt, f"attempt {attempt} failed, will retry: {reason}",
+                                aggregate=parent_outcome)
             return Outcome.retry
         ctx.end(JobStatus.dead, error=f"dead after {attempt} attempts; last error: {reason}")
         return Outcome.dead
@@ -217,7 +220,7 @@ def _fail_unreadable(sessions: sessionmaker[Session], job_id: int, kind: JobKind
         attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
         if attempt is None:
             return Outcome.skipped
-        repo.finish_job(s, job_id, attempt, JobStatus.failed, error=reason)
+        repo.finish_job(s, job_id, attempt, JobStatus.failed, error=reason, aggregate=parent_outcome)
     log.info("job %s failed: %s", job_id, reason)
     return Outcome.failed
 
@@ -381,7 +384,7 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
                     "train_examples_per_second": round(metrics["train_examples_per_second"], 2),
                     "train_seconds": round(metrics["train_seconds"], 2),
                     "resumed_from_epoch": metrics["resumed_from_epoch"],
-                })
+                }, aggregate=parent_outcome)
                 return mv.version
         except IntegrityError:
             if attempt == 4:
@@ -564,4 +567,4 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
             "model": target.ref, "model_version_id": target.model_version_id, "collection": params.collection,
             "documents": done, **counts, "seconds": round(seconds, 3),
             "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None,
-        })
+        }, aggregate=parent_outcome)

@@ -45,7 +45,7 @@ def run_nightly(settings: Settings | None = None, *, day: date | None = None, en
         except InvalidJob as exc:  # refused at submit (e.g. an empty collection): the other collections still run
             log.warning("nightly %s: not started: %s", collection, exc)
             continue
-        log.info("nightly %s: job %s (%s) with %s:%s", collection, handle.id,
-                 "created" if handle.created else "already created today", holder.name, holder.version)
+        log.info("nightly %s: job %s (%s) with %s", collection, handle.id,
+                 "created" if handle.created else "already created today", holder.ref)
         handles.append(handle)
     return handles

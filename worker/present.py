@@ -30,7 +30,7 @@ def model_version_json(mv, aliases: list[str] | None = None) -> dict[str, Any]:
     metrics = dict(mv.metrics or {})
     history = metrics.pop("history", None)
     return {
-        "model": f"{mv.name}:{mv.version}", "id": mv.id, "name": mv.name, "version": mv.version,
+        "model": mv.ref, "id": mv.id, "name": mv.name, "version": mv.version,
         "status": mv.status, "base_model": mv.base_model, "artifact": mv.artifact_path, "sha256": mv.artifact_sha256,
         "labels": mv.labels, "hyperparameters": mv.hyperparameters, "metrics": metrics, "history": history,
         "lineage": mv.lineage, "training_job_id": mv.training_job_id, "created_at": iso(mv.created_at),
@@ -41,7 +41,7 @@ def model_version_json(mv, aliases: list[str] | None = None) -> dict[str, Any]:
 def prediction_json(doc, pred, mv) -> dict[str, Any]:
     return {
         "document_id": doc.id, "collection": doc.collection, "external_id": doc.external_id,
-        "model": f"{mv.name}:{mv.version}", "model_version_id": mv.id, "label": pred.label,
+        "model": mv.ref, "model_version_id": mv.id, "label": pred.label,
         "labels": pred.labels, "score": pred.score, "scores": pred.scores, "error": pred.error,
         "job_id": pred.job_id, "created_at": iso(pred.created_at), "text": doc.text,
     }

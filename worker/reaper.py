@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from db import repo
 from db.models import JobStatus, utcnow
 from db.session import session_factory_for
-from worker.client import publish
 from worker.config import Settings, get_settings
+from worker.publish import publish
+from worker.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.reaper")
 
@@ -39,19 +40,21 @@ def reap(settings: Settings | None = None, *, now: datetime | None = None) -> Re
     with session_factory_for(settings.resolved_database_url).begin() as s:
         for job in repo.expired_jobs(s, now):
             if job.cancel_requested:
-                if repo.release_expired(s, job, now, JobStatus.cancelled, "cancelled on request; its worker was lost"):
+                if repo.release_expired(s, job, now, JobStatus.cancelled, "cancelled on request; its worker was lost",
+                                        aggregate=parent_outcome):
                     report.cancelled.append(job.id)
             elif job.attempt >= job.max_attempts:
                 reason = f"dead: the lease expired on attempt {job.attempt} of {job.max_attempts} (worker lost)"
-                if repo.release_expired(s, job, now, JobStatus.dead, reason):
+                if repo.release_expired(s, job, now, JobStatus.dead, reason, aggregate=parent_outcome):
                     report.dead.append(job.id)
             elif repo.release_expired(s, job, now, JobStatus.queued,
-                                      f"attempt {job.attempt} lost its worker (lease expired); re-queued"):
+                                      f"attempt {job.attempt} lost its worker (lease expired); re-queued",
+                                      aggregate=parent_outcome):
                 report.requeued.append(job.id)
                 to_publish.append((job.id, job.kind))
-        report.cancelled.extend(repo.cancel_pending_queued(s, now))
+        report.cancelled.extend(repo.cancel_pending_queued(s, now, aggregate=parent_outcome))
         cutoff = now - timedelta(seconds=settings.republish_after_seconds)
-        for job_id, kind in repo.stale_queued_jobs(s, cutoff):
+        for job_id, kind in repo.touch_stale_queued_jobs(s, cutoff):
             report.republished.append(job_id)
             to_publish.append((job_id, kind))
     for job_id, kind in to_publish:

@@ -10,7 +10,7 @@ from db.models import ModelVersion
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
-from db.names import check_name
+from db.names import check_name, parse_model_ref
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Promotion:
             scores = f" (gate macro-F1: candidate {self.candidate_macro_f1:.4f}, current {holder})"
         if not self.promoted:
             return f"not promoted: {self.model} does not beat {self.previous}{scores}"
-        name = self.model.split(":")[0]
+        name, _ = parse_model_ref(self.model)
         return f"{name}@{self.alias} -> {self.model}" + (f" (was {self.previous})" if self.previous else "") + scores
 
 
@@ -67,8 +67,7 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
             raise InvalidJob(f"no ready model version matches {ref!r}")
         holder = repo.resolve_model_version(s, f"{candidate.name}@{alias}")
         candidate_target, holder_target = Target.of(candidate), Target.of(holder) if holder else None
-    model = f"{candidate.name}:{candidate.version}"
-    previous = f"{holder.name}:{holder.version}" if holder else None
+    model, previous = candidate.ref, holder.ref if holder else None
     candidate_f1 = holder_f1 = None
     if gate_collection:
         candidate_f1 = _gate_macro_f1(candidate_target, gate_collection, settings)
@@ -104,4 +103,4 @@ def rollback(name: str, alias: str = "production", settings: Settings | None = N
         mv = repo.rollback_alias(s, name, alias, actor=actor())
         if mv is None:
             raise InvalidJob(f"{name}@{alias} has no earlier version to roll back to")
-        return f"{name}@{alias} -> {mv.name}:{mv.version}"
+        return f"{name}@{alias} -> {mv.ref}"

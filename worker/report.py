@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from db.names import format_model_ref
+
 
 def report_path(artifact_path: str | Path) -> Path:
     """Beside the artifact folder (not inside it: that would change the artifact's hash)."""
@@ -112,7 +114,7 @@ def render_report(model: dict[str, Any]) -> str:
     metrics = model.get("metrics") or {}
     history = metrics.get("history") or []
     epochs = [h["epoch"] for h in history]
-    title = f"{model['name']}:{model['version']}"
+    title = format_model_ref(model["name"], model["version"])
     loss = curve_svg("loss", epochs, {"train": [h["train_loss"] for h in history],
                                       "validation": [h["val_loss"] for h in history]})
     scores = curve_svg("validation scores", epochs, {"accuracy": [h["accuracy"] for h in history],

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from worker import jobs, nightly, reaper
 from worker.celery_app import TASKS, app
-from worker.client import publish
+from worker.client import JobHandle
 from worker.config import get_settings
 from worker.errors import JobCancelled, JobFailed
+from worker.publish import publish
 
 _ENDED_BADLY = {jobs.Outcome.failed, jobs.Outcome.dead, jobs.Outcome.cancelled}
 
@@ -19,9 +20,7 @@ def _finish(task, job_id: int, outcome: jobs.Outcome) -> str:
     if outcome is jobs.Outcome.retry:
         task.apply_async(args=[job_id], countdown=get_settings().retry_delay_seconds)
     if outcome in _ENDED_BADLY:
-        from worker.client import status
-
-        reason = status(job_id).error or outcome.value
+        reason = JobHandle(job_id).snapshot().error or outcome.value
         if outcome is jobs.Outcome.cancelled:
             raise JobCancelled(f"job {job_id} cancelled: {reason}")
         raise JobFailed(f"job {job_id} {outcome.value}: {reason}")

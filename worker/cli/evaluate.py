@@ -10,7 +10,7 @@ from pathlib import Path
 from worker.cli.common import (MODEL_REF, CliError, add_filter_flags, add_run_flags, document_filter, json_flag,
                                sessions)
 from worker.cli.follow import broker_unreachable, follow, waiting_line
-from worker.cli.output import model_ref, print_comparison, print_evaluation, print_predictions
+from worker.cli.output import print_comparison, print_evaluation, print_predictions
 from worker.config import get_settings
 
 
@@ -57,7 +57,7 @@ def _evaluation(evaluation_id: int) -> dict:
 
     with sessions().begin() as s:
         row = s.get(Evaluation, evaluation_id)
-        return as_dict(row, model_ref(s.get(ModelVersion, row.model_version_id)))
+        return as_dict(row, s.get(ModelVersion, row.model_version_id).ref)
 
 
 def cmd_evaluate(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from worker.cli.common import MODEL_REF, CliError, json_flag, sessions
 from worker.cli.evaluate import register_compare
-from worker.cli.output import model_ref, print_alias_history, print_model_table
+from worker.cli.output import print_alias_history, print_model_table
 
 
 def _ready_version(s, ref: str):
@@ -40,7 +40,7 @@ def cmd_show(args) -> int:
     with sessions().begin() as s:
         mv = _ready_version(s, args.ref)
         print_json({**model_version_json(mv, repo.aliases_by_version(s, mv.name).get(mv.id)),
-                    "evaluations": [as_dict(ev, model_ref(mv)) for ev in repo.list_evaluations(s, mv.id)]})
+                    "evaluations": [as_dict(ev, mv.ref) for ev in repo.list_evaluations(s, mv.id)]})
     return 0
 
 
@@ -63,7 +63,7 @@ def cmd_history(args) -> int:
     from db import repo
 
     with sessions().begin() as s:
-        versions = {mv.id: model_ref(mv) for mv in repo.list_model_versions(s, args.name)}
+        versions = {mv.id: mv.ref for mv in repo.list_model_versions(s, args.name)}
         moves = repo.alias_history(s, args.name, args.alias, limit=args.limit)
         if not moves:
             raise CliError(f"no alias of {args.name!r} has moved yet")
@@ -79,7 +79,7 @@ def cmd_report(args) -> int:
         path = write_report({"name": mv.name, "version": mv.version, "base_model": mv.base_model,
                              "metrics": mv.metrics, "hyperparameters": mv.hyperparameters,
                              "lineage": mv.lineage}, mv.artifact_path)
-        print(f"{model_ref(mv)}: accuracy {mv.metrics.get('accuracy', 0):.4f}, "
+        print(f"{mv.ref}: accuracy {mv.metrics.get('accuracy', 0):.4f}, "
               f"macro-F1 {mv.metrics.get('macro_f1', 0):.4f}; report: {path}")
     return 0
 

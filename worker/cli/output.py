@@ -8,10 +8,6 @@ from __future__ import annotations
 import json
 
 
-def model_ref(mv) -> str:
-    return f"{mv.name}:{mv.version}"
-
-
 def fmt_time(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -83,7 +79,7 @@ def print_results(rows) -> None:
     for doc, pred, mv in rows:
         label = pred.label if pred.error is None else f"(failed: {pred.error})"
         score = f"{pred.score:.3f}" if pred.score is not None else "-"
-        print(f"{doc.id:>7}  {doc.external_id[:20]:20}  {model_ref(mv):16}  {label:12}  {score:>6}  "
+        print(f"{doc.id:>7}  {doc.external_id[:20]:20}  {mv.ref:16}  {label:12}  {score:>6}  "
               f"{one_line(doc.text, 60)}")
 
 
@@ -144,7 +140,7 @@ def print_model_table(versions, aliases: dict[int, list[str]], evaluated: dict[i
           f"{'created':19}  base model")
     for mv in versions:
         latest = evaluated.get(mv.id)
-        print(f"{model_ref(mv):24}  {','.join(aliases.get(mv.id, [])) or '-':20}  "
+        print(f"{mv.ref:24}  {','.join(aliases.get(mv.id, [])) or '-':20}  "
               f"{mv.metrics.get('accuracy', 0):8.4f}  {mv.metrics.get('macro_f1', 0):8.4f}  "
               f"{'-' if latest is None else f'{latest:.4f}':>8}  {mv.lineage.get('row_count', 0):>7}  "
               f"{fmt_time(mv.created_at):19}  {mv.base_model}")

@@ -1,0 +1,41 @@
+"""Helpers the repository modules share: dialect-specific INSERT, chunking, the fence condition."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.errors import UnsupportedDatabase
+from db.models import Job, JobStatus
+
+# Rows per INSERT statement: well under SQLite's 32k bound parameters and PostgreSQL's 65k.
+ROWS_PER_STATEMENT = 500
+
+
+def insert(session: Session, table):
+    """INSERT with the dialect's ON CONFLICT clauses."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise UnsupportedDatabase(f"bertjobs supports PostgreSQL and SQLite, not {dialect}")
+
+
+def chunks(rows: Sequence[Any], size: int = ROWS_PER_STATEMENT) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def fenced(job_id: int, attempt: int):
+    """The condition of a fenced write: the job is running under this attempt, with a lease.
+
+    A parked sharded parent is running with no lease: nothing of its attempt may write any more."""
+    return and_(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.running.value,
+                Job.lease_expires_at.is_not(None))
