@@ -304,7 +304,7 @@ def _print_evaluation(ev: dict) -> None:
 
 def _evaluation(evaluation_id: int) -> dict:
     from db.models import Evaluation, ModelVersion
-    from worker.evaluate import as_dict
+    from worker.jobs.evaluation import as_dict
 
     with _sessions().begin() as s:
         row = s.get(Evaluation, evaluation_id)
@@ -339,7 +339,7 @@ def cmd_evaluate(args) -> int:
 
 
 def _compare(args) -> int:
-    from worker import evaluate as evaluation
+    from worker.jobs import evaluation
 
     settings, sessions = get_settings(), _sessions()
     with sessions.begin() as s:
@@ -524,7 +524,7 @@ def cmd_models(args) -> int:
             print(f"{mv.name}:{mv.version}: accuracy {mv.metrics.get('accuracy', 0):.4f}, "
                   f"macro-F1 {mv.metrics.get('macro_f1', 0):.4f}; report: {path}")
             return 0
-        from worker.evaluate import as_dict
+        from worker.jobs.evaluation import as_dict
 
         # `models show` prints the version as JSON with or without --json: one shape (worker/present.py),
         # plus the version's stored evaluations.

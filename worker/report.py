@@ -147,3 +147,9 @@ def write_report(model: dict[str, Any], artifact_path: str | Path) -> Path:
     tmp.write_text(render_report(model), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def write_model_report(mv) -> Path:
+    """The report of a registered model version (a ``db.models.ModelVersion``), beside its artifact."""
+    return write_report({"name": mv.name, "version": mv.version, "base_model": mv.base_model, "metrics": mv.metrics,
+                         "hyperparameters": mv.hyperparameters, "lineage": mv.lineage}, mv.artifact_path)

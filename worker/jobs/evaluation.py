@@ -18,7 +18,8 @@ from db import repo
 from db.models import JobKind, JobStatus
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
-from worker.jobs import JobContext, Outcome, Publish, ReportProgress, _content_hash, _run
+from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, _run
+from worker.jobs.training import content_hash
 from worker.params import EvaluateParams
 
 # Called with (done, total) after each page; may raise to stop (a job's cancel or lost lease).
@@ -117,7 +118,7 @@ def evaluate(sessions: sessionmaker[Session], settings: Settings, target: Target
         metrics, baseline = _multi_label(classifier, data.labels, predictions, scored)
     else:
         metrics, baseline = _single_label(target.labels, data.labels, predicted, scored)
-    return Result(target, collection, where, _content_hash(data.ids, data.texts, data.labels), metrics, baseline,
+    return Result(target, collection, where, content_hash(data.ids, data.texts, data.labels), metrics, baseline,
                   data.ids, data.texts, data.labels, predicted, data.unlabelled)
 
 
