@@ -1,7 +1,9 @@
 """The data check finds what would quietly spoil a training run."""
 from __future__ import annotations
 
-from worker.ml.datacheck import check_data, leaking_validation, normalise
+from worker.ml.datacheck import check_data
+from worker.ml.split import leaking_validation
+from worker.ml.text import normalise
 
 
 def test_duplicates_conflicts_empties_and_imbalance_are_counted():

@@ -6,19 +6,12 @@ tokenizer is optional (without one, lengths are counted in whitespace-separated 
 """
 from __future__ import annotations
 
-import re
 import statistics
-import unicodedata
 from collections import Counter, defaultdict
 from typing import Sequence
 
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def normalise(text: str) -> str:
-    """The key near-exact duplicates share: case, accents, punctuation and spacing ignored."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return _NON_WORD.sub(" ", folded).strip()
+from worker.ml.split import split_without_leaks, strata
+from worker.ml.text import normalise
 
 
 def _percentile(values: Sequence[int], q: float) -> int:
@@ -86,18 +79,10 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
     return report
 
 
-def leaking_validation(texts: Sequence[str], train_idx: Sequence[int], val_idx: Sequence[int]) -> list[int]:
-    """Validation indices whose text (near-exactly) also appears in training: they would inflate the score."""
-    seen = {normalise(texts[i]) for i in train_idx}
-    return [i for i in val_idx if normalise(texts[i]) in seen]
-
-
 def training_data_check(texts: Sequence[str], labels: Sequence, *, tokenizer=None, max_length: int = 128,
                         val_fraction: float = 0.2, seed: int = 42) -> dict:
     """The data check a training job runs: ``check_data`` plus how many validation texts (the same split as
     training: ``val_fraction`` and ``seed``) also appear in training and are therefore left out of validation."""
-    from worker.ml.split import split_without_leaks, strata
-
     report = check_data(texts, labels, tokenizer=tokenizer, max_length=max_length)
     if report["blocking"]:
         return report
