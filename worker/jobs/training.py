@@ -89,7 +89,7 @@ def _train(ctx: JobContext) -> None:
 
 def _load_checked(ctx: JobContext, params: TrainParams, config):
     """The labelled documents and the data check's report; a set that cannot train fails the job here."""
-    from worker.ml.train import check_base_model, validate_multilabel_set, validate_training_set
+    from worker.ml.preflight import check_base_model, validate_multilabel_set, validate_training_set
 
     with ctx.sessions.begin() as s:
         data = repo.load_labelled(s, params.collection, params.filter, multi_label=config.multi_label)
