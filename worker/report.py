@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from worker.ml.files import write_text_atomic
+
 
 def report_path(artifact_path: str | Path) -> Path:
     """Beside the artifact folder (not inside it: that would change the artifact's hash)."""
@@ -143,9 +145,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
 
 def write_report(model: dict[str, Any], artifact_path: str | Path) -> Path:
     path = report_path(artifact_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_report(model), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, render_report(model))
     return path
 
 
