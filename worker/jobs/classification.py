@@ -13,7 +13,7 @@ from db.models import JobKind, JobStatus
 from worker.config import Settings
 from worker.errors import Cancelled, InvalidJob
 from worker.jobs.paging import walk_pages
-from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, _run
+from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
 from worker.params import ClassifyParams
 
 # How often the documents of the page in flight are published for display, and how long one piece of a page runs.
@@ -23,7 +23,7 @@ PIECE_SECONDS = 1.0
 
 def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
                        publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
-    return _run(job_id, JobKind.classify, _classify, settings, owner, publish, report)
+    return run_attempt(job_id, JobKind.classify, _classify, settings, owner, publish, report)
 
 
 @dataclass(frozen=True)

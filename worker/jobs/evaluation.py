@@ -18,7 +18,7 @@ from db import repo
 from db.models import JobKind, JobStatus
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
-from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, _run
+from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
 from worker.jobs.training import content_hash
 from worker.params import EvaluateParams
 
@@ -181,7 +181,7 @@ def disagreements(a: Result, b: Result) -> list[dict[str, Any]]:
 
 def run_evaluation(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
                    publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
-    return _run(job_id, JobKind.evaluate, _evaluate, settings or get_settings(), owner, publish, report)
+    return run_attempt(job_id, JobKind.evaluate, _evaluate, settings or get_settings(), owner, publish, report)
 
 
 def _evaluate(ctx: JobContext) -> None:

@@ -151,9 +151,10 @@ class _Claim:
     max_attempts: int
 
 
-def _run(job_id: int, kind: JobKind, body: Callable[[JobContext], None], settings: Settings | None,
-         owner: str | None, publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
-    """Claim the job, run ``body`` under a heartbeat, and record how it ended."""
+def run_attempt(job_id: int, kind: JobKind, body: Callable[[JobContext], None], settings: Settings | None = None,
+                owner: str | None = None, publish: Publish | None = None,
+                report: ReportProgress | None = None) -> Outcome:
+    """Claim the job (one attempt), run ``body`` under a heartbeat, and record how it ended."""
     settings = settings or get_settings()
     sessions = session_factory_for(settings.resolved_database_url)
     owner = owner or default_owner()

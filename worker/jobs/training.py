@@ -17,14 +17,14 @@ from db import repo
 from db.models import JobKind, JobStatus
 from worker.config import Settings
 from worker.errors import InvalidJob, LeaseLost
-from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, _run
+from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
 from worker.params import TrainParams, check_local_base_model
 from worker.report import write_model_report
 
 
 def run_training(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
                  publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
-    return _run(job_id, JobKind.train, _train, settings, owner, publish, report)
+    return run_attempt(job_id, JobKind.train, _train, settings, owner, publish, report)
 
 
 def content_hash(ids, texts, labels) -> str:
