@@ -45,6 +45,16 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
     if empty:
         report["warnings"].append(f"{len(empty)} empty texts")
 
+    _check_duplicates(report, texts, labels, examples)
+    _check_lengths(report, texts, tokenizer, max_length)
+    if counts and report["imbalance_ratio"] >= 5:
+        report["warnings"].append(f"classes are imbalanced {report['imbalance_ratio']}:1; prefer macro-F1")
+    return report
+
+
+
+def _check_duplicates(report: dict, texts: Sequence[str], labels: Sequence[str | None], examples: int) -> None:
+    """Exact and near-exact duplicates, and groups of near-duplicates with conflicting labels."""
     exact: dict[str, list[int]] = defaultdict(list)
     near: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(texts):
@@ -62,22 +72,22 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
     if conflicts:
         report["warnings"].append(f"{len(conflicts)} texts appear with conflicting labels")
 
+
+def _check_lengths(report: dict, texts: Sequence[str], tokenizer, max_length: int) -> None:
+    """The length distribution (tokens, or words without a tokenizer) and the share ``max_length`` truncates."""
     if tokenizer is not None:
         lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
         unit = "tokens"
     else:
         lengths = [len(t.split()) + 2 for t in texts]
         unit = "words (+2)"
+    n = len(texts)
     truncated = sum(1 for length in lengths if length > max_length)
     report["length"] = {"unit": unit, "min": min(lengths), "median": statistics.median(lengths),
                         "p95": _percentile(lengths, 0.95), "max": max(lengths), "max_length": max_length,
                         "truncated_share": round(truncated / n, 4)}
     if truncated / n > 0.05:
         report["warnings"].append(f"{truncated / n:.0%} of texts are longer than max_length {max_length}")
-    if counts and report["imbalance_ratio"] >= 5:
-        report["warnings"].append(f"classes are imbalanced {report['imbalance_ratio']}:1; prefer macro-F1")
-    return report
-
 
 def training_data_check(texts: Sequence[str], labels: Sequence, *, tokenizer=None, max_length: int = 128,
                         val_fraction: float = 0.2, seed: int = 42) -> dict:
