@@ -1,4 +1,4 @@
-"""Errors, in three kinds that decide what happens to a job (see DESIGN.md, Failure semantics).
+"""Errors, in three kinds that decide what happens to a job.
 
 - permanent: the job or its input is wrong; it fails now and is never retried;
 - transient: the database, the broker or storage failed for a moment; the attempt is retried (with backoff);
@@ -43,8 +43,7 @@ class LeaseLost(BertjobsError):
 
 
 class JobFailed(PermanentError, RuntimeError):
-    """The job ended failed, cancelled or dead (the message says why); raised by a task after the job's outcome
-    is written, so Celery and Flower show FAILURE."""
+    """The job ended failed, cancelled or dead; its task raises this after the outcome is written (FAILURE)."""
 
 
 class JobCancelled(JobFailed):

@@ -35,10 +35,10 @@ class Outcome(str, enum.Enum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
-    retry = "retry"  # put back in the queue after an unexpected error; publish it again
+    retry = "retry"  # put back in the queue after an error that is not permanent; publish it again
     skipped = "skipped"  # not claimable: finished, owned by someone else, cancelled or out of attempts
     lost = "lost"  # another attempt took the job over while this one ran; nothing was written
-    dead = "dead"  # unexpected errors on every attempt
+    dead = "dead"  # an error that is not permanent on every attempt
 
 
 def default_owner() -> str:
