@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker import jobs  # noqa: E402
+from worker.jobs import classification  # noqa: E402
 from worker.ml import predict  # noqa: E402
 
-_classify = jobs._classify
+_classify = classification._classify
 _logits = predict.Classifier._logits
 
 
@@ -35,7 +35,7 @@ def logits_or_raise(self, token_ids, batches):
     return _logits(self, token_ids, batches)
 
 
-jobs._classify = classify_or_die
+classification._classify = classify_or_die
 predict.Classifier._logits = logits_or_raise
 
 if __name__ == "__main__":

@@ -92,3 +92,19 @@ def insert_job(url: str, kind: str, params: dict) -> int:
 
     with session_factory_for(url).begin() as s:
         return repo.create_job(s, kind, params, max_attempts=3)[0].id
+
+
+def train_with_scripted_scores(texts, labels, config, scores):
+    """fine_tune's pieces with the real evaluation, but these selection scores (macro-F1) reported epoch by epoch."""
+    from worker.ml.train import prepare
+
+    prepared, it = prepare(texts, labels, config), iter(scores)
+
+    def scripted(model):
+        metrics = prepared.evaluate(model)
+        metrics["macro_f1"] = next(it)
+        return metrics
+
+    trainer = prepared.trainer(evaluate=scripted)
+    trainer.run()
+    return prepared.result(trainer)

@@ -157,7 +157,7 @@ def _steps(url: str, job_id: int) -> str:
 
 def test_classification_shows_the_page_in_flight_and_still_commits_each_page_once(
         any_db_url, env_db, monkeypatch, tiny_base_model, capsys):
-    from worker import jobs
+    from worker.jobs import classification
 
     url = env_db(any_db_url)
     load_documents(url, "train", sentiment_rows(48))
@@ -170,8 +170,8 @@ def test_classification_shows_the_page_in_flight_and_still_commits_each_page_onc
 
     get_settings.cache_clear()
     # Pieces of one batch and a display write after each: what a slow page does every few seconds.
-    monkeypatch.setattr(jobs, "PIECE_SECONDS", 1e-9)
-    monkeypatch.setattr(jobs, "INFLIGHT_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(classification, "PIECE_SECONDS", 1e-9)
+    monkeypatch.setattr(classification, "INFLIGHT_EVERY_SECONDS", 0.0)
     seen = []
     real = repo.set_progress_detail
 

@@ -1,4 +1,19 @@
-"""Errors of the job layer. Those that are about the input are never retried."""
+"""Errors, in three kinds that decide what happens to a job.
+
+- permanent: the job or its input is wrong; it fails now and is never retried;
+- transient: the database, the broker or storage failed for a moment; the attempt is retried (with backoff);
+- systemic: every document fails the same way, the accelerator is poisoned; the attempt is retried.
+
+The job runtime reads the type only, never the message (``kind_of``). Errors defined where this module cannot be
+imported count by their own base: ``InvalidName`` (db may import only db) and ``MLError`` (worker/ml imports
+nothing of ours) are permanent; SQLAlchemy's operational errors and disconnects are transient.
+"""
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+
 from db.names import InvalidName
 from worker.ml.errors import Cancelled, MLError
 
@@ -7,25 +22,56 @@ class BertjobsError(Exception):
     """Base class for bertjobs errors outside the ML code."""
 
 
-class InvalidJob(BertjobsError, ValueError):
-    """The job's parameters or data are wrong (unknown model, empty collection...); never retried."""
+class PermanentError(BertjobsError):
+    """The job or its input is wrong: fail now, never retry."""
+
+
+class TransientError(BertjobsError):
+    """The database, the broker or storage failed for a moment: retry with backoff."""
+
+
+class SystemicError(BertjobsError):
+    """Everything fails the same way (every document, a poisoned CUDA context): retry the attempt."""
+
+
+class InvalidJob(PermanentError, ValueError):
+    """The job's parameters or data are wrong (unknown model, empty collection...)."""
 
 
 class LeaseLost(BertjobsError):
     """Another attempt owns the job now (or it was reset); stop without writing anything."""
 
 
-class JobFailed(BertjobsError, RuntimeError):
-    """The job ended failed, cancelled or dead; the message says why. A task raises it after the job function
-    has written that outcome, so Celery (and Flower) show FAILURE; it is never retried."""
+class JobFailed(PermanentError, RuntimeError):
+    """The job ended failed, cancelled or dead; its task raises this after the outcome is written (FAILURE)."""
 
 
 class JobCancelled(JobFailed):
     """The job ended cancelled."""
 
 
-# Errors a job ends `failed` on at once, with their message as the reason.
-PERMANENT_ERRORS = (InvalidJob, InvalidName, MLError)
+class ErrorKind(str, enum.Enum):
+    permanent = "permanent"
+    transient = "transient"
+    systemic = "systemic"
+    unexpected = "unexpected"  # none of the above (a bug): retried like a systemic error, logged with a traceback
 
-__all__ = ["BertjobsError", "InvalidJob", "InvalidName", "JobFailed", "JobCancelled", "LeaseLost", "Cancelled", "MLError",
-           "PERMANENT_ERRORS"]
+
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (PermanentError, InvalidName, MLError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError, DisconnectionError)
+
+
+def kind_of(exc: BaseException) -> ErrorKind:
+    """The kind of an error, by its type (and SQLAlchemy's own flag for a connection it dropped)."""
+    if isinstance(exc, PERMANENT_ERRORS):
+        return ErrorKind.permanent
+    if isinstance(exc, TRANSIENT_ERRORS) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return ErrorKind.transient
+    if isinstance(exc, SystemicError):
+        return ErrorKind.systemic
+    return ErrorKind.unexpected
+
+
+__all__ = ["BertjobsError", "PermanentError", "TransientError", "SystemicError", "InvalidJob", "InvalidName",
+           "JobFailed", "JobCancelled", "LeaseLost", "Cancelled", "MLError", "ErrorKind", "PERMANENT_ERRORS",
+           "TRANSIENT_ERRORS", "kind_of"]

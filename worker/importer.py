@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.exc import DataError
 
 from db import repo
-from worker.errors import BertjobsError
+from worker.errors import PermanentError
 from worker.ml.text import text_problem
 from db.names import check_name
 
@@ -55,7 +55,7 @@ MAX_LABEL_CHARS = 200  # documents.label and each element of documents.labels
 CSV_LABELS_SEPARATOR = "|"
 
 
-class ImportRefused(BertjobsError, ValueError):
+class ImportRefused(PermanentError, ValueError):
     """The whole file cannot be imported (its columns, its compression, its format): one line, nothing loaded."""
 
 
@@ -102,14 +102,14 @@ def _label_problem(label: str) -> str | None:
     return None
 
 
-def _label_set(value: object, column: str, separated: bool) -> list[str] | str:
-    """The normalised label set of a ``labels`` field, or why it is not one."""
+def _parse_label_set(value: object, column: str, separated: bool) -> list[str]:
+    """The normalised label set of a ``labels`` field; ValueError (why) when it is not one."""
     if value is None:
         return []
     if separated and isinstance(value, str):
         value = value.split(CSV_LABELS_SEPARATOR)
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        return f"{column!r} is not a list of strings"
+        raise ValueError(f"{column!r} is not a list of strings")
     return sorted({x.strip() for x in value} - {""})
 
 
@@ -139,9 +139,10 @@ def _row(record: dict, line: int, max_chars: int, text_column: str, label_column
     if isinstance(label, (dict, list, bool)):
         return BadRow(line, f"{label_column!r} is not a string")
     label = None if label is None or str(label).strip() == "" else str(label).strip()
-    labels = _label_set(record.get(labels_column), labels_column, separated_labels)
-    if isinstance(labels, str):
-        return BadRow(line, labels)
+    try:
+        labels = _parse_label_set(record.get(labels_column), labels_column, separated_labels)
+    except ValueError as exc:
+        return BadRow(line, str(exc))
     if label is not None and labels:
         return BadRow(line, f"both {label_column!r} and {labels_column!r}: a document has one label or a label set")
     for name in [label] if label is not None else labels:

@@ -34,8 +34,8 @@ class Promotion:
 
 
 def evaluate(mv: ModelVersion, collection: str, settings: Settings) -> dict:
-    """Metrics of a model version on the labelled documents of a collection (worker/evaluate.py; not stored)."""
-    from worker import evaluate as evaluation
+    """Metrics of a model version on the labelled documents of a collection (worker/jobs/evaluation.py; not stored)."""
+    from worker.jobs import evaluation
 
     sessions = session_factory_for(settings.resolved_database_url)
     return evaluation.evaluate(sessions, settings, evaluation.Target.of(mv), collection).metrics
@@ -43,7 +43,7 @@ def evaluate(mv: ModelVersion, collection: str, settings: Settings) -> dict:
 
 def _gate_macro_f1(target, collection: str, settings: Settings) -> float:
     """Evaluate as `bertjobs evaluate` does and keep the record (the version's `models show` lists it)."""
-    from worker import evaluate as evaluation
+    from worker.jobs import evaluation
 
     sessions = session_factory_for(settings.resolved_database_url)
     result = evaluation.evaluate(sessions, settings, target, collection)
@@ -58,7 +58,7 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
     if gate_collection is not None:
         check_name("collection", gate_collection)
     settings = settings or get_settings()
-    from worker.evaluate import Target
+    from worker.jobs.evaluation import Target
 
     sessions = session_factory_for(settings.resolved_database_url)
     with sessions.begin() as s:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from db.names import format_model_ref
+from worker.ml.files import write_text_atomic
 
 
 def report_path(artifact_path: str | Path) -> Path:
@@ -145,7 +146,11 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
 
 def write_report(model: dict[str, Any], artifact_path: str | Path) -> Path:
     path = report_path(artifact_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_report(model), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, render_report(model))
     return path
+
+
+def write_model_report(mv) -> Path:
+    """The report of a registered model version (a ``db.models.ModelVersion``), beside its artifact."""
+    return write_report({"name": mv.name, "version": mv.version, "base_model": mv.base_model, "metrics": mv.metrics,
+                         "hyperparameters": mv.hyperparameters, "lineage": mv.lineage}, mv.artifact_path)

@@ -53,9 +53,7 @@ def classify(self, job_id: int) -> str:
 
 @app.task(name=TASKS["evaluate"], **_JOB_TASK)
 def evaluate(self, job_id: int) -> str:
-    from worker.evaluate import run_evaluation
-
-    outcome = run_evaluation(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
+    outcome = jobs.run_evaluation(int(job_id), publish=publish, report=_reporter(self, int(job_id)))
     return _finish(self, job_id, outcome)
 
 

@@ -130,7 +130,7 @@ def aliases_by_version(session: Session, name: str | None = None) -> dict[int, l
 
 
 def add_evaluation(session: Session, **fields: Any) -> Evaluation:
-    """Record an evaluation of a model version on a labelled collection (see worker/evaluate.py)."""
+    """Record an evaluation of a model version on a labelled collection (see worker/jobs/evaluation.py)."""
     evaluation = Evaluation(**fields)
     session.add(evaluation)
     session.flush()

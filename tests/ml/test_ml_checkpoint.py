@@ -51,3 +51,27 @@ def test_a_damaged_checkpoint_means_starting_over(tmp_path):
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     assert load_checkpoint(tmp_path, "key") is None
     assert load_checkpoint(None, "key") is None
+
+
+def test_a_saved_trainer_state_restores_every_random_generator_the_run_draws_from(
+        tiny_base_model, sentiment_data, tmp_path):
+    import random
+
+    import numpy as np
+    import torch
+
+    from worker.ml.checkpoint import save_checkpoint
+    from worker.ml.train import prepare
+
+    texts, labels = sentiment_data
+    trainer = prepare(texts, labels, _config(tiny_base_model, epochs=1)).trainer()
+    save_checkpoint(tmp_path, {"key": "k", **trainer.state_dict()})
+
+    def draws():
+        return random.random(), float(np.random.rand()), torch.rand(1).item()
+
+    first = draws()
+    trainer.load_state_dict(load_checkpoint(tmp_path, "k"))  # through torch.load(weights_only=True)
+
+    assert draws() == first
+    assert trainer.resumed_from_epoch == 0

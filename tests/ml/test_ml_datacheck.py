@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 
 from worker.ml.config import TrainConfig
-from worker.ml.datacheck import check_data, check_training_data, leaking_validation, normalise
+from worker.ml.datacheck import check_data, check_training_data
 from worker.ml.errors import ModelNotFound
+from worker.ml.split import leaking_validation
+from worker.ml.text import normalise
 
 
 def test_duplicates_conflicts_empties_and_imbalance_are_counted():

@@ -34,10 +34,10 @@ def test_a_label_with_too_few_validation_positives_keeps_the_default_threshold()
 def test_auto_weights_never_switch_off_a_label_that_every_training_document_carries():
     from worker.ml.config import TrainConfig
     from worker.ml.labels import LabelMap
-    from worker.ml.train import class_weight_tensor
+    from worker.ml.train import class_weights
 
     config = TrainConfig(base_model="m", multi_label=True, class_weights="auto")
-    weights = class_weight_tensor(config, LabelMap(("all", "some")), [[1, 1], [1, 0], [1, 0], [1, 0]])
+    weights = class_weights(config, LabelMap(("all", "some")), [[1, 1], [1, 0], [1, 0], [1, 0]])
 
     assert weights == {"all": 1.0, "some": 3.0}
 
@@ -56,7 +56,7 @@ def test_multilabel_metrics_count_exact_matches_and_per_label_scores():
 
 
 def test_a_multilabel_set_needs_a_label_set_per_document_and_two_documents_per_label():
-    from worker.ml.train import validate_multilabel_set
+    from worker.ml.preflight import validate_multilabel_set
 
     with pytest.raises(InvalidTrainingData, match="non-empty list of labels"):
         validate_multilabel_set(["a", "b"], [["x"], []])

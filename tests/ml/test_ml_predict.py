@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from worker.ml.errors import CorruptArtifact  # noqa: E402
-from worker.ml.predict import Classifier, Prediction, load_classifier  # noqa: E402
+from worker.ml.predict import Classifier, TextPrediction, load_classifier  # noqa: E402
 
 # Input order is deliberately not length order, so the length-sorted batches must be put back in place.
 TEXTS = [
@@ -114,7 +114,7 @@ def test_predict_or_fail_gives_invalid_texts_a_reason_and_still_labels_the_valid
     results = classifier.predict_or_fail(texts, batch_size=2, max_chars=60)
 
     assert [r.label for r in results] == ["pos", None, None, None, None, "neg", None]
-    assert results[1] == Prediction(None, None, None, "text is empty or whitespace")
+    assert results[1] == TextPrediction(None, None, None, "text is empty or whitespace")
     assert results[2].error == "text contains NUL bytes"
     assert results[3].error == "text is longer than 60 characters (61)"
     assert results[4].error == "text is empty or whitespace"

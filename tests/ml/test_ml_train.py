@@ -5,6 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import train_with_scripted_scores  # noqa: E402
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.errors import Cancelled, InvalidTrainingData, ModelNotFound  # noqa: E402
 from worker.ml.split import split_without_leaks  # noqa: E402
@@ -130,23 +131,15 @@ def test_an_invalid_config_is_refused_even_when_built_directly(tiny_base_model):
         fine_tune(["a", "b", "c", "d"], ["x", "y", "x", "y"], config)
 
 
-def test_the_returned_model_is_the_best_epochs_model_not_the_last(tiny_base_model, sentiment_data, monkeypatch):
+def test_the_returned_model_is_the_best_epochs_model_not_the_last(tiny_base_model, sentiment_data):
     # The real evaluation, with the selection score scripted to peak at epoch 1 while the loss keeps moving.
-    import worker.ml.train as train_module
+    from worker.ml.validation import validation_metrics
 
-    real_evaluate, scores = train_module.evaluate, iter([0.9, 0.5, 0.4])
-
-    def scripted(*args, **kwargs):
-        metrics = real_evaluate(*args, **kwargs)
-        metrics["macro_f1"] = next(scores)
-        return metrics
-
-    monkeypatch.setattr(train_module, "evaluate", scripted)
     texts, labels = sentiment_data
     config = TrainConfig(base_model=tiny_base_model, epochs=3, batch_size=8, learning_rate=5e-3, seed=3,
                          device="cpu")
 
-    result = fine_tune(texts, labels, config)
+    result = train_with_scripted_scores(texts, labels, config, [0.9, 0.5, 0.4])
 
     assert result.best_epoch == 1 and result.metrics["macro_f1"] == 0.9
     losses = [record["val_loss"] for record in result.history]
@@ -154,8 +147,8 @@ def test_the_returned_model_is_the_best_epochs_model_not_the_last(tiny_base_mode
     _, val_idx, _ = split_without_leaks(texts, labels, config.val_fraction, config.seed)
     ids = result.tokenizer([texts[i] for i in val_idx])["input_ids"]
     y = result.label_map.encode([labels[i] for i in val_idx])
-    again = real_evaluate(result.model, ids, y, result.label_map, result.tokenizer.pad_token_id,
-                          torch.device("cpu"), "fp32")
+    again = validation_metrics(result.model, ids, y, result.label_map, result.tokenizer.pad_token_id,
+                               torch.device("cpu"), "fp32")
     assert again["loss"] == pytest.approx(losses[0], abs=1e-5)
 
 

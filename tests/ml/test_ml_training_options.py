@@ -6,31 +6,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from helpers import NEGATIVE, POSITIVE, sentiment_corpus  # noqa: E402
+from helpers import NEGATIVE, POSITIVE, sentiment_corpus, train_with_scripted_scores  # noqa: E402
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.errors import InvalidTrainingData  # noqa: E402
 from worker.ml.search import search  # noqa: E402
-from worker.ml.train import Callbacks, fine_tune  # noqa: E402
+from worker.ml.train import Callbacks, fine_tune, prepare  # noqa: E402
 
 
 def _config(base, **overrides) -> TrainConfig:
     values = dict(base_model=base, epochs=4, batch_size=8, learning_rate=3e-3, seed=42, device="cpu")
     values.update(overrides)
     return TrainConfig(**values)
-
-
-def _scripted_scores(monkeypatch, scores):
-    """Run the real evaluation but report these selection scores, epoch after epoch."""
-    import worker.ml.train as train_module
-
-    real, it = train_module.evaluate, iter(scores)
-
-    def scripted(*args, **kwargs):
-        metrics = real(*args, **kwargs)
-        metrics["macro_f1"] = next(it)
-        return metrics
-
-    monkeypatch.setattr(train_module, "evaluate", scripted)
 
 
 def test_validation_texts_that_training_also_has_are_left_out_of_validation(tiny_base_model):
@@ -88,34 +74,24 @@ def test_weighting_a_class_heavily_tilts_predictions_towards_it(tiny_base_model)
     assert mean_neg_probability(tilted) > mean_neg_probability(plain) + 0.02
 
 
-def test_gradient_accumulation_steps_the_optimizer_every_n_batches(tiny_base_model, monkeypatch):
-    import worker.ml.train as train_module
-
-    steps = []
-    real = train_module._scheduler
-
-    def counting(optimizer, config, total):
-        scheduler = real(optimizer, config, total)
-        original = scheduler.step
-        scheduler.step = lambda *a, **k: (steps.append(1), original(*a, **k))[1]
-        steps.append(("total", total))
-        return scheduler
-
-    monkeypatch.setattr(train_module, "_scheduler", counting)
+def test_gradient_accumulation_steps_the_optimizer_every_n_batches(tiny_base_model):
     texts, labels = sentiment_corpus(80)  # 64 training rows: 8 batches of 8 per epoch
-    fine_tune(texts, labels, _config(tiny_base_model, epochs=2, gradient_accumulation=3))
+    trainer = prepare(texts, labels, _config(tiny_base_model, epochs=2, gradient_accumulation=3)).trainer()
 
-    assert steps[0] == ("total", 6)  # ceil(8 / 3) per epoch, the last step of an epoch takes what is left
-    assert len(steps) - 1 == 6
+    trainer.run()
+
+    assert trainer.total_steps == 6  # ceil(8 / 3) per epoch, the last step of an epoch takes what is left
+    assert trainer.scheduler.last_epoch == 6  # the scheduler steps with the optimizer
+    assert trainer.step == 16  # batches
 
 
 @pytest.mark.parametrize("schedule, end_factor", [("linear", 0.0), ("cosine", 0.0), ("constant", 1.0)])
 def test_learning_rate_schedules_after_warm_up(schedule, end_factor):
-    from worker.ml.train import _scheduler
+    from worker.ml.trainer import make_scheduler
 
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.1)
-    scheduler = _scheduler(optimizer, TrainConfig(base_model="m", lr_schedule=schedule, warmup_ratio=0.1), 100)
+    scheduler = make_scheduler(optimizer, TrainConfig(base_model="m", lr_schedule=schedule, warmup_ratio=0.1), 100)
     lrs = []
     for _ in range(100):
         optimizer.step()
@@ -128,11 +104,11 @@ def test_learning_rate_schedules_after_warm_up(schedule, end_factor):
         assert lrs[54] == pytest.approx(0.05, abs=2e-3)  # half way down, not linear: the same here by symmetry
 
 
-def test_early_stopping_ends_training_after_patience_epochs_without_improvement(tiny_base_model, monkeypatch):
-    _scripted_scores(monkeypatch, [0.6, 0.8, 0.7, 0.75, 0.9, 0.95])
+def test_early_stopping_ends_training_after_patience_epochs_without_improvement(tiny_base_model):
     texts, labels = sentiment_corpus(80)
 
-    result = fine_tune(texts, labels, _config(tiny_base_model, epochs=6, early_stopping_patience=2))
+    result = train_with_scripted_scores(texts, labels, _config(tiny_base_model, epochs=6, early_stopping_patience=2),
+                                   [0.6, 0.8, 0.7, 0.75, 0.9, 0.95])
 
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert result.stopped_early and result.best_epoch == 2 and result.metrics["macro_f1"] == 0.8

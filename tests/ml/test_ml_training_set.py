@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from worker.ml.errors import InvalidTrainingData, ModelNotFound  # noqa: E402
-from worker.ml.train import check_base_model, validate_training_set  # noqa: E402
+from worker.ml.preflight import check_base_model, validate_training_set  # noqa: E402
 
 
 def test_a_set_with_two_classes_of_two_rows_is_accepted():

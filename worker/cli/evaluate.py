@@ -1,5 +1,5 @@
 """`bertjobs predict` (texts now), `bertjobs evaluate` (a stored evaluation, as a job) and `models compare`
-(two versions on one labelled collection). The scoring is worker/evaluate.py's; this module reads the command
+(two versions on one labelled collection). The scoring is worker/jobs/evaluation.py's; this module reads the command
 line and prints."""
 from __future__ import annotations
 
@@ -51,9 +51,9 @@ def cmd_predict(args) -> int:
 
 
 def _evaluation(evaluation_id: int) -> dict:
-    """A stored evaluation as worker/evaluate.py's ``as_dict`` shapes it."""
+    """A stored evaluation as worker/jobs/evaluation.py's ``as_dict`` shapes it."""
     from db.models import Evaluation, ModelVersion
-    from worker.evaluate import as_dict
+    from worker.jobs.evaluation import as_dict
 
     with sessions().begin() as s:
         row = s.get(Evaluation, evaluation_id)
@@ -84,7 +84,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from worker import evaluate as evaluation
+    from worker.jobs import evaluation
     from worker.params import check_filter
 
     settings, factory = get_settings(), sessions()

@@ -34,7 +34,7 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     """The version as JSON with or without --json: one shape (worker/present.py), plus its stored evaluations."""
     from db import repo
-    from worker.evaluate import as_dict
+    from worker.jobs.evaluation import as_dict
     from worker.present import model_version_json, print_json
 
     with sessions().begin() as s:

@@ -87,7 +87,7 @@ def print_results(rows) -> None:
 
 
 def print_evaluation(ev: dict) -> None:
-    """One stored evaluation (worker/evaluate.py's ``as_dict``)."""
+    """One stored evaluation (worker/jobs/evaluation.py's ``as_dict``)."""
     base = ev["baseline"]
     print(f"evaluation {ev['id']}: {ev['model']} on {ev['collection']!r} ({ev['documents']} documents, "
           f"{ev['created_at']})")

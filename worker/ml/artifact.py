@@ -9,10 +9,10 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from worker.ml.errors import CorruptArtifact
+from worker.ml.files import fsync_dir, temporary_sibling
 
 METADATA_FILE = "bertjobs.json"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", METADATA_FILE)
@@ -34,22 +34,14 @@ def _fsync_tree(path: Path) -> None:
         if file.is_file():
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path)
 
 
 def save_artifact(model, tokenizer, metadata: dict, destination: Path) -> str:
     """Save model (safetensors), tokenizer and metadata atomically at ``destination``; return its sha256."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.parent / f".tmp-{destination.name}-{uuid.uuid4().hex[:8]}"
+    tmp = temporary_sibling(destination)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -59,7 +51,7 @@ def save_artifact(model, tokenizer, metadata: dict, destination: Path) -> str:
         if destination.exists():  # a previous attempt finished writing but not registering
             shutil.rmtree(destination)
         os.rename(tmp, destination)
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
         return sha
     finally:
         if tmp.exists():

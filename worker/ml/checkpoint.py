@@ -1,15 +1,16 @@
-"""Per-epoch training checkpoints: written to a temporary file, fsynced, then renamed over the last one.
+"""Per-epoch training checkpoints, each written atomically over the last one (worker/ml/files.py).
 
 A checkpoint carries a ``key`` (the data and configuration it belongs to); one with another key is ignored,
 so a job whose data changed between attempts starts over instead of resuming the wrong run.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from worker.ml.files import atomic_file
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -17,17 +18,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{CHECKPOINT_FILE}.tmp"
-    with open(tmp, "wb") as fh:
+    with atomic_file(directory / CHECKPOINT_FILE) as fh:
         torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, directory / CHECKPOINT_FILE)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(directory: Path | None, key: str) -> dict[str, Any] | None:

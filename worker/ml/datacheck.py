@@ -8,22 +8,14 @@ tokenizer and the training options.
 """
 from __future__ import annotations
 
-import re
 import statistics
-import unicodedata
 from collections import Counter, defaultdict
 from typing import Sequence
 
 from worker.ml.config import TrainConfig
 from worker.ml.errors import ModelNotFound
-
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def normalise(text: str) -> str:
-    """The key near-exact duplicates share: case, accents, punctuation and spacing ignored."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    return _NON_WORD.sub(" ", folded).strip()
+from worker.ml.split import split_without_leaks, strata
+from worker.ml.text import normalise
 
 
 def _percentile(values: Sequence[int], q: float) -> int:
@@ -100,11 +92,6 @@ def _check_lengths(report: dict, texts: Sequence[str], tokenizer, max_length: in
         report["warnings"].append(f"{truncated / n:.0%} of texts are longer than max_length {max_length}")
 
 
-def leaking_validation(texts: Sequence[str], train_idx: Sequence[int], val_idx: Sequence[int]) -> list[int]:
-    """Validation indices whose text (near-exactly) also appears in training: they would inflate the score."""
-    seen = {normalise(texts[i]) for i in train_idx}
-    return [i for i in val_idx if normalise(texts[i]) in seen]
-
 
 def capped_max_length(max_length: int, tokenizer) -> int:
     """``max_length``, at most the tokenizer's ``model_max_length``: what training feeds the model."""
@@ -131,8 +118,6 @@ def check_training_data(base_model: str | None, texts: Sequence[str], labels: Se
     ``base_model``'s tokens (words when None) against ``config.max_length`` capped as training caps it, plus how
     many validation texts (training's split: ``config.val_fraction`` and ``config.seed``) also appear in training
     and are therefore left out of validation."""
-    from worker.ml.split import split_without_leaks, strata
-
     tokenizer = _tokenizer(base_model) if base_model else None
     report = check_data(texts, labels, tokenizer=tokenizer, max_length=capped_max_length(config.max_length, tokenizer))
     if report["blocking"]:

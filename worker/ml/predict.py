@@ -17,7 +17,7 @@ from worker.ml.text import text_problem
 
 
 @dataclass(frozen=True)
-class Prediction:
+class TextPrediction:
     label: str | None
     score: float | None
     scores: dict[str, float] | None
@@ -63,7 +63,7 @@ class Classifier:
         return batch_logits(self.model, token_ids, batches, len(self.labels), self.tokenizer.pad_token_id or 0,
                             self.device, self.precision)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[TextPrediction]:
         """Predictions in the order of ``texts``; all texts must be valid (see ``text_problem``)."""
         token_ids, owners = encode(self.tokenizer, texts, self.max_length, **self.windows)
         logits = self._logits(token_ids, token_budget_batches([len(t) for t in token_ids], batch_size))
@@ -73,35 +73,35 @@ class Classifier:
         out = []
         for row in torch.softmax(logits, dim=-1).tolist():
             best = max(range(len(row)), key=row.__getitem__)
-            out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row))))
+            out.append(TextPrediction(self.labels[best], row[best], dict(zip(self.labels, row))))
         return out
 
-    def _multi_label(self, row: list[float]) -> Prediction:
+    def _multi_label(self, row: list[float]) -> TextPrediction:
         """``label``/``score``: the best label that passed its threshold (None when none did)."""
         passed = sorted((j for j, (p, t) in enumerate(zip(row, self.thresholds)) if p >= t), key=lambda j: -row[j])
         best = passed[0] if passed else max(range(len(row)), key=row.__getitem__)
-        return Prediction(self.labels[best] if passed else None, row[best], dict(zip(self.labels, row)),
+        return TextPrediction(self.labels[best] if passed else None, row[best], dict(zip(self.labels, row)),
                           labels=[self.labels[j] for j in passed])
 
-    def predict_or_fail(self, texts: Sequence[str], batch_size: int = 64, max_chars: int = 100_000) -> list[Prediction]:
+    def predict_or_fail(self, texts: Sequence[str], batch_size: int = 64, max_chars: int = 100_000) -> list[TextPrediction]:
         """Like ``predict`` but never raises for one bad text: it gets a failure with its reason.
 
         Invalid texts are screened out first; a batch that still raises is bisected until the poison
         document fails alone.
         """
-        results: list[Prediction | None] = [None] * len(texts)
+        results: list[TextPrediction | None] = [None] * len(texts)
         valid = []
         for i, text in enumerate(texts):
             problem = text_problem(text, max_chars)
             if problem:
-                results[i] = Prediction(None, None, None, problem)
+                results[i] = TextPrediction(None, None, None, problem)
             else:
                 valid.append(i)
         for i, pred in zip(valid, self._bisect([texts[i] for i in valid], batch_size)):
             results[i] = pred
         return results  # type: ignore[return-value]
 
-    def _bisect(self, texts: Sequence[str], batch_size: int) -> list[Prediction]:
+    def _bisect(self, texts: Sequence[str], batch_size: int) -> list[TextPrediction]:
         if not texts:
             return []
         try:
@@ -113,7 +113,7 @@ class Classifier:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is narrowed to the documents that cause it
             if len(texts) == 1:
-                return [Prediction(None, None, None, f"prediction failed: {type(exc).__name__}: {exc}"[:500])]
+                return [TextPrediction(None, None, None, f"prediction failed: {type(exc).__name__}: {exc}"[:500])]
             mid = len(texts) // 2
             return self._bisect(texts[:mid], batch_size) + self._bisect(texts[mid:], batch_size)
 

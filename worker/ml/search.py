@@ -8,12 +8,13 @@ earlier attempt, trains it again (same seed and data, so the same model) instead
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from worker.ml.checkpoint import load_checkpoint, save_checkpoint
 from worker.ml.config import SEARCH_SPACE, TrainConfig
-from worker.ml.train import Callbacks, TrainResult, _checkpoint_key, fine_tune
+from worker.ml.train import Callbacks, TrainResult, checkpoint_key, fine_tune
 
 
 def _trial_callbacks(callbacks: Callbacks, index: int, count: int) -> Callbacks:
@@ -26,8 +27,7 @@ def _trial_callbacks(callbacks: Callbacks, index: int, count: int) -> Callbacks:
         if callbacks.on_epoch:
             callbacks.on_epoch({**record, "trial": index + 1})
 
-    return Callbacks(on_step=on_step, on_epoch=on_epoch, on_batch=callbacks.on_batch,
-                     should_stop=callbacks.should_stop)
+    return replace(callbacks, on_step=on_step, on_epoch=on_epoch)
 
 
 def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, callbacks: Callbacks | None = None,
@@ -38,7 +38,7 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
     configs = config.trial_configs()
     varied = list(config.search_space or SEARCH_SPACE)
     state_dir = Path(checkpoint_dir) / "search" if checkpoint_dir is not None else None
-    key = _checkpoint_key(texts, labels, config)
+    key = checkpoint_key(texts, labels, config)
     saved = load_checkpoint(state_dir, key)
     trials: list[dict] = saved["trials"] if saved else []
     best: tuple[int, TrainResult] | None = None
@@ -57,9 +57,11 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
         if state_dir is not None:
             save_checkpoint(state_dir, {"key": key, "trials": trials})
     winner = max(range(len(trials)), key=lambda i: (_score(trials[i], config), -i))
-    if best is None or best[0] != winner:  # the best trial ran in an earlier attempt: train it again, resuming
+    if best is None or best[0] != winner:  # the best trial ran in an earlier attempt: train it again. Its run left
+        # the checkpoint of its second-to-last epoch (none after one epoch): only its last epoch runs again, from the
+        # saved weights and generator states, so the model is the same.
         best = (winner, fine_tune(texts, labels, configs[winner], _trial_callbacks(callbacks, winner, len(configs)),
-                                  _trial_dir(checkpoint_dir, winner)))  # from its last epoch's checkpoint
+                                  _trial_dir(checkpoint_dir, winner)))
     result = best[1]
     for record in trials:
         record["selected"] = record["trial"] == winner + 1

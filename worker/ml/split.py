@@ -5,6 +5,8 @@ import random
 from collections import defaultdict
 from typing import Sequence
 
+from worker.ml.text import normalise
+
 
 def stratified_split(labels: Sequence[str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Indices (train, validation); every class with two or more rows keeps at least one on each side."""
@@ -34,9 +36,13 @@ def split_without_leaks(texts: Sequence[str], labels: Sequence[str], val_fractio
                         seed: int) -> tuple[list[int], list[int], list[int]]:
     """(train, validation, removed): the stratified split, less the validation texts that (near-exactly) also
     appear in training. Scoring a model on texts it trained on would flatter it."""
-    from worker.ml.datacheck import leaking_validation
-
     train, val = stratified_split(labels, val_fraction, seed)
     removed = leaking_validation(texts, train, val)
     gone = set(removed)
     return train, [i for i in val if i not in gone], removed
+
+
+def leaking_validation(texts: Sequence[str], train_idx: Sequence[int], val_idx: Sequence[int]) -> list[int]:
+    """Validation indices whose text (near-exactly) also appears in training: they would inflate the score."""
+    seen = {normalise(texts[i]) for i in train_idx}
+    return [i for i in val_idx if normalise(texts[i]) in seen]

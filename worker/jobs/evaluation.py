@@ -18,7 +18,8 @@ from db import repo
 from db.models import JobKind, JobStatus
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
-from worker.jobs import JobContext, Outcome, Publish, ReportProgress, _content_hash, _run
+from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
+from worker.jobs.training import content_hash
 from worker.params import EvaluateParams
 from worker.shards import parent_outcome
 
@@ -118,7 +119,7 @@ def evaluate(sessions: sessionmaker[Session], settings: Settings, target: Target
         metrics, baseline = _multi_label(classifier, data.labels, predictions, scored)
     else:
         metrics, baseline = _single_label(target.labels, data.labels, predicted, scored)
-    return Result(target, collection, where, _content_hash(data.ids, data.texts, data.labels), metrics, baseline,
+    return Result(target, collection, where, content_hash(data.ids, data.texts, data.labels), metrics, baseline,
                   data.ids, data.texts, data.labels, predicted, data.unlabelled)
 
 
@@ -181,7 +182,7 @@ def disagreements(a: Result, b: Result) -> list[dict[str, Any]]:
 
 def run_evaluation(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
                    publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
-    return _run(job_id, JobKind.evaluate, _evaluate, settings or get_settings(), owner, publish, report)
+    return run_attempt(job_id, JobKind.evaluate, _evaluate, settings or get_settings(), owner, publish, report)
 
 
 def _evaluate(ctx: JobContext) -> None:

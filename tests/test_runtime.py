@@ -1,0 +1,89 @@
+"""The job runtime ends an attempt by the kind of error its body raised (worker/errors.py), on both databases."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from db import repo
+from db.models import JobKind
+from db.names import InvalidName
+from db.session import session_factory_for
+from helpers import insert_job
+from worker.errors import (
+    ErrorKind,
+    InvalidJob,
+    JobFailed,
+    PermanentError,
+    SystemicError,
+    TransientError,
+    kind_of,
+)
+from worker.jobs import Outcome
+from worker.jobs.runtime import run_attempt
+from worker.ml.errors import CorruptArtifact, InvalidTrainingData
+
+
+def _dropped_connection() -> DBAPIError:
+    return DBAPIError("SELECT 1", {}, ConnectionResetError("server closed the connection"), connection_invalidated=True)
+
+
+@pytest.mark.parametrize("exc, kind", [
+    (InvalidJob("no such model"), ErrorKind.permanent),
+    (InvalidName("bad name"), ErrorKind.permanent),
+    (InvalidTrainingData("one class"), ErrorKind.permanent),
+    (CorruptArtifact("hash mismatch"), ErrorKind.permanent),
+    (JobFailed("job 1 failed"), ErrorKind.permanent),
+    (TransientError("broker away"), ErrorKind.transient),
+    (OperationalError("SELECT 1", {}, Exception("could not connect")), ErrorKind.transient),
+    (_dropped_connection(), ErrorKind.transient),
+    (SystemicError("every document failed the same way"), ErrorKind.systemic),
+    (RuntimeError("CUDA error: an illegal memory access"), ErrorKind.unexpected),
+    (ValueError("connection refused"), ErrorKind.unexpected),  # the message never decides
+])
+def test_an_errors_kind_is_read_from_its_type(exc, kind):
+    assert kind_of(exc) is kind
+
+
+def test_every_kind_has_one_base_class_under_bertjobs_error():
+    assert issubclass(InvalidJob, PermanentError) and issubclass(JobFailed, PermanentError)
+    assert not issubclass(TransientError, PermanentError) and not issubclass(SystemicError, TransientError)
+
+
+def _attempt(url, make_settings, job_id, exc):
+    def body(ctx):
+        raise exc
+
+    return run_attempt(job_id, JobKind.classify, body, make_settings(url), "test-owner")
+
+
+def test_a_permanent_error_fails_the_job_at_once_with_its_message(any_db_url, make_settings):
+    job_id = insert_job(any_db_url, "classify", {"collection": "c", "model": "m"})
+
+    assert _attempt(any_db_url, make_settings, job_id, InvalidTrainingData("only one class")) is Outcome.failed
+
+    with session_factory_for(any_db_url).begin() as s:
+        job = repo.get_job(s, job_id)
+        assert (job.status, job.attempt, job.error) == ("failed", 1, "only one class")
+
+
+def test_a_transient_error_puts_the_job_back_until_its_attempts_are_spent(any_db_url, make_settings):
+    job_id = insert_job(any_db_url, "classify", {"collection": "c", "model": "m"})
+    error = OperationalError("UPDATE jobs", {}, Exception("server closed the connection"))
+
+    outcomes = [_attempt(any_db_url, make_settings, job_id, error) for _ in range(3)]
+
+    assert outcomes == [Outcome.retry, Outcome.retry, Outcome.dead]
+    with session_factory_for(any_db_url).begin() as s:
+        job = repo.get_job(s, job_id)
+        assert (job.status, job.attempt) == ("dead", 3)
+        assert job.error.startswith("dead after 3 attempts; last error: OperationalError")
+
+
+def test_a_requeued_job_says_which_attempt_failed_and_why(any_db_url, make_settings):
+    job_id = insert_job(any_db_url, "classify", {"collection": "c", "model": "m"})
+
+    assert _attempt(any_db_url, make_settings, job_id, SystemicError("all 64 documents failed")) is Outcome.retry
+
+    with session_factory_for(any_db_url).begin() as s:
+        job = repo.get_job(s, job_id)
+        assert (job.status, job.error) == ("queued", "attempt 1 failed, will retry: SystemicError: all 64 documents failed")

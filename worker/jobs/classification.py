@@ -1,0 +1,172 @@
+"""Bulk classification: resolve the model, split a large job into shards by id range, then classify page by page.
+
+Each page's predictions commit together with the cursor and progress that cover them, in one fenced transaction;
+an attempt resumes after the last committed page. Cancellation is read every heartbeat and checked once per page.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from db import repo
+from db.models import JobKind, JobStatus
+from worker.config import Settings
+from worker.errors import Cancelled, InvalidJob
+from worker.jobs.paging import walk_pages
+from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
+from worker.params import ClassifyParams
+from worker.shards import parent_outcome
+
+# How often the documents of the page in flight are published for display, and how long one piece of a page runs.
+INFLIGHT_EVERY_SECONDS = 2.0
+PIECE_SECONDS = 1.0
+
+
+def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
+                       publish: Publish | None = None, report: ReportProgress | None = None) -> Outcome:
+    return run_attempt(job_id, JobKind.classify, _classify, settings, owner, publish, report)
+
+
+@dataclass(frozen=True)
+class _Target:
+    model_version_id: int
+    ref: str
+    path: str
+    sha256: str
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
+class _Range:
+    """What is left of this job's documents: after ``cursor``, ``done`` of ``total`` already classified."""
+
+    cursor: int | None
+    done: int
+    total: int
+    skip: int | None  # only_missing: the model version whose fresh predictions are skipped
+
+
+def _classify(ctx: JobContext) -> None:
+    params = ClassifyParams.from_dict(ctx.params)
+    with ctx.sessions.begin() as s:
+        in_collection = repo.count_documents(s, params.collection)
+        repo.analyze_if_stale(s, "documents", in_collection)
+        selected = repo.count_documents(s, params.collection, where=params.filter) if params.filter else in_collection
+        if selected == 0:
+            which = " matching the filter" if params.filter else ""
+            raise InvalidJob(f"collection {params.collection!r} has no documents{which}")
+        mv = repo.resolve_model_version(s, params.model)
+        if mv is None:
+            raise InvalidJob(f"no ready model version matches {params.model!r}")
+        job = repo.get_job(s, ctx.job_id)
+        skip = mv.id if params.only_missing else None
+        if params.is_shard:
+            cursor = job.cursor if job.cursor is not None else params.id_min - 1
+        else:
+            cursor = job.cursor
+        done = job.progress_done if job.cursor is not None else 0
+        remaining = repo.count_documents(s, params.collection, after_id=cursor, unpredicted_by=skip,
+                                         up_to_id=params.id_max, where=params.filter)
+        target = _Target(mv.id, mv.ref, mv.artifact_path, mv.artifact_sha256, job.parent_id)
+    ctx.log.extra["model"] = target.ref
+    shards = params.shards or -(-remaining // ctx.settings.classify_shard_size)
+    if not params.is_shard and job.cursor is None and shards > 1 and remaining > shards:
+        _split(ctx, params, target, shards, selected, remaining)
+        return
+    _classify_range(ctx, params, target, _Range(cursor, done, done + remaining, skip))
+
+
+def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int, selected: int, total: int) -> None:
+    """Split into shards by id range, commit them with the parent parked, then publish them."""
+    with ctx.sessions.begin() as s:
+        ranges = repo.id_ranges(s, params.collection, -(-selected // shards), where=params.filter)
+        ctx.fenced(s)
+        if repo.get_job(s, ctx.job_id).cancel_requested:  # read under the row lock the fence took
+            raise Cancelled("cancelled before the job was split")
+        children = [ClassifyParams(collection=params.collection, model=target.ref, only_missing=params.only_missing,
+                                   id_min=lo, id_max=hi, filter=params.filter).to_dict() for lo, hi in ranges]
+        ids = repo.create_shards(s, ctx.job_id, ctx.attempt, children, ctx.settings.max_attempts, total)
+    ctx.log.info("split into %d shards: %s", len(ids), ids)
+    if ctx.publish is None:
+        ctx.log.warning("no publisher; its shards stay queued for the reaper")
+        return
+    for shard_id in ids:
+        try:
+            ctx.publish(shard_id, JobKind.classify.value)
+        except Exception as exc:  # noqa: BLE001 - committed as queued: the reaper publishes them again
+            ctx.log.warning("could not publish shard %s: %s", shard_id, exc)
+
+
+def _predict_page(ctx: JobContext, classifier, texts: list[str], piece: int) -> tuple[list, int]:
+    """Predict a page in pieces of about a second each; every INFLIGHT_EVERY_SECONDS the documents done so far
+    go to the job's display detail (``inflight``). Display only: progress_done, the cursor and the page's
+    predictions still commit together, after the whole page. Returns the predictions and the next piece size."""
+    settings = ctx.settings
+    out: list = []
+    shown = time.monotonic()
+    while len(out) < len(texts):
+        chunk = texts[len(out):len(out) + piece]
+        started = time.perf_counter()
+        out.extend(classifier.predict_or_fail(chunk, settings.classify_batch_size, settings.max_text_chars))
+        elapsed = time.perf_counter() - started
+        if elapsed > 0:
+            piece = max(settings.classify_batch_size, min(len(texts), int(len(chunk) * PIECE_SECONDS / elapsed)))
+        if len(out) < len(texts) and time.monotonic() - shown >= INFLIGHT_EVERY_SECONDS:
+            shown = time.monotonic()
+            with ctx.sessions.begin() as s:
+                ctx.fenced(s)
+                repo.set_progress_detail(s, ctx.job_id, ctx.attempt, {"unit": "documents", "inflight": len(out)})
+    return out, piece
+
+
+def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, todo: _Range) -> None:
+    from worker.ml.predict import load_classifier
+
+    settings = ctx.settings
+    done = todo.done
+    ctx.progress(done, todo.total, detail={"unit": "documents"})
+    classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device,
+                                 precision=settings.classify_precision)
+    started = time.perf_counter()
+    piece = settings.classify_batch_size
+    pages = walk_pages(ctx.sessions, params.collection, todo.cursor, settings.classify_chunk_size,
+                       unpredicted_by=todo.skip, up_to_id=params.id_max, where=params.filter)
+    for page, scanned_to, read_at in pages:
+        ctx.check()
+        if not page:
+            continue
+        predictions, piece = _predict_page(ctx, classifier, [text for _, text in page], piece)
+        _commit_page(ctx, target, page, predictions, read_at, scanned_to, done)
+        done += len(page)
+        ctx.report_progress(done, todo.total)
+    _finish(ctx, params, target, done, this_attempt=done - todo.done, seconds=time.perf_counter() - started)
+
+
+def _commit_page(ctx: JobContext, target: _Target, page: list, predictions: list, read_at, cursor: int,
+                 done: int) -> None:
+    """A page's predictions, the cursor that covers them and the progress, in one fenced transaction."""
+    rows = [
+        {"document_id": doc_id, "model_version_id": target.model_version_id, "label": p.label,
+         "labels": p.labels, "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id,
+         "created_at": read_at}
+        for (doc_id, _), p in zip(page, predictions)
+    ]
+    with ctx.sessions.begin() as s:
+        ctx.fenced(s)
+        repo.upsert_predictions(s, rows)
+        repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor,
+                          detail={"unit": "documents"})
+        if target.parent_id is not None:
+            repo.add_progress(s, target.parent_id, len(page))
+
+
+def _finish(ctx: JobContext, params: ClassifyParams, target: _Target, done: int, *, this_attempt: int,
+            seconds: float) -> None:
+    with ctx.sessions.begin() as s:
+        ctx.fenced(s)
+        counts = repo.prediction_counts(s, target.model_version_id, job_id=ctx.job_id)
+        repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.succeeded, result={
+            "model": target.ref, "model_version_id": target.model_version_id, "collection": params.collection,
+            "documents": done, **counts, "seconds": round(seconds, 3),
+            "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None,
+        }, aggregate=parent_outcome)

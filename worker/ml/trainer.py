@@ -1,0 +1,226 @@
+"""The training loop (after minGPT's Trainer): epochs of length-grouped batches, AdamW with warm-up, gradient
+accumulation, an evaluation after every epoch, the best epoch's weights kept, early stopping, callbacks.
+
+What the loop knows of the task is injected: the model, the encoded inputs with their targets, and ``evaluate``
+(model -> validation metrics with ``loss`` and the selection metric). ``state_dict()`` holds everything a resumed
+run needs to continue exactly where it stopped, every random number generator included.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from worker.ml.batching import iter_batches, length_grouped_batches
+from worker.ml.config import TrainConfig
+from worker.ml.device import autocast
+from worker.ml.errors import Cancelled
+
+Evaluate = Callable[[Any], dict]  # model -> validation metrics: "loss", "accuracy", "macro_f1", ...
+
+
+@dataclass
+class Callbacks:
+    """Hooks the caller (a job, a search, checkpointing) passes in."""
+
+    on_step: Callable[[int, int], None] | None = None  # (steps done, steps total), after each batch
+    on_epoch: Callable[[dict], None] | None = None  # the epoch's record, as the history keeps it
+    # (epoch, mean training loss of the epoch so far), after each batch: what a progress display shows
+    on_batch: Callable[[int, float], None] | None = None
+    on_epoch_end: Callable[["Trainer"], None] | None = None  # after each epoch's bookkeeping: checkpoints
+    should_stop: Callable[[], bool] | None = None  # asked before every batch; True raises Cancelled
+
+
+@dataclass
+class TrainInputs:
+    """Model inputs (a document, or one window of a long one) with their targets: a label id, or a multi-hot row."""
+
+    token_ids: Sequence[Sequence[int]]
+    targets: Sequence[Any]
+    pad_id: int
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """Weight decay on the weight matrices only (not on biases and LayerNorm), as BERT fine-tuning does."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
+    """Linear warm-up over ``warmup_ratio`` of the steps, then ``config.lr_schedule``."""
+    from transformers import get_scheduler
+
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[config.lr_schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
+
+
+class Trainer:
+    def __init__(self, model, config: TrainConfig, inputs: TrainInputs, evaluate: Evaluate, *, device: torch.device,
+                 precision: str, loss_weight: torch.Tensor | None = None, callbacks: Callbacks | None = None):
+        self.model, self.config, self.inputs, self.evaluate = model, config, inputs, evaluate
+        self.device, self.precision, self.loss_weight = device, precision, loss_weight
+        self.callbacks = callbacks or Callbacks()
+        self.batches_per_epoch = math.ceil(len(inputs.token_ids) / config.batch_size)
+        self.total_batches = self.batches_per_epoch * config.epochs
+        self.total_steps = math.ceil(self.batches_per_epoch / config.gradient_accumulation) * config.epochs
+        self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate,
+                                           fused=device.type == "cuda")
+        self.scheduler = make_scheduler(self.optimizer, config, self.total_steps)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.epoch, self.step, self.stale, self.train_seconds = 0, 0, 0, 0.0
+        self.history: list[dict] = []
+        self.best_state: dict | None = None
+        self.best_epoch, self.best_score, self.best_metrics = 0, -1.0, {}
+        self.resumed_from_epoch: int | None = None
+        self.seconds = 0.0  # wall-clock time of the last run()
+
+    @property
+    def stopping_early(self) -> bool:
+        patience = self.config.early_stopping_patience
+        return bool(patience) and self.stale >= patience
+
+    @property
+    def finished(self) -> bool:
+        """No epoch follows: the last one ran, or early stopping ended training."""
+        return self.epoch >= self.config.epochs or self.stopping_early
+
+    def run(self) -> None:
+        """Train the remaining epochs; the model holds the best epoch's weights when it returns."""
+        started = time.perf_counter()
+        for epoch in range(self.epoch + 1, self.config.epochs + 1):
+            loss_sum, epoch_start = self._train_epoch(epoch)
+            self._end_epoch(epoch, loss_sum, epoch_start)
+            if self.callbacks.on_epoch_end:
+                self.callbacks.on_epoch_end(self)
+            if self.stopping_early:
+                break
+        if self.best_state is not None and self.best_epoch != self.history[-1]["epoch"]:
+            self.model.load_state_dict(self.best_state)
+        self.seconds = time.perf_counter() - started
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+        self.model.train()
+        epoch_start = time.perf_counter()
+        loss_sum, seen = 0.0, 0
+        rng = random.Random(self.config.seed * 1_000_003 + epoch)  # the same batches whether resumed or not
+        token_ids = self.inputs.token_ids
+        batches = length_grouped_batches([len(t) for t in token_ids], self.config.batch_size, rng)
+        for n, (batch, tensors) in enumerate(iter_batches(token_ids, batches, self.inputs.pad_id, self.device), 1):
+            if self.callbacks.should_stop and self.callbacks.should_stop():
+                raise Cancelled("training stopped on request")
+            loss = self._loss(batch, tensors)
+            self._backward(loss, n, len(batches))
+            loss_sum += loss.item() * len(batch)
+            seen += len(batch)
+            self.step += 1
+            if self.callbacks.on_batch:
+                self.callbacks.on_batch(epoch, loss_sum / seen)
+            if self.callbacks.on_step:
+                self.callbacks.on_step(self.step, self.total_batches)
+        self.train_seconds += time.perf_counter() - epoch_start
+        return loss_sum, epoch_start
+
+    def _loss(self, batch: Sequence[int], tensors: dict) -> torch.Tensor:
+        with autocast(self.device, self.precision):
+            logits = self.model(**tensors).logits
+        targets = [self.inputs.targets[i] for i in batch]
+        if self.config.multi_label:
+            target = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target,
+                                                                        pos_weight=self.loss_weight)
+        target = torch.as_tensor(targets, device=self.device)
+        return torch.nn.functional.cross_entropy(logits.float(), target, weight=self.loss_weight)
+
+    def _backward(self, loss: torch.Tensor, n: int, n_batches: int) -> None:
+        """Accumulate the gradient of batch ``n``; every ``gradient_accumulation`` batches (and at the epoch's end)
+        clip it and take an optimizer and scheduler step."""
+        every = self.config.gradient_accumulation
+        group_start = (n - 1) // every * every
+        group = min(every, n_batches - group_start)  # the last group of an epoch may be short
+        self.scaler.scale(loss / group).backward()
+        if n % every == 0 or n == n_batches:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def _end_epoch(self, epoch: int, loss_sum: float, epoch_start: float) -> None:
+        """Evaluate, record the epoch, and keep its weights if it is the best so far."""
+        metrics = self.evaluate(self.model)
+        record = {"epoch": epoch, "train_loss": loss_sum / len(self.inputs.token_ids), "val_loss": metrics["loss"],
+                  "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+                  "seconds": time.perf_counter() - epoch_start}
+        self.history.append(record)
+        self.epoch = epoch
+        if self.callbacks.on_epoch:
+            self.callbacks.on_epoch(record)
+        score = metrics[self.config.select_metric]
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.best_metrics, self.stale = score, epoch, metrics, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        else:
+            self.stale += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: weights, optimizer, schedule, loss scaler, progress, the best epoch so
+        far, and the state of every random number generator the run draws from."""
+        return {
+            "epoch": self.epoch, "step": self.step, "stale": self.stale, "train_seconds": self.train_seconds,
+            "history": self.history, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "best_state": self.best_state, "best_epoch": self.best_epoch, "best_score": self.best_score,
+            "best_metrics": self.best_metrics, **rng_state(self.device),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state, self.device)
+        self.history, self.step, self.train_seconds = state["history"], state["step"], state["train_seconds"]
+        self.best_state, self.best_epoch = state["best_state"], state["best_epoch"]
+        self.best_score, self.best_metrics = state["best_score"], state["best_metrics"]
+        self.epoch, self.stale = state["epoch"], state.get("stale", 0)
+        self.resumed_from_epoch = state["epoch"]
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The generators a run draws from: Python's, NumPy's, torch's CPU one and, on CUDA, every device's.
+
+    Plain types and tensors only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch_rng": torch.get_rng_state(), "python_rng": [version, list(internal), gauss],
+             "numpy_rng": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what ``rng_state`` saved (a checkpoint from before a generator was saved leaves that one alone)."""
+    import numpy as np
+
+    torch.set_rng_state(state["torch_rng"])
+    if "python_rng" in state:
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy_rng" in state:
+        kind, keys, pos, has_gauss, cached = state["numpy_rng"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -1,0 +1,44 @@
+"""Validation metrics of a model during training: logits per document (a long document's windows averaged), then
+single-label metrics or, for multi-label models, a threshold per label tuned on these rows."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from worker.ml.batching import average_by_owner, batch_logits, sorted_batches
+from worker.ml.labels import LabelMap
+from worker.ml.metrics import classification_metrics, multilabel_metrics, tune_thresholds
+
+
+def document_logits(model, token_ids, n_documents: int, n_labels: int, pad_id: int, device, precision: str,
+                    batch_size: int = 64, owners: Sequence[int] | None = None) -> torch.Tensor:
+    """Logits per document (on the CPU); with ``owners`` (windows), a document's logits are its windows' mean."""
+    model.eval()
+    logits = batch_logits(model, token_ids, sorted_batches([len(t) for t in token_ids], batch_size), n_labels,
+                          pad_id, device, precision)
+    return average_by_owner(logits, owners, n_documents) if owners is not None else logits
+
+
+def validation_metrics(model, token_ids, y_true: Sequence[int], label_map: LabelMap, pad_id: int, device,
+                       precision: str, batch_size: int = 64, owners: Sequence[int] | None = None) -> dict:
+    """Single-label validation metrics over documents, with the cross-entropy ``loss``."""
+    logits = document_logits(model, token_ids, len(y_true), len(label_map), pad_id, device, precision, batch_size,
+                             owners)
+    target = torch.as_tensor(list(y_true))
+    metrics = classification_metrics(y_true, logits.argmax(-1).tolist(), label_map.labels)
+    metrics["loss"] = torch.nn.functional.cross_entropy(logits, target).item() if len(y_true) else 0.0
+    return metrics
+
+
+def multilabel_validation_metrics(model, token_ids, y_true: Sequence[Sequence[int]], label_map: LabelMap,
+                                  pad_id: int, device, precision: str, batch_size: int = 64,
+                                  owners: Sequence[int] | None = None) -> dict:
+    """Multi-label validation: sigmoid probabilities, a threshold per label tuned here, per-label metrics."""
+    logits = document_logits(model, token_ids, len(y_true), len(label_map), pad_id, device, precision, batch_size,
+                             owners)
+    target = torch.as_tensor([list(row) for row in y_true], dtype=torch.float32)
+    probs = torch.sigmoid(logits).tolist()
+    metrics = multilabel_metrics(y_true, probs, label_map.labels, tune_thresholds(y_true, probs))
+    metrics["loss"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, target).item() if len(y_true) else 0.0
+    return metrics
