@@ -19,7 +19,7 @@ from db.session import session_factory_for
 from helpers import free_port, load_documents
 from worker.client import submit_classification, submit_training
 from worker.publish import publish
-from worker.reaper import reap
+from worker.ops.reaper import reap
 from workers import wait_for
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from helpers import TINY_OPTIONS, load_documents, sentiment_rows, topic_corpus
 from worker import jobs
 from worker.client import JobHandle, submit_classification, submit_training
 from worker.errors import InvalidJob, InvalidName
-from worker.shards import parent_outcome
+from worker.jobs.shards import parent_outcome
 
 TINY = TINY_OPTIONS
 
@@ -76,7 +76,7 @@ def test_two_training_jobs_on_the_same_data_and_seed_register_the_same_metrics_a
 def test_a_searched_windowed_model_records_its_trials_and_bulk_classification_reads_it_in_windows(
         sqlite_url, make_settings, tiny_base_model):
     from worker.ml.predict import load_classifier
-    from worker.report import report_path
+    from worker.ops.report import report_path
 
     settings = make_settings(sqlite_url)
     load_documents(sqlite_url, "train", sentiment_rows(48))
@@ -118,7 +118,7 @@ def test_a_multilabel_collection_trains_a_sigmoid_model_and_bulk_classification_
         assert mv.lineage["label_counts"] == {"action": 60, "comedy": 60, "romance": 60}
         report = Path(mv.artifact_path + ".report.html").read_text()
         assert "<th>threshold</th>" in report and "exact-match accuracy" in report
-    from worker.registry import evaluate
+    from worker.ops.registry import evaluate
 
     with session_factory_for(any_db_url).begin() as s:  # what a gated promotion computes, on label sets
         scored = evaluate(s.scalar(select(ModelVersion).where(ModelVersion.name == "topics")), "topics", settings)
@@ -187,7 +187,7 @@ def test_bad_training_input_fails_the_job_once_with_a_one_line_reason(
         case, rows, base, reason, clean_pg, make_settings, tiny_base_model):
     """Rows inserted with SQL (the client refuses most of these at submit) are checked again at claim time."""
     from worker.client import JobHandle
-    from worker.params import TrainParams
+    from worker.jobs.params import TrainParams
 
     settings = make_settings(clean_pg)
     if rows:

@@ -41,7 +41,7 @@ def test_a_reference_is_parsed_by_one_rule_at_submit_and_at_resolution(sqlite_ur
     from db import repo
     from db.models import ModelVersion
     from db.session import session_factory_for
-    from worker.params import ClassifyParams
+    from worker.jobs.params import ClassifyParams
 
     for ref in ("m:1@prod", "m@prod:1", "m:1:2"):
         with pytest.raises(InvalidName):

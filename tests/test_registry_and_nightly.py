@@ -12,8 +12,8 @@ from db.session import session_factory_for
 from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from worker import jobs
 from worker.client import submit_classification, submit_training
-from worker.nightly import run_nightly
-from worker.registry import promote, rollback
+from worker.ops.nightly import run_nightly
+from worker.ops.registry import promote, rollback
 
 DAY = date(2026, 11, 27)
 
@@ -112,7 +112,7 @@ def test_each_model_version_gets_a_self_contained_html_report(trained):
 
 
 def test_metrics_count_jobs_by_status_in_the_prometheus_format(trained):
-    from worker.metrics import prometheus_text
+    from worker.ops.metrics import prometheus_text
 
     body = prometheus_text(trained)
     assert 'bertjobs_jobs{kind="train",status="succeeded"} 2' in body

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from db import repo
 from db.models import JobStatus, Prediction, utcnow
-from worker.shards import parent_outcome
+from worker.jobs.shards import parent_outcome
 
 
 def _job(session, **kw):

@@ -1,10 +1,10 @@
-"""A sharded job's outcome from its finished shards (worker/shards.py): pure, no database."""
+"""A sharded job's outcome from its finished shards (worker/jobs/shards.py): pure, no database."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 from db.repo import ShardRow
-from worker.shards import parent_outcome
+from worker.jobs.shards import parent_outcome
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 

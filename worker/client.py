@@ -21,9 +21,9 @@ from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
-from worker.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
+from worker.jobs.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
 from worker.publish import publish
-from worker.shards import parent_outcome
+from worker.jobs.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.client")
 

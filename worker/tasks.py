@@ -6,7 +6,8 @@ traceback), never retried, and acknowledged like any finished task (task_acks_on
 """
 from __future__ import annotations
 
-from worker import jobs, nightly, reaper
+from worker import jobs
+from worker.ops import nightly, reaper
 from worker.celery_app import TASKS, app
 from worker.client import JobHandle
 from worker.config import get_settings

@@ -4,7 +4,7 @@ Every function takes a Session and never commits: the caller owns the transactio
 worker are *fenced*: they only take effect while the job is ``running`` under the attempt number the worker
 claimed. A stale owner (a paused process, a duplicate delivery) changes nothing.
 
-A function that can end a shard takes ``aggregate`` (worker/shards.py): the parent ends with its last shard.
+A function that can end a shard takes ``aggregate`` (worker/jobs/shards.py): the parent ends with its last shard.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Shards of a bulk classification: child jobs under a parked parent, and the parent's end with its last shard.
 
 A parent finishes exactly once, in the transaction that finishes its last shard. What its outcome says
-(result, totals, status) is job logic the caller passes in as ``aggregate`` (worker/shards.py); this module
+(result, totals, status) is job logic the caller passes in as ``aggregate`` (worker/jobs/shards.py); this module
 only locks the parent, reads its shards and writes the outcome.
 """
 from __future__ import annotations

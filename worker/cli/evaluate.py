@@ -85,7 +85,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_compare(args) -> int:
     from worker.jobs import evaluation
-    from worker.params import check_filter
+    from worker.jobs.params import check_filter
 
     settings, factory = get_settings(), sessions()
     where = check_filter(document_filter(args))

@@ -1,5 +1,5 @@
 """`bertjobs models list|show|promote|compare|rollback|history|report`: the registered model versions and the
-aliases pointing at them (worker/registry.py moves aliases; `compare` is worker/cli/evaluate.py's)."""
+aliases pointing at them (worker/ops/registry.py moves aliases; `compare` is worker/cli/evaluate.py's)."""
 from __future__ import annotations
 
 from worker.cli.common import MODEL_REF, CliError, json_flag, sessions
@@ -45,7 +45,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from worker.registry import promote
+    from worker.ops.registry import promote
 
     promotion = promote(args.ref, args.alias, gate_collection=args.gate)
     print(promotion.describe())
@@ -53,7 +53,7 @@ def cmd_promote(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from worker.registry import rollback
+    from worker.ops.registry import rollback
 
     print(rollback(args.name, args.alias))
     return 0
@@ -72,7 +72,7 @@ def cmd_history(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from worker.report import write_report
+    from worker.ops.report import write_report
 
     with sessions().begin() as s:
         mv = _ready_version(s, args.ref)

@@ -40,7 +40,7 @@ def cmd_beat(args) -> int:
 
 
 def cmd_reap(args) -> int:
-    from worker.reaper import reap
+    from worker.ops.reaper import reap
 
     report = reap()
     print(f"requeued {report.requeued}, dead {report.dead}, cancelled {report.cancelled}, "
@@ -49,7 +49,7 @@ def cmd_reap(args) -> int:
 
 
 def cmd_nightly(args) -> int:
-    from worker.nightly import run_nightly
+    from worker.ops.nightly import run_nightly
 
     handles = run_nightly()
     if not handles:
@@ -60,7 +60,7 @@ def cmd_nightly(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from worker.metrics import prometheus_text
+    from worker.ops.metrics import prometheus_text
 
     text = prometheus_text(get_settings())
     if args.textfile:
@@ -81,7 +81,7 @@ def cmd_demo(args) -> int:
 
 def cmd_completion(args) -> int:
     from worker.cli import build_parser
-    from worker.completion import bash_script, zsh_script
+    from worker.cli.completion import bash_script, zsh_script
 
     print((bash_script if args.shell == "bash" else zsh_script)(build_parser()), end="")
     return 0

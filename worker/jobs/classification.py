@@ -14,8 +14,8 @@ from worker.config import Settings
 from worker.errors import Cancelled, InvalidJob
 from worker.jobs.paging import walk_pages
 from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
-from worker.params import ClassifyParams
-from worker.shards import parent_outcome
+from worker.jobs.params import ClassifyParams
+from worker.jobs.shards import parent_outcome
 
 # How often the documents of the page in flight are published for display, and how long one piece of a page runs.
 INFLIGHT_EVERY_SECONDS = 2.0

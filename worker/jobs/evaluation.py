@@ -20,8 +20,8 @@ from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
 from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
 from worker.jobs.training import content_hash
-from worker.params import EvaluateParams
-from worker.shards import parent_outcome
+from worker.jobs.params import EvaluateParams
+from worker.jobs.shards import parent_outcome
 
 # Called with (done, total) after each page; may raise to stop (a job's cancel or lost lease).
 OnPage = Callable[[int, int], None]

@@ -21,7 +21,7 @@ from db.models import JobKind, JobStatus
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import Cancelled, ErrorKind, LeaseLost, kind_of
-from worker.shards import parent_outcome
+from worker.jobs.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.jobs")
 

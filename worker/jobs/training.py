@@ -18,9 +18,9 @@ from db.models import JobKind, JobStatus
 from worker.config import Settings
 from worker.errors import InvalidJob, LeaseLost
 from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
-from worker.params import TrainParams, check_local_base_model
-from worker.report import write_model_report
-from worker.shards import parent_outcome
+from worker.jobs.params import TrainParams, check_local_base_model
+from worker.ops.report import write_model_report
+from worker.jobs.shards import parent_outcome
 
 
 def run_training(job_id: int, *, settings: Settings | None = None, owner: str | None = None,

@@ -16,7 +16,7 @@ from db.models import JobStatus, utcnow
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.publish import publish
-from worker.shards import parent_outcome
+from worker.jobs.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.reaper")
 
