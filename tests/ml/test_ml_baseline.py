@@ -12,10 +12,6 @@ from worker.ml.baseline import compare_to_baseline, tfidf_baseline
 LABELS = ["neg", "pos"]
 
 
-def halves(texts, labels):
-    return texts[::2] + texts[1::4], labels[::2] + labels[1::4], texts[3::4], labels[3::4]
-
-
 def test_a_separable_corpus_is_learned_and_scored_with_the_projects_metrics():
     texts, labels = sentiment_corpus(160)
     train_texts, train_labels = texts[:120], labels[:120]
