@@ -98,6 +98,15 @@ def test_run_after_every_epoch_the_later_rule_only_ever_keeps_its_choice_or_take
         assert chosen[t] in (chosen[t - 1], t + 1)
 
 
+def test_an_empty_validation_split_ties_everything_and_says_so():
+    history = [{"epoch": 1, "macro_f1": 0.0, "predictions": []}, {"epoch": 2, "macro_f1": 0.0, "predictions": []}]
+
+    choice = choose_epoch(history, [], 2)
+
+    assert (choice["epoch"], choice["rule"]) == (2, "tie->later")
+    assert choice["warning"].startswith("validation split of 0 texts")
+
+
 def test_selection_is_deterministic_for_a_seed():
     truth = validation(200)
     history = [entry(e, truth, flip(truth, set(range(e, 200, 9 + e)))) for e in range(1, 4)]

@@ -60,12 +60,12 @@ def choose_epoch(history: Sequence[dict], y_true=None, n_labels: int | None = No
     if prefer not in PREFER:
         raise ValueError(f"prefer must be one of {', '.join(PREFER)}")
     best = int(np.argmax([h[metric] for h in history]))  # the first of equal scores, as the trainer keeps
-    if y_true is not None and all("predictions" in h for h in history):
+    if y_true is not None and len(y_true) and all("predictions" in h for h in history):
         n = len(y_true)
         ties, half = _bootstrap_ties(history, best, y_true, n_labels, metric, resamples, confidence, seed)
-    elif val_size is not None:
-        n = val_size
-        ties, half = _binomial_ties(history, best, val_size, metric, confidence)
+    elif val_size is not None or y_true is not None:
+        n = val_size if val_size is not None else len(y_true)
+        ties, half = _binomial_ties(history, best, n, metric, confidence)
     else:
         raise ValueError("need the validation labels and per-epoch predictions, or val_size")
     chosen, rule = _pick(history, best, ties, prefer)
