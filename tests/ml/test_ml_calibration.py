@@ -9,6 +9,7 @@ import torch
 
 from worker.ml.calibration import (
     calibrate,
+    calibrate_multilabel,
     expected_calibration_error,
     fit_label_temperatures,
     fit_temperature,
@@ -91,3 +92,17 @@ def test_multilabel_ece_compares_each_probability_with_the_label_being_there():
 
     assert multilabel_ece(logits, y) == pytest.approx((2 * 0.3 + 2 * 0.2) / 4)
     assert multilabel_ece(logits, y, [1.0, 1.0]) == multilabel_ece(logits, y)
+
+
+def test_multilabel_calibration_reports_shared_or_per_label_temperatures():
+    torch.manual_seed(2)
+    logits = torch.randn(2000, 2) * 3
+    y = torch.bernoulli(torch.sigmoid(logits / torch.tensor([1.0, 3.0])))  # label 1 three times overconfident
+
+    shared = calibrate_multilabel(logits, y)
+    per_label = calibrate_multilabel(logits, y, per_label=True)
+
+    assert shared["temperatures"][0] == shared["temperatures"][1] and not shared["per_label"]
+    assert per_label["temperatures"] == pytest.approx([1.0, 3.0], abs=0.25)
+    assert per_label["ece_after"] < shared["ece_after"] < shared["ece_before"]
+    assert json.loads(json.dumps(per_label)) == per_label

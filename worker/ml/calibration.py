@@ -126,3 +126,10 @@ def multilabel_ece(logits, y, temperatures: Sequence[float] | None = None, bins:
     z, t = _sigmoid_parts(logits, y)
     scale = torch.as_tensor(list(temperatures), dtype=torch.float64) if temperatures is not None else 1.0
     return ece_from_bins(_bins(torch.sigmoid(z / scale).reshape(-1), t.reshape(-1), bins))
+
+
+def calibrate_multilabel(logits, y, per_label: bool = False, bins: int = BINS) -> dict:
+    """Multi-label: fit temperatures (one shared, or one per label) and report the calibration error."""
+    temperatures = fit_label_temperatures(logits, y, shared=not per_label)
+    return {"temperatures": temperatures, "per_label": per_label, "ece_before": multilabel_ece(logits, y, None, bins),
+            "ece_after": multilabel_ece(logits, y, temperatures, bins)}
