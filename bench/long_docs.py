@@ -88,9 +88,9 @@ def new_model(seed: int):
         label2id={label: i for i, label in enumerate(LABELS)})
 
 
-def train(ids, y, args, pick=None) -> tuple[object, float, int]:
+def train(ids, y, args, pick=None, on_epoch=None) -> tuple[object, float, int]:
     """(model, training seconds, inputs trained on): the fine_tune recipe over fixed epochs; ``pick(rng)``
-    chooses which inputs train in an epoch (all by default)."""
+    chooses which inputs train in an epoch (all by default); ``on_epoch(model, epoch)`` runs after each."""
     from types import SimpleNamespace
 
     device = torch.device("cpu")
@@ -116,6 +116,9 @@ def train(ids, y, args, pick=None) -> tuple[object, float, int]:
             optimizer.zero_grad(set_to_none=True)
             trained += len(batch)
         seconds += time.perf_counter() - started
+        if on_epoch:
+            on_epoch(model.eval(), epoch + 1)
+            model.train()
     return model.eval(), seconds, trained
 
 
@@ -157,8 +160,8 @@ def run_method(method, tokenizer, train_texts, train_y, test_texts, test_y, args
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-docs", type=int, default=400)
-    parser.add_argument("--test-docs", type=int, default=400)
+    parser.add_argument("--train-docs", type=int, default=160)
+    parser.add_argument("--test-docs", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
