@@ -88,20 +88,21 @@ def new_model(seed: int):
         label2id={label: i for i, label in enumerate(LABELS)})
 
 
-def train(ids, y, args, pick=None, on_epoch=None) -> tuple[object, float, int]:
+def train(ids, y, args, pick=None, on_epoch=None, epochs: int | None = None) -> tuple[object, float, int]:
     """(model, training seconds, inputs trained on): the fine_tune recipe over fixed epochs; ``pick(rng)``
     chooses which inputs train in an epoch (all by default); ``on_epoch(model, epoch)`` runs after each."""
+    epochs = epochs or args.epochs
     from types import SimpleNamespace
 
     device = torch.device("cpu")
     model = new_model(args.seed).to(device).train()
     per_epoch = len(pick(random.Random(0))) if pick else len(ids)
-    total_steps = math.ceil(per_epoch / args.batch_size) * args.epochs
+    total_steps = math.ceil(per_epoch / args.batch_size) * epochs
     optimizer = torch.optim.AdamW(_param_groups(model, 0.01), lr=args.learning_rate)
     recipe = SimpleNamespace(lr_schedule="linear", warmup_ratio=0.1)
     scheduler = _scheduler(optimizer, recipe, total_steps)
     seconds, trained = 0.0, 0
-    for epoch in range(args.epochs):
+    for epoch in range(epochs):
         rng = random.Random(args.seed * 1_000_003 + epoch)
         chosen = pick(rng) if pick else list(range(len(ids)))
         grouped = length_grouped_batches([len(ids[i]) for i in chosen], args.batch_size, rng)
@@ -139,7 +140,7 @@ def run_method(method, tokenizer, train_texts, train_y, test_texts, test_y, args
         make = (lambda texts: encode_head_tail(tokenizer, texts, 128)) if method == "head_tail" else (
             lambda texts: tokenize(tokenizer, texts, length))
         train_ids, test_ids = make(train_texts), make(test_texts)
-        model, seconds, inputs = train(train_ids, train_y, args)
+        model, seconds, inputs = train(train_ids, train_y, args, epochs=args.one_input_epochs)
         started = time.perf_counter()
         accuracy = score(model, test_ids, list(range(len(test_ids))), test_y, args.pad_id)["mean"]
         return [{"method": method, "accuracy": accuracy, "train_seconds": seconds, "inputs": inputs,
@@ -149,7 +150,8 @@ def run_method(method, tokenizer, train_texts, train_y, test_texts, test_y, args
     test_ids, test_owners = encode(tokenizer, test_texts, 128, **windows)
     window_y = [train_y[o] for o in owners]
     pick = (lambda rng: sample_windows(owners, 1, rng)) if method == "sample1" else None
-    model, seconds, inputs = train(train_ids, window_y, args, pick)
+    model, seconds, inputs = train(train_ids, window_y, args, pick,
+                                   epochs=args.one_input_epochs if method == "sample1" else args.epochs)
     started = time.perf_counter()
     poolings = ("mean", "max", "confidence")
     accuracy = score(model, test_ids, test_owners, test_y, args.pad_id, poolings)
@@ -166,6 +168,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--match-windows", action="store_true",
+                        help="equal compute: methods with one input per document train for as many more epochs as "
+                             "documents have windows on average (so as many inputs as windows train on)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a shared 2-core machine two threads ran 2-3x slower than one)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
@@ -185,6 +190,10 @@ def main() -> None:
     print(f"{len(train_texts)} training and {len(test_texts)} test documents; tokens per document: median "
           f"{lengths[len(lengths) // 2]}, min {lengths[0]}, max {lengths[-1]}")
     train_y, test_y = [LABELS.index(v) for v in train_labels], [LABELS.index(v) for v in test_labels]
+    windows_per_doc = len(encode(tokenizer, train_texts, 128, "windows")[0]) / len(train_texts)
+    args.one_input_epochs = max(1, round(args.epochs * windows_per_doc)) if args.match_windows else args.epochs
+    print(f"{windows_per_doc:.2f} windows of 128 tokens per document; one-input methods train "
+          f"{args.one_input_epochs} epochs, windows {args.epochs}")
     rows = []
     for method in methods:
         if method == "tfidf":
@@ -202,10 +211,12 @@ def main() -> None:
         table.append([r["method"], f"{r['accuracy']:.4f}", f"{low:.3f}-{high:.3f}", f"{r['train_seconds']:.1f}",
                       f"{r['train_seconds'] / truncation:.2f}x" if truncation else "", r["inputs"],
                       f"{r['eval_seconds']:.1f}"])
-    print_table(f"Long documents: {len(test_y)} test documents, {args.epochs} epochs",
+    print_table(f"Long documents: {len(test_y)} test documents, {args.epochs} epochs of windows, "
+                f"{args.one_input_epochs} of one input per document",
                 ["method", "test accuracy", "95% interval", "train s", "vs truncate", "inputs trained", "test s"],
                 table)
     emit_json("long_docs", {"train_docs": len(train_texts), "test_docs": len(test_texts), "epochs": args.epochs,
+                            "one_input_epochs": args.one_input_epochs, "learning_rate": args.learning_rate,
                             "batch_size": args.batch_size, "median_tokens": lengths[len(lengths) // 2],
                             "rows": rows})
 
