@@ -1,0 +1,85 @@
+"""Long documents: head+tail truncation, pooling window logits into document logits, sampling training windows.
+
+- ``head_tail``: keep the first and the last tokens of a text that is too long (Sun et al. 2019 found a
+  quarter head, three quarters tail best for reviews), one model input per document as with truncation.
+- ``pool_logits``: a document's logits from its windows' logits: ``mean`` (what ``average_by_owner`` does),
+  ``max`` (per label, the largest window logit: one decisive passage is enough) or ``confidence`` (a mean
+  weighted by each window's top softmax probability: undecided windows count less).
+- ``sample_windows``: which windows train in an epoch when only ``k`` per document do, so an epoch of windows
+  costs about what an epoch of truncation costs while every part of a document is seen over the epochs.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+
+from worker.ml.batching import average_by_owner
+
+POOLING = ("mean", "max", "confidence")
+HEAD_FRACTION = 0.25
+
+
+def head_tail(tokens: Sequence[int], budget: int, head: int) -> list[int]:
+    """``tokens`` when they fit in ``budget``; else the first ``head`` and the last ``budget - head``."""
+    if not 0 <= head <= budget:
+        raise ValueError(f"head must be between 0 and the budget {budget}, got {head}")
+    if len(tokens) <= budget:
+        return list(tokens)
+    return list(tokens[:head]) + list(tokens[len(tokens) - (budget - head):])
+
+
+def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after a single text ([CLS] and [SEP] for BERT)."""
+    probe = "a"
+    full = tokenizer(probe)["input_ids"]
+    content = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    start = next(i for i in range(len(full) - len(content) + 1) if full[i : i + len(content)] == content)
+    return full[:start], full[start + len(content):]
+
+
+def encode_head_tail(tokenizer, texts: Sequence[str], max_length: int,
+                     head_fraction: float = HEAD_FRACTION) -> list[list[int]]:
+    """Token ids per text (special tokens included), at most ``max_length``: head and tail of long texts."""
+    if not texts:
+        return []
+    prefix, suffix = _special_tokens(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    content = tokenizer(list(texts), add_special_tokens=False, truncation=False, padding=False,
+                        return_attention_mask=False, return_token_type_ids=False, verbose=False)["input_ids"]
+    head = round(budget * head_fraction)
+    return [prefix + head_tail(ids, budget, head) + suffix for ids in content]
+
+
+def pool_logits(logits: torch.Tensor, owners: Sequence[int], n: int, how: str = "mean") -> torch.Tensor:
+    """(n, labels) document logits from (windows, labels) window logits; ``owners[i]`` is window i's
+    document, every document has at least one window."""
+    if how not in POOLING:
+        raise ValueError(f"pooling must be one of {', '.join(POOLING)}")
+    if how == "mean" or len(owners) == n:
+        return average_by_owner(logits, owners, n)
+    index = torch.as_tensor(owners, device=logits.device)
+    if how == "max":
+        out = torch.full((n, logits.shape[-1]), float("-inf"), dtype=logits.dtype, device=logits.device)
+        return out.scatter_reduce_(0, index.unsqueeze(-1).expand_as(logits), logits, reduce="amax")
+    weight = torch.softmax(logits.float(), dim=-1).max(dim=-1).values.to(logits.dtype)
+    sums = torch.zeros((n, logits.shape[-1]), dtype=logits.dtype, device=logits.device)
+    sums.index_add_(0, index, logits * weight.unsqueeze(-1))
+    total = torch.zeros(n, dtype=logits.dtype, device=logits.device).index_add_(0, index, weight)
+    return sums / total.unsqueeze(-1)
+
+
+def sample_windows(owners: Sequence[int], k: int, rng: random.Random) -> list[int]:
+    """Indices of the windows that train this epoch: ``k`` per document drawn without replacement (all of
+    a document's windows when it has ``k`` or fewer), in window order."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    by_owner: dict[int, list[int]] = {}
+    for i, owner in enumerate(owners):
+        by_owner.setdefault(owner, []).append(i)
+    chosen = []
+    for owner in sorted(by_owner):
+        windows = by_owner[owner]
+        chosen.extend(windows if len(windows) <= k else rng.sample(windows, k))
+    return sorted(chosen)
