@@ -1,0 +1,50 @@
+"""Which inference engine a classifier runs on: torch (always installed) or OpenVINO (the optional extra
+``bertjobs[openvino]``: openvino to run converted models, nncf to quantize them).
+
+Nothing here imports OpenVINO: asking whether it is installed costs nothing, so a client that only submits jobs
+can check the setting without loading it.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from worker.ml.errors import EngineUnavailable
+
+ENGINES = ("torch", "openvino", "auto")
+OPENVINO_PRECISIONS = ("auto", "fp32", "bf16", "int8")
+INSTALL_HINT = "pip install 'bertjobs[openvino]'"
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken parent package
+        return False
+
+
+def openvino_available() -> bool:
+    return installed("openvino")
+
+
+def require_openvino(what: str = "the openvino engine", *, quantizer: bool = False) -> None:
+    """Raise EngineUnavailable (one line, with the install command) unless OpenVINO (and nncf) are installed."""
+    missing = [m for m in (("openvino", "nncf") if quantizer else ("openvino",)) if not installed(m)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise EngineUnavailable(f"{what} needs {' and '.join(missing)}, which {verb} not installed here: {INSTALL_HINT}")
+
+
+def resolve_engine(preference: str, device: torch.device) -> str:
+    """``torch`` or ``openvino``. ``auto``: OpenVINO on the CPU when it is installed (faster there at every
+    precision, see bench/README.md), torch elsewhere (GPUs, or without the extra)."""
+    if preference == "auto":
+        return "openvino" if device.type == "cpu" and openvino_available() else "torch"
+    if preference not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {preference!r}")
+    if preference == "openvino":
+        if device.type != "cpu":
+            raise ValueError(f"the openvino engine runs on the CPU, not on {device}")
+        require_openvino()
+    return preference
