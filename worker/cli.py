@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from worker.config import get_settings
 from worker.errors import BertjobsError
 from worker.ml.errors import MLError
+from worker.quantize_cli import add_command as add_quantize_command
 
 
 class CliError(Exception):
@@ -538,6 +539,9 @@ def cmd_models(args) -> int:
 
 def cmd_worker(args) -> int:
     """Exec a Celery worker: prefork, concurrency 1, pinned to one GPU with --gpu."""
+    from worker.config import check_engine
+
+    check_engine(get_settings())  # BERTJOBS_CLASSIFY_ENGINE=openvino without OpenVINO: refused before it starts
     env = dict(os.environ)
     if args.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
@@ -786,6 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
     mh.add_argument("--limit", type=int, default=50)
     mrep = msub.add_parser("report", help="write the HTML training report and print where it is")
     mrep.add_argument("ref")
+    add_quantize_command(msub, json_flag())
 
     wk = sub.add_parser("worker", help="start a Celery worker (one per GPU)")
     wk.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
@@ -853,9 +858,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         get_settings()  # a wrong setting is one line for every command, before anything runs
         if getattr(args, "inline", False):
-            from worker.config import check_device
+            from worker.config import check_device, check_engine
 
             check_device(get_settings())  # before the job is saved: BERTJOBS_DEVICE=cuda on a host without it
+            check_engine(get_settings())
         status = args.func(args)
         sys.stdout.flush()
         return status

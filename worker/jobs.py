@@ -278,7 +278,9 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
 
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
+    from worker.ml.quantize import calibration_file
     from worker.ml.search import search
+    from worker.quantize import after_training, discard
     from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_multilabel_set, validate_training_set
 
     params = TrainParams.from_dict(ctx.params)
@@ -348,11 +350,15 @@ def _train(ctx: JobContext) -> None:
     destination = store / params.model_name / f"job{ctx.job_id}-attempt{ctx.attempt}"
     metadata = {**result.inference_metadata(),
                 "base_model": params.base_model, "job_id": ctx.job_id}
-    sha = save_artifact(result.model, result.tokenizer, metadata, destination)
+    sha = save_artifact(result.model, result.tokenizer, metadata, destination, extra_files=calibration_file(
+        data.texts, data.labels, result.config.val_fraction, result.config.seed))
+    metrics.update(after_training(ctx.settings, ctx.log, destination, sha, data.texts, data.labels,
+                                  result.config.val_fraction, result.config.seed))  # OpenVINO int8, if it is used
     try:
         version = _register(ctx, params, sha, destination, list(result.label_map.labels), hyper, metrics, lineage)
     except LeaseLost:
         shutil.rmtree(destination, ignore_errors=True)
+        discard(destination)
         raise
     shutil.rmtree(checkpoints, ignore_errors=True)
     try:
@@ -530,7 +536,7 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
     settings = ctx.settings
     ctx.progress(done, total, detail={"unit": "documents"})
     classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device,
-                                 precision=settings.classify_precision)
+                                 precision=settings.classify_precision, engine=settings.classify_engine)
     started = time.perf_counter()
     this_attempt = 0
     piece = settings.classify_batch_size
@@ -567,4 +573,5 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, cu
             "model": target.ref, "model_version_id": target.model_version_id, "collection": params.collection,
             "documents": done, **counts, "seconds": round(seconds, 3),
             "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None,
+            "engine": classifier.engine, "precision": classifier.precision,
         })

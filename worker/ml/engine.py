@@ -1,16 +1,18 @@
 """Which inference engine a classifier runs on: torch (always installed) or OpenVINO (the optional extra
 ``bertjobs[openvino]``: openvino to run converted models, nncf to quantize them).
 
-Nothing here imports OpenVINO: asking whether it is installed costs nothing, so a client that only submits jobs
-can check the setting without loading it.
+Nothing here imports OpenVINO or torch: asking whether OpenVINO is installed costs nothing, so a client that only
+submits jobs (and a worker's parent process) can check the setting without loading either.
 """
 from __future__ import annotations
 
 import importlib.util
-
-import torch
+from typing import TYPE_CHECKING
 
 from worker.ml.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    import torch
 
 ENGINES = ("torch", "openvino", "auto")
 OPENVINO_PRECISIONS = ("auto", "fp32", "bf16", "int8")
