@@ -7,12 +7,8 @@ submits jobs (and a worker's parent process) can check the setting without loadi
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
 
 from worker.ml.errors import EngineUnavailable
-
-if TYPE_CHECKING:
-    import torch
 
 ENGINES = ("torch", "openvino", "auto")
 OPENVINO_PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -38,15 +34,20 @@ def require_openvino(what: str = "the openvino engine", *, quantizer: bool = Fal
         raise EngineUnavailable(f"{what} needs {' and '.join(missing)}, which {verb} not installed here: {INSTALL_HINT}")
 
 
-def resolve_engine(preference: str, device: torch.device) -> str:
-    """``torch`` or ``openvino``. ``auto``: OpenVINO on the CPU when it is installed (faster there at every
-    precision, see bench/README.md), torch elsewhere (GPUs, or without the extra)."""
+def resolve_engine(preference: str, device: str = "auto") -> str:
+    """``torch`` or ``openvino`` for an engine and a device preference (``auto``, ``cpu``, ``cuda:N``). ``auto``:
+    OpenVINO when the classifier runs on the CPU and OpenVINO is installed (faster there at every precision, see
+    bench/README.md), torch elsewhere. ``openvino`` always runs on the CPU, even on a host with a GPU."""
     if preference == "auto":
-        return "openvino" if device.type == "cpu" and openvino_available() else "torch"
+        if not openvino_available() or device.startswith("cuda"):
+            return "torch"
+        from worker.ml.device import resolve_device
+
+        return "openvino" if resolve_device(device).type == "cpu" else "torch"  # device auto: a GPU if there is one
     if preference not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {preference!r}")
     if preference == "openvino":
-        if device.type != "cpu":
+        if device.startswith("cuda"):
             raise ValueError(f"the openvino engine runs on the CPU, not on {device}")
         require_openvino()
     return preference
