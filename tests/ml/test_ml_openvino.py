@@ -136,6 +136,7 @@ def test_auto_picks_openvino_on_the_cpu_and_torch_on_a_gpu():
 
     assert resolve_engine("auto", "cpu") == "openvino"
     assert resolve_engine("auto", "cuda:0") == "torch"
+    assert resolve_engine("auto", "cpu", "fp16") == "torch"  # a precision only torch runs
     assert resolve_engine("torch", "cpu") == "torch"
     assert resolve_engine("openvino", "auto") == "openvino"  # on the CPU even where a GPU is
     with pytest.raises(ValueError, match="runs on the CPU"):

@@ -34,12 +34,13 @@ def require_openvino(what: str = "the openvino engine", *, quantizer: bool = Fal
         raise EngineUnavailable(f"{what} needs {' and '.join(missing)}, which {verb} not installed here: {INSTALL_HINT}")
 
 
-def resolve_engine(preference: str, device: str = "auto") -> str:
-    """``torch`` or ``openvino`` for an engine and a device preference (``auto``, ``cpu``, ``cuda:N``). ``auto``:
-    OpenVINO when the classifier runs on the CPU and OpenVINO is installed (faster there at every precision, see
-    bench/README.md), torch elsewhere. ``openvino`` always runs on the CPU, even on a host with a GPU."""
+def resolve_engine(preference: str, device: str = "auto", precision: str = "auto") -> str:
+    """``torch`` or ``openvino`` for an engine, a device preference (``auto``, ``cpu``, ``cuda:N``) and a precision.
+    ``auto``: OpenVINO when the classifier runs on the CPU at a precision OpenVINO runs and OpenVINO is installed
+    (faster there at every precision, see bench/README.md), torch elsewhere. ``openvino`` always runs on the CPU,
+    even on a host with a GPU."""
     if preference == "auto":
-        if not openvino_available() or device.startswith("cuda"):
+        if not openvino_available() or device.startswith("cuda") or precision not in OPENVINO_PRECISIONS:
             return "torch"
         from worker.ml.device import resolve_device
 

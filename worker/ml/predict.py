@@ -163,7 +163,7 @@ def load_classifier(path: str | Path, *, sha256: str | None = None, device: str 
     with _cache_lock:
         if key not in _cache:
             _cache.clear()  # one model at a time: a worker serves one GPU
-            if resolve_engine(engine, device) == "openvino":
+            if resolve_engine(engine, device, precision) == "openvino":
                 from worker.ml.openvino_engine import load_openvino
 
                 _cache[key] = load_openvino(path, sha256=sha256, precision=precision)
