@@ -280,8 +280,8 @@ def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
     from worker.ml.quantize import calibration_file
     from worker.ml.search import search
-    from worker.quantize import after_training, discard
     from worker.ml.train import Callbacks, check_base_model, fine_tune, validate_multilabel_set, validate_training_set
+    from worker.quantize import after_training, discard
 
     params = TrainParams.from_dict(ctx.params)
     check_local_base_model(params.base_model)
