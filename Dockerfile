@@ -9,5 +9,7 @@ COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY db ./db
 COPY migrations ./migrations
-RUN pip install .
+# CPU workers with the OpenVINO engine (BERTJOBS_CLASSIFY_ENGINE=openvino or auto): --build-arg EXTRAS=[openvino]
+ARG EXTRAS=""
+RUN pip install .${EXTRAS}
 ENTRYPOINT ["bertjobs"]

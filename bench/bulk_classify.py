@@ -9,11 +9,15 @@ Methods, all on the same texts and weights:
 - pipeline: transformers.pipeline("text-classification", batch_size=64);
 - bare forward: the model alone over pre-tokenized, length-sorted batches of 64 (the ceiling for any
   pipeline around this model);
-- bertjobs: a real classification job: documents read from the database, predictions committed to it.
+- bertjobs: a real classification job: documents read from the database, predictions committed to it, with each
+  engine (torch; OpenVINO with `--engines torch,openvino`, the default where it is installed) and precision.
+
+    python bench/bulk_classify.py --no-baselines --docs 256 --repeats 4   # the engines only, alternating rounds
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +33,7 @@ from common import (
     print_table,
     rt_corpus,
 )
+from engines import alternating_rates, engine_runs, max_delta, prepare_openvino, run_name
 
 from db import repo
 from db.migrate import upgrade
@@ -38,7 +43,10 @@ from worker.client import submit_classification
 from worker.config import Settings
 from worker.ml.artifact import save_artifact
 from worker.ml.batching import sorted_batches, token_budget_batches, tokenize
-from worker.ml.predict import Classifier, load_classifier
+from worker.ml import predict as predict_module
+from worker.ml.engine import installed
+from worker.ml.predict import load_classifier
+from worker.ml.quantize import calibration_sample
 
 LABELS = ["fresh", "rotten"]
 
@@ -72,22 +80,28 @@ def bare_forward(model, token_ids, batches, pad_id):
 
 
 class BertjobsRun:
-    """A real bulk job over a collection in a database (SQLite file by default, or --db URL)."""
+    """A real bulk job over a collection in a database (SQLite file by default, or --db URL), on one engine."""
 
-    def __init__(self, model, tokenizer, texts, db_url: str | None, precision: str, workdir: Path):
+    def __init__(self, artifact: tuple[Path, str], texts, db_url: str | None, precision: str, workdir: Path,
+                 engine: str = "torch"):
         self.url = db_url or f"sqlite:///{workdir / 'bench.db'}"
         upgrade(self.url)
         self.settings = Settings(database_url=self.url, data_dir=workdir, model_store=workdir / "models",
                                  classify_chunk_size=512, classify_batch_size=64, classify_precision=precision,
-                                 lease_seconds=600, heartbeat_seconds=60, classify_shard_size=10**9)
-        self.artifact = workdir / f"artifact-{model.config.num_hidden_layers}-{model.config.hidden_size}"
-        self.sha = save_artifact(model, tokenizer, {"labels": LABELS, "max_length": 128}, self.artifact)
+                                 classify_engine=engine, lease_seconds=600, heartbeat_seconds=60,
+                                 classify_shard_size=10**9)
+        self.artifact, self.sha = artifact
         self.collection = f"bench-{time.time_ns()}"
         with session_factory_for(self.url).begin() as s:
             repo.upsert_documents(s, self.collection, [{"external_id": str(i), "text": t} for i, t in enumerate(texts)])
-        load_classifier(self.artifact, sha256=self.sha, precision=precision)  # warm, as a worker would be
+        # Warm, as a worker would be. A worker keeps its one model across jobs; here the runs take turns, so each
+        # puts its own warm classifier back in the cache (the key load_classifier uses) before its job starts.
+        self.key = (str(self.artifact), self.sha, self.settings.device, precision, engine)
+        self.classifier = load_classifier(self.artifact, sha256=self.sha, precision=precision, engine=engine)
 
     def __call__(self):
+        predict_module._cache.clear()
+        predict_module._cache[self.key] = self.classifier
         with session_factory_for(self.url).begin() as s:  # a new version each run, so every document is new
             mv = repo.register_model_version(s, name="bench", base_model="bench", status="ready",
                                              artifact_path=str(self.artifact), artifact_sha256=self.sha,
@@ -95,11 +109,6 @@ class BertjobsRun:
             ref = f"{mv.name}:{mv.version}"
         job = submit_classification(self.collection, ref, settings=self.settings, enqueue=False)
         assert jobs.run_classification(job.id, settings=self.settings) is jobs.Outcome.succeeded
-
-
-def accuracy_of(classifier: Classifier, texts, labels) -> float:
-    predictions = classifier.predict(texts, 64)
-    return sum(p.label == gold for p, gold in zip(predictions, labels)) / len(labels)
 
 
 def fine_tuned_minilm(train_docs: int):
@@ -114,8 +123,8 @@ def fine_tuned_minilm(train_docs: int):
     return result.model, result.tokenizer
 
 
-def bench_corpus(name, texts, gold, model, tokenizer, args, matmul, held_out=None):
-    """``held_out``: (texts, labels) to score each precision's accuracy on; default: the benchmark's own texts."""
+def bench_corpus(name, texts, gold, model, tokenizer, args, matmul, artifact, held_out=None):
+    """``held_out``: (texts, labels) to score each run's accuracy on; default: the benchmark's own texts."""
     held_out = held_out or (texts, gold)
     token_ids = tokenize(tokenizer, texts, 128)
     lengths = [len(t) for t in token_ids]
@@ -124,48 +133,61 @@ def bench_corpus(name, texts, gold, model, tokenizer, args, matmul, held_out=Non
     def computed(batch_list):
         return forward_flops(model.config, [(max(lengths[i] for i in b),) * 2 for b in batch_list for _ in b])
 
-    computed_sorted = computed(batches)
     # What a job computes: token-budget batches within each page of 512 documents.
     computed_job = computed([[page + i for i in b] for page in range(0, len(lengths), 512)
                              for b in token_budget_batches(lengths[page:page + 512], 64)])
-    rows, results = [], {}
+    results = {}
     n = len(texts)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
-
-    rate, runs = median_rate(lambda: tutorial_loop(model, tokenizer, texts), n, args.repeats)
-    results["tutorial"] = {"docs_per_second": rate, "runs": runs,
-                           "computed_flops": forward_flops(model.config, [(128, 128)] * n)}
-    rate, runs = median_rate(lambda: hf_pipeline(model, tokenizer)(texts), n, args.repeats)
-    results["pipeline"] = {"docs_per_second": rate, "runs": runs}
-    rate, runs = median_rate(bare_forward(model, token_ids, batches, tokenizer.pad_token_id or 0), n, args.repeats)
-    results["bare_forward"] = {"docs_per_second": rate, "runs": runs, "computed_flops": computed_sorted}
-    for precision in args.precisions:
-        run = BertjobsRun(model, tokenizer, texts, args.db, precision, workdir)
-        rate, runs = median_rate(run, n, args.repeats)
-        entry = {"docs_per_second": rate, "runs": runs}
-        if precision == "fp32":
+    if args.baselines:
+        rate, runs = median_rate(lambda: tutorial_loop(model, tokenizer, texts), n, args.repeats)
+        results["tutorial"] = {"docs_per_second": rate, "runs": runs,
+                               "computed_flops": forward_flops(model.config, [(128, 128)] * n)}
+        rate, runs = median_rate(lambda: hf_pipeline(model, tokenizer)(texts), n, args.repeats)
+        results["pipeline"] = {"docs_per_second": rate, "runs": runs}
+        rate, runs = median_rate(bare_forward(model, token_ids, batches, tokenizer.pad_token_id or 0), n, args.repeats)
+        results["bare_forward"] = {"docs_per_second": rate, "runs": runs, "computed_flops": computed(batches)}
+    runs = {run_name(e, p): BertjobsRun(artifact, texts, args.db, p, args.workdir, e) for e, p in args.runs}
+    rates = alternating_rates(runs, n, args.repeats)
+    reference = None
+    for (engine, precision), (method, run) in zip(args.runs, runs.items()):
+        entry = {"engine": engine, "precision": precision, "docs_per_second": statistics.median(rates[method]),
+                 "runs": rates[method]}
+        if method == "bertjobs_fp32":
             entry["computed_flops"] = computed_job
+        predictions = run.classifier.predict(held_out[0], 64)
+        reference = reference or predictions  # torch fp32 runs first
+        entry["max_dp_vs_torch_fp32"] = max_delta(predictions, reference)
         if args.accuracy and gold is not None:
-            entry["accuracy"] = accuracy_of(load_classifier(run.artifact, sha256=run.sha, precision=precision),
-                                            *held_out)
-        results[f"bertjobs_{precision}"] = entry
+            entry["accuracy"] = sum(p.label == g for p, g in zip(predictions, held_out[1])) / len(held_out[1])
+        results[method] = entry
+    print_results(name, results, n, useful, lengths, model, args, matmul)
+    return {"corpus": name, "docs": n, "mean_tokens": sum(lengths) / n, "useful_flops": useful, "results": results}
 
-    base = results["tutorial"]["docs_per_second"]
+
+def print_results(name, results, n, useful, lengths, model, args, matmul) -> None:
+    def ratio(r, base):
+        return f"{r['docs_per_second'] / results[base]['docs_per_second']:.2f}x" if base in results else "-"
+
+    best_torch = max((r for r in results.values() if r.get("engine") == "torch"), key=lambda r: r["docs_per_second"])
+    fp32_accuracy = results["bertjobs_fp32"].get("accuracy")
+    rows = []
     for method, r in results.items():
         useful_rate = useful / n * r["docs_per_second"]
-        rows.append([method, f"{r['docs_per_second']:.1f}", f"{r['docs_per_second'] / base:.2f}x",
-                     f"{r['docs_per_second'] / results['pipeline']['docs_per_second']:.2f}x",
-                     f"{r['docs_per_second'] / results['bare_forward']['docs_per_second']:.2f}",
-                     f"{useful_rate / 1e9:.1f}", f"{useful_rate / matmul:.0%}",
+        accuracy = "-"
+        if "accuracy" in r:
+            accuracy = f"{r['accuracy']:.4f}" + (f" ({100 * (r['accuracy'] - fp32_accuracy):+.2f} pt)"
+                                                 if method != "bertjobs_fp32" else "")
+        rows.append([method, f"{r['docs_per_second']:.1f}", ratio(r, "tutorial"), ratio(r, "pipeline"),
+                     ratio(r, "bare_forward"), f"{useful_rate / 1e9:.1f}", f"{useful_rate / matmul:.0%}",
                      f"{r['computed_flops'] / useful:.2f}" if "computed_flops" in r else "-",
-                     f"{r['accuracy']:.4f}" if "accuracy" in r else "-"])
-    mean_len = sum(lengths) / n
-    print_table(f"{name}: {n} texts, mean {mean_len:.0f} tokens, model {args.model} "
+                     ratio(r, "bertjobs_fp32") if "engine" in r else "-",
+                     f"{r['docs_per_second'] / best_torch['docs_per_second']:.2f}x" if "engine" in r else "-",
+                     f"{r['max_dp_vs_torch_fp32']:.1e}" if "engine" in r else "-", accuracy])
+    print_table(f"{name}: {n} texts, mean {sum(lengths) / n:.0f} tokens, model {args.model} "
                 f"({model.config.num_hidden_layers} layers x {model.config.hidden_size}), "
-                f"fp32 matmul {matmul / 1e9:.1f} GFLOP/s",
-                ["method", "docs/s", "vs tutorial", "vs pipeline", "vs bare fwd", "useful GFLOP/s",
-                 "of matmul", "computed/useful", "accuracy"], rows)
-    return {"corpus": name, "docs": n, "mean_tokens": mean_len, "useful_flops": useful, "results": results}
+                f"fp32 matmul {matmul / 1e9:.1f} GFLOP/s, {args.repeats} alternating rounds",
+                ["method", "docs/s", "vs tutorial", "vs pipeline", "vs bare fwd", "useful GFLOP/s", "of matmul",
+                 "computed/useful", "vs torch fp32", "vs best torch", "max |dp| vs torch fp32", "accuracy"], rows)
 
 
 def main() -> None:
@@ -175,8 +197,12 @@ def main() -> None:
     parser.add_argument("--corpus", default="rt,long", help="rt, long or both")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", default="",
-                        help="bertjobs precisions to run (default: fp32, int8, and bf16 where the CPU has it)")
-    parser.add_argument("--repeats", type=int, default=3)
+                        help="torch precisions to run (default: fp32, int8, and bf16 where the CPU has it)")
+    parser.add_argument("--engines", default="torch,openvino" if installed("openvino") else "torch",
+                        help="torch, openvino (fp32, bf16 where the CPU has it, int8) or both (default where installed)")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the tutorial loop, the pipeline and the bare forward pass")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the bertjobs runs take turns in each")
     parser.add_argument("--db", help="database URL for the bertjobs runs (default: a SQLite file in a temp folder)")
     parser.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True,
                         help="fine-tune MiniLM for one epoch first and report each precision's accuracy")
@@ -185,8 +211,9 @@ def main() -> None:
     args = parser.parse_args()
     from worker.ml.device import cpu_has_fast_bf16
 
-    args.precisions = (args.precisions.split(",") if args.precisions
-                       else ["fp32", "int8"] + (["bf16"] if cpu_has_fast_bf16() else []))
+    precisions = (args.precisions.split(",") if args.precisions
+                  else ["fp32", "int8"] + (["bf16"] if cpu_has_fast_bf16() else []))
+    args.runs = engine_runs(args.engines.split(","), precisions)
     if args.device != "cpu":
         raise SystemExit("this script measures the CPU path; see bench/gpu_check.sh for the GPU")
 
@@ -196,6 +223,20 @@ def main() -> None:
         model, tokenizer, _ = make_model(args.model, LABELS)
         args.accuracy = args.accuracy and args.model != "bert-base"
     model.eval()
+    args.workdir = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
+    artifact = args.workdir / "artifact"
+    artifact = (artifact, save_artifact(model, tokenizer, {"labels": LABELS, "max_length": 128}, artifact))
+    costs = None
+    if any(engine == "openvino" for engine, _ in args.runs):
+        # int8 once per model version, from a fixed sample of its training texts (those fine-tuning used).
+        sample = calibration_sample(*rt_corpus(args.train_docs, offset=5000), seed=42, source="training texts")
+        costs = prepare_openvino(*artifact, sample)
+        load = costs["load_seconds"]
+        print(f"\nOpenVINO: conversion {costs['conversion_seconds']:.1f} s, int8 calibration and quantization "
+              f"{costs['int8_build_seconds']:.1f} s ({costs['calibration_texts']} texts); load (warm worker, median "
+              f"of 3) torch {load['torch']:.2f} s, OpenVINO fp32 {load['openvino_fp32']:.2f} s "
+              f"({load['openvino_fp32'] / load['torch']:.2f}x), int8 {load['openvino_int8']:.2f} s "
+              f"({load['openvino_int8'] / load['torch']:.2f}x)")
     matmul = matmul_flops_per_second()
     out = []
     for corpus in args.corpus.split(","):
@@ -203,8 +244,9 @@ def main() -> None:
         # Rotten Tomatoes: accuracy on 2,000 other held-out texts (2,000-3,999; training used 5,000 on).
         held_out = rt_corpus(args.accuracy_docs, offset=2000) if corpus == "rt" else None
         out.append(bench_corpus("Rotten Tomatoes" if corpus == "rt" else "long documents (>300 tokens)",
-                                texts, gold, model, tokenizer, args, matmul, held_out))
-    emit_json("bulk_classify", {"model": args.model, "matmul_fp32_flops": matmul, "corpora": out})
+                                texts, gold, model, tokenizer, args, matmul, artifact, held_out))
+    emit_json("bulk_classify", {"model": args.model, "matmul_fp32_flops": matmul, "openvino": costs,
+                                "corpora": out})
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def test_nightly_collections_read_the_readme_form(env, sqlite_url, value, expect
 
 @pytest.mark.parametrize("name, value, says", [
     ("classify_precision", "bf61", "BERTJOBS_CLASSIFY_PRECISION: must be one of auto, fp32, bf16, fp16, int8"),
+    ("classify_engine", "onnx", "BERTJOBS_CLASSIFY_ENGINE: must be one of torch, openvino, auto, got 'onnx'"),
     ("device", "gpu", "BERTJOBS_DEVICE: must be auto, cpu, cuda or cuda:N"),
     ("device", "cuda:x", "BERTJOBS_DEVICE: must be auto, cpu, cuda or cuda:N"),
     ("lease_seconds", "soon", "BERTJOBS_LEASE_SECONDS: Input should be a valid integer"),

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from db import repo
 from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
-from worker.config import Settings, get_settings
+from worker.config import Settings, SettingsError, check_engine, get_settings
 from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
 from worker.jobs.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
 from worker.publish import publish
@@ -149,6 +149,11 @@ def _submit(kind: JobKind, params: dict[str, Any], settings: Settings | None, id
     settings = settings or get_settings()
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
         raise InvalidJob(f"max_attempts must be a whole number of at least 1, got {max_attempts!r}")
+    if kind is not JobKind.train:  # a worker would fail the job: refuse it here instead
+        try:
+            check_engine(settings)
+        except SettingsError as exc:
+            raise InvalidJob(str(exc)) from None
     check = _check_training if kind is JobKind.train else _check_classification
     with session_factory_for(settings.resolved_database_url).begin() as s:
         existing = repo.job_by_dedupe_key(s, idempotency_key) if idempotency_key is not None else None

@@ -7,10 +7,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from db.session import normalise_database_url
+from worker.ml.engine import ENGINES, INSTALL_HINT, openvino_available
 
 DEFAULT_DATA_DIR = Path("bertjobs-data")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     classify_batch_size: int = Field(64, ge=1, description="A forward pass holds this many 32-token texts worth of tokens.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     classify_precision: str = Field("auto", description="auto, fp32, bf16, fp16 or int8 (CPU, opt-in) for bulk jobs.")
+    classify_engine: str = Field("torch", description="torch, openvino (CPU, the bertjobs[openvino] extra) or auto "
+                                                      "(OpenVINO on the CPU where it is installed) for bulk jobs.")
 
     @field_validator("nightly_collections", mode="before")
     @classmethod
@@ -69,12 +72,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
         return value
 
-    @field_validator("classify_precision")
+    @field_validator("classify_precision", "classify_engine")
     @classmethod
-    def _precision(cls, value: str) -> str:
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
+        choices = {"classify_precision": PRECISIONS, "classify_engine": ENGINES}[info.field_name]
         value = value.strip().lower()
-        if value not in PRECISIONS:
-            raise ValueError(f"must be one of {', '.join(PRECISIONS)}, got {value!r}")
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
         return value
 
     @field_validator("nightly_time")
@@ -89,6 +93,15 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise(cls, value: str) -> str:
         return normalise_database_url(value.strip())
+
+    @model_validator(mode="after")
+    def _engine_runs_it(self) -> "Settings":
+        if self.classify_engine == "openvino" and self.device.startswith("cuda"):
+            raise ValueError(f"BERTJOBS_CLASSIFY_ENGINE: openvino runs on the CPU, but BERTJOBS_DEVICE is {self.device}")
+        if self.classify_engine == "openvino" and self.classify_precision == "fp16":
+            raise ValueError("BERTJOBS_CLASSIFY_ENGINE: openvino runs fp32, bf16 or int8, but BERTJOBS_CLASSIFY_PRECISION "
+                             "is fp16")
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> "Settings":
@@ -136,6 +149,14 @@ def check_device(settings: Settings) -> None:
     if index >= torch.cuda.device_count():
         raise SettingsError(f"BERTJOBS_DEVICE: {settings.device} was asked for, but this host has "
                             f"{torch.cuda.device_count()} CUDA device(s)")
+
+
+def check_engine(settings: Settings) -> None:
+    """Refuse ``BERTJOBS_CLASSIFY_ENGINE=openvino`` where OpenVINO is not installed: at submit, before an inline
+    run and when a worker starts, never in the middle of a job. (Nothing is imported to find out.)"""
+    if settings.classify_engine == "openvino" and not openvino_available():
+        raise SettingsError(f"BERTJOBS_CLASSIFY_ENGINE: openvino was asked for, but OpenVINO is not installed here "
+                            f"({INSTALL_HINT})")
 
 
 @lru_cache(maxsize=1)

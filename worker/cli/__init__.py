@@ -85,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         get_settings()  # a wrong setting is one line for every command, before anything runs
         if getattr(args, "inline", False):
-            from worker.config import check_device
+            from worker.config import check_device, check_engine
 
             check_device(get_settings())  # before the job is saved: BERTJOBS_DEVICE=cuda on a host without it
+            check_engine(get_settings())
         status = args.func(args)
         sys.stdout.flush()
         return status

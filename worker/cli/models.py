@@ -5,6 +5,7 @@ from __future__ import annotations
 from worker.cli.common import MODEL_REF, CliError, json_flag, sessions
 from worker.cli.evaluate import register_compare
 from worker.cli.output import print_alias_history, print_model_table
+from worker.cli.quantize import add_command as add_quantize_command
 
 
 def _ready_version(s, ref: str):
@@ -114,3 +115,4 @@ def register(sub) -> None:
     mrep = msub.add_parser("report", help="write the HTML training report and print where it is")
     mrep.add_argument("ref")
     mrep.set_defaults(func=cmd_report)
+    add_quantize_command(msub, json_flag())

@@ -12,6 +12,9 @@ from worker.config import get_settings
 
 def cmd_worker(args) -> int:
     """Exec a Celery worker: prefork, concurrency 1, pinned to one GPU with --gpu."""
+    from worker.config import check_engine
+
+    check_engine(get_settings())  # BERTJOBS_CLASSIFY_ENGINE=openvino without OpenVINO: refused before it starts
     env = dict(os.environ)
     if args.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)

@@ -126,7 +126,7 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, to
     done = todo.done
     ctx.progress(done, todo.total, detail={"unit": "documents"})
     classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device,
-                                 precision=settings.classify_precision)
+                                 precision=settings.classify_precision, engine=settings.classify_engine)
     started = time.perf_counter()
     piece = settings.classify_batch_size
     pages = walk_pages(ctx.sessions, params.collection, todo.cursor, settings.classify_chunk_size,
@@ -139,7 +139,8 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, to
         _commit_page(ctx, target, page, predictions, read_at, scanned_to, done)
         done += len(page)
         ctx.report_progress(done, todo.total)
-    _finish(ctx, params, target, done, this_attempt=done - todo.done, seconds=time.perf_counter() - started)
+    _finish(ctx, params, target, done, this_attempt=done - todo.done, seconds=time.perf_counter() - started,
+            made_by={"engine": classifier.engine, "precision": classifier.precision})
 
 
 def _commit_page(ctx: JobContext, target: _Target, page: list, predictions: list, read_at, cursor: int,
@@ -161,12 +162,12 @@ def _commit_page(ctx: JobContext, target: _Target, page: list, predictions: list
 
 
 def _finish(ctx: JobContext, params: ClassifyParams, target: _Target, done: int, *, this_attempt: int,
-            seconds: float) -> None:
+            seconds: float, made_by: dict) -> None:
     with ctx.sessions.begin() as s:
         ctx.fenced(s)
         counts = repo.prediction_counts(s, target.model_version_id, job_id=ctx.job_id)
         repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.succeeded, result={
             "model": target.ref, "model_version_id": target.model_version_id, "collection": params.collection,
             "documents": done, **counts, "seconds": round(seconds, 3),
-            "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None,
+            "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None, **made_by,
         }, aggregate=parent_outcome)

@@ -54,7 +54,7 @@ def load_for(target: Target, settings: Settings):
     from worker.ml.predict import load_classifier
 
     return load_classifier(target.path, sha256=target.sha256, device=settings.device,
-                           precision=settings.classify_precision)
+                           precision=settings.classify_precision, engine=settings.classify_engine)
 
 
 @dataclass
@@ -70,6 +70,8 @@ class Result:
     gold: list[Any] = field(repr=False)
     predicted: list[Any] = field(repr=False)  # a label, a sorted label list (multi-label) or None (failed)
     unlabelled: int = 0
+    engine: str = "torch"  # how the predictions were made (worker/ml/engine.py)
+    precision: str = "fp32"
 
     @property
     def failed(self) -> int:
@@ -83,7 +85,7 @@ class Result:
                 "accuracy": self.metrics["accuracy"], "macro_f1": self.metrics["macro_f1"],
                 "baseline_accuracy": self.baseline["accuracy"], "baseline_macro_f1": self.baseline["macro_f1"],
                 "metrics": {**details, "baseline": self.baseline, "failed": self.failed,
-                            "unlabelled": self.unlabelled}}
+                            "unlabelled": self.unlabelled, "engine": self.engine, "precision": self.precision}}
 
 
 def evaluate(sessions: sessionmaker[Session], settings: Settings, target: Target, collection: str,
@@ -120,7 +122,7 @@ def evaluate(sessions: sessionmaker[Session], settings: Settings, target: Target
     else:
         metrics, baseline = _single_label(target.labels, data.labels, predicted, scored)
     return Result(target, collection, where, content_hash(data.ids, data.texts, data.labels), metrics, baseline,
-                  data.ids, data.texts, data.labels, predicted, data.unlabelled)
+                  data.ids, data.texts, data.labels, predicted, data.unlabelled, classifier.engine, classifier.precision)
 
 
 def _single_label(model_labels, gold, predicted, scored) -> tuple[dict, dict]:
@@ -160,6 +162,7 @@ def as_dict(row, model: str) -> dict[str, Any]:
         "per_class": metrics.get("per_class"), "confusion_matrix": metrics.get("confusion_matrix"),
         "thresholds": metrics.get("thresholds"), "micro_f1": metrics.get("micro_f1"),
         "failed": metrics.get("failed", 0), "unlabelled": metrics.get("unlabelled", 0),
+        "engine": metrics.get("engine", "torch"), "precision": metrics.get("precision"),
         "job_id": row.job_id, "created_at": row.created_at.isoformat() if row.created_at else None,
     }
 
@@ -206,6 +209,7 @@ def _evaluate(ctx: JobContext) -> None:
             "collection": params.collection, "documents": len(result.ids), "failed": result.failed,
             "accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
             "baseline_accuracy": result.baseline["accuracy"], "baseline_macro_f1": result.baseline["macro_f1"],
+            "engine": result.engine, "precision": result.precision,
         }, aggregate=parent_outcome)
     ctx.log.info("evaluated on %s: accuracy %.4f, macro-F1 %.4f", params.collection, result.metrics["accuracy"],
                  result.metrics["macro_f1"])

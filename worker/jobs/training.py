@@ -51,8 +51,10 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
 
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
+    from worker.ml.quantize import calibration_file
     from worker.ml.search import search
     from worker.ml.train import fine_tune
+    from worker.ops.quantize import after_training, discard
 
     params = TrainParams.from_dict(ctx.params)
     check_local_base_model(params.base_model)
@@ -68,12 +70,17 @@ def _train(ctx: JobContext) -> None:
 
     destination = store / params.model_name / f"job{ctx.job_id}-attempt{ctx.attempt}"
     metadata = {**result.inference_metadata(), "base_model": params.base_model, "job_id": ctx.job_id}
-    sha = save_artifact(result.model, result.tokenizer, metadata, destination)
+    sha = save_artifact(result.model, result.tokenizer, metadata, destination, extra_files=calibration_file(
+        data.texts, data.labels, result.config.val_fraction, result.config.seed))
+    metrics = _metrics(result)
+    metrics.update(after_training(ctx.settings, ctx.log, destination, sha, data.texts, data.labels,
+                                  result.config.val_fraction, result.config.seed))  # OpenVINO int8, if it is used
     try:
         mv = _register(ctx, params, sha, destination, list(result.label_map.labels), _hyperparameters(result, config),
-                       _metrics(result), _lineage(params, config, data, result, data_check))
+                       metrics, _lineage(params, config, data, result, data_check))
     except LeaseLost:
         shutil.rmtree(destination, ignore_errors=True)
+        discard(destination)
         raise
     shutil.rmtree(checkpoints, ignore_errors=True)
     try:

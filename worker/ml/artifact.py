@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from worker.ml.errors import CorruptArtifact
 from worker.ml.files import fsync_dir, temporary_sibling
@@ -37,25 +38,37 @@ def _fsync_tree(path: Path) -> None:
     fsync_dir(path)
 
 
-def save_artifact(model, tokenizer, metadata: dict, destination: Path) -> str:
-    """Save model (safetensors), tokenizer and metadata atomically at ``destination``; return its sha256."""
+def write_folder(destination: Path, fill: Callable[[Path], None]) -> None:
+    """Let ``fill`` write a temporary folder beside ``destination``, fsync it, then rename it into place (an older
+    folder of that name is replaced): a folder under its final name is always complete."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(destination)
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        tmp.mkdir()
+        fill(tmp)
         _fsync_tree(tmp)
-        sha = artifact_sha256(tmp)
-        if destination.exists():  # a previous attempt finished writing but not registering
+        if destination.exists():  # e.g. a previous attempt finished writing but not registering
             shutil.rmtree(destination)
         os.rename(tmp, destination)
         fsync_dir(destination.parent)
-        return sha
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_artifact(model, tokenizer, metadata: dict, destination: Path, extra_files: dict[str, str] | None = None) -> str:
+    """Save model (safetensors), tokenizer, metadata and ``extra_files`` (name: text, e.g. the calibration sample)
+    atomically at ``destination``; return its sha256."""
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    write_folder(destination, fill)
+    return artifact_sha256(destination)
 
 
 def verify_artifact(path: Path, expected_sha256: str | None) -> None:

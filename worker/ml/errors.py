@@ -17,5 +17,9 @@ class CorruptArtifact(MLError):
     """A saved model is missing files or its hash does not match the registry."""
 
 
+class EngineUnavailable(MLError):
+    """An inference engine (or its quantizer) was asked for that is not installed on this host."""
+
+
 class Cancelled(Exception):
     """Work stopped because the caller asked it to (cancellation, or the job's lease was lost)."""

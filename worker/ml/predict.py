@@ -1,6 +1,7 @@
 """Inference: a loaded classifier predicts labels and scores for texts, in length-sorted batches."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,42 @@ import torch
 from worker.ml.artifact import read_metadata, verify_artifact
 from worker.ml.batching import average_by_owner, batch_logits, encode, token_budget_batches
 from worker.ml.device import quantize_int8, resolve_device, resolve_precision
+from worker.ml.engine import resolve_engine
 from worker.ml.errors import CorruptArtifact
 from worker.ml.hf import quiet_transformers
 from worker.ml.text import text_problem
+
+
+@contextlib.contextmanager
+def _reading_artifact(path: str | Path):
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - safetensors, json and tokenizer errors all mean a bad artifact
+        raise CorruptArtifact(f"cannot load model artifact {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_tokenizer(path: str | Path):
+    """The artifact's tokenizer (call verify_artifact first)."""
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    with _reading_artifact(path):
+        return AutoTokenizer.from_pretrained(path)
+
+
+def read_torch_model(path: str | Path):
+    """The artifact's model, from safetensors only, without remote code (call verify_artifact first)."""
+    from transformers import AutoModelForSequenceClassification
+
+    quiet_transformers()
+    with _reading_artifact(path):
+        return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+
+
+def metadata_options(meta: dict) -> dict:
+    """The Classifier keywords an artifact's metadata sets: how training read long documents, and for a
+    multi-label model its thresholds."""
+    return {"windows": meta.get("windows"), "thresholds": meta.get("thresholds") if meta.get("multi_label") else None}
 
 
 @dataclass(frozen=True)
@@ -26,38 +60,36 @@ class TextPrediction:
 
 
 class Classifier:
+    engine = "torch"  # what runs the forward pass (worker/ml/engine.py); recorded on every prediction job
+
     def __init__(self, model, tokenizer, labels: Sequence[str], max_length: int, device: torch.device,
                  precision: str = "fp32", windows: dict | None = None,
                  thresholds: dict[str, float] | None = None):
-        model = model.to(device).eval()
-        self.model = quantize_int8(model) if precision == "int8" else model
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.max_length = max_length
         self.device = device
         self.precision = precision
+        self.model = self._prepare(model)
         # How training read long documents (truncate, or overlapping windows): inference must do the same.
         self.windows = windows or {"long_documents": "truncate"}
         # Multi-label models: sigmoid scores, and a label is given when its score reaches its tuned threshold.
         self.thresholds = [thresholds[label] for label in self.labels] if thresholds else None
 
+    def _prepare(self, model):
+        """The model as the forward pass runs it: on the device, in eval mode, int8-quantized on request."""
+        model = model.to(self.device).eval()
+        return quantize_int8(model) if self.precision == "int8" else model
+
     @classmethod
     def from_artifact(cls, path: str | Path, *, sha256: str | None = None, device: str = "auto",
                       precision: str = "auto") -> "Classifier":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        quiet_transformers()
         verify_artifact(Path(path), sha256)
         meta = read_metadata(Path(path))
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
-                                                                       trust_remote_code=False)
-        except Exception as exc:  # noqa: BLE001 - safetensors, json and tokenizer errors all mean a bad artifact
-            raise CorruptArtifact(f"cannot load model artifact {path}: {type(exc).__name__}: {exc}") from exc
+        tokenizer, model = read_tokenizer(path), read_torch_model(path)
         dev = resolve_device(device)
         return cls(model, tokenizer, meta["labels"], meta["max_length"], dev, resolve_precision(dev, precision),
-                   windows=meta.get("windows"), thresholds=meta.get("thresholds") if meta.get("multi_label") else None)
+                   **metadata_options(meta))
 
     def _logits(self, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]]) -> torch.Tensor:
         return batch_logits(self.model, token_ids, batches, len(self.labels), self.tokenizer.pad_token_id or 0,
@@ -118,16 +150,23 @@ class Classifier:
             return self._bisect(texts[:mid], batch_size) + self._bisect(texts[mid:], batch_size)
 
 
-_cache: dict[tuple[str, str | None, str, str], Classifier] = {}
+_cache: dict[tuple[str, str | None, str, str, str], Classifier] = {}
 _cache_lock = threading.Lock()
 
 
 def load_classifier(path: str | Path, *, sha256: str | None = None, device: str = "auto",
-                    precision: str = "auto") -> Classifier:
-    """A classifier cached per process (workers keep one model warm across jobs)."""
-    key = (str(path), sha256, device, precision)
+                    precision: str = "auto", engine: str = "torch") -> Classifier:
+    """A classifier cached per process (workers keep one model warm across jobs, converted or not).
+
+    ``engine``: torch, openvino or auto (worker/ml/engine.py); OpenVINO runs the same ``Classifier`` interface."""
+    key = (str(path), sha256, device, precision, engine)
     with _cache_lock:
         if key not in _cache:
             _cache.clear()  # one model at a time: a worker serves one GPU
-            _cache[key] = Classifier.from_artifact(path, sha256=sha256, device=device, precision=precision)
+            if resolve_engine(engine, device, precision) == "openvino":
+                from worker.ml.openvino_engine import load_openvino
+
+                _cache[key] = load_openvino(path, sha256=sha256, precision=precision)
+            else:
+                _cache[key] = Classifier.from_artifact(path, sha256=sha256, device=device, precision=precision)
         return _cache[key]

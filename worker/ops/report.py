@@ -102,6 +102,21 @@ def trials_table(trials: Sequence[dict] | None) -> str:
             f"{''.join(rows)}</table>")
 
 
+def int8_section(record: dict | None) -> str:
+    """What OpenVINO int8 costs against fp32 on the same texts (worker/ops/quantize.py); empty when never built."""
+    if not record or "int8" not in record:
+        return ""
+    cal, on = record.get("calibration") or {}, record.get("evaluated_on") or {}
+    rows = "".join(f"<tr><td>{name}</td><td>{record[name]['accuracy']:.4f}</td><td>{record[name]['macro_f1']:.4f}</td>"
+                   "</tr>" for name in ("fp32", "int8"))
+    note = (f"Quantized by NNCF {html.escape(str(record.get('nncf')))} for OpenVINO "
+            f"{html.escape(str(record.get('openvino')))} from {cal.get('size')} texts ({html.escape(str(cal.get('source')))}, "
+            f"seed {cal.get('seed')}); scored on {html.escape(str(on.get('what')))} ({on.get('texts')} texts). "
+            f"Model files sha256 <code>{html.escape(str(record.get('sha256')))}</code>.")
+    return (f"<h2>OpenVINO int8 against fp32</h2><table><tr><th>precision</th><th>accuracy</th><th>macro-F1</th></tr>"
+            f"{rows}</table><p>{note}</p>")
+
+
 def _confusion_section(metrics: dict) -> str:
     if metrics.get("multi_label"):  # no single confusion matrix: per-label scores below
         return (f"<p>Multi-label: exact-match accuracy {metrics.get('accuracy', 0):.4f}, micro-F1 "
@@ -136,6 +151,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
 <h2>Per class</h2>
 {per_class_table(metrics.get('per_class') or {})}
 {trials_table(metrics.get('trials'))}
+{int8_section(metrics.get('openvino_int8'))}
 <h2>Hyperparameters</h2>
 <pre>{html.escape(json.dumps(model.get('hyperparameters') or {}, indent=2, sort_keys=True))}</pre>
 <h2>Lineage</h2>

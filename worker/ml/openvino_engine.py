@@ -1,0 +1,201 @@
+"""The OpenVINO engine: an artifact's model converted once, kept beside the artifact, compiled for this CPU, behind
+the same ``Classifier`` interface as torch (the job, windows, thresholds, failure rows and bisection are unchanged).
+
+Beside ``<artifact>`` (never inside it: that would change the artifact's sha256) lives ``<artifact>.openvino/``:
+
+    fp32/  model.xml, model.bin, manifest.json   converted from the torch weights (fp32 and bf16 run it); rebuilt
+                                                 here whenever it is missing, damaged or stale
+    int8/  model.xml, model.bin, manifest.json   quantized once per model version (worker/ml/quantize.py); refused,
+                                                 never rebuilt here, when it does not check out
+
+A manifest records the sha256 of the artifact it was made from, the OpenVINO version, and the sha256 of its model
+files; a folder is used only when all three match, and the bytes that are hashed are the bytes that are loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from worker.ml.artifact import artifact_sha256, read_metadata, verify_artifact, write_folder
+from worker.ml.batching import collate
+from worker.ml.device import cpu_has_fast_bf16
+from worker.ml.engine import OPENVINO_PRECISIONS, require_openvino
+from worker.ml.errors import CorruptArtifact
+from worker.ml.predict import Classifier, metadata_options, read_tokenizer, read_torch_model
+
+log = logging.getLogger("bertjobs.openvino")
+
+MANIFEST = "manifest.json"
+MODEL_FILES = ("model.xml", "model.bin")
+QUANTIZE_HINT = "build it with `bertjobs models quantize NAME:VERSION` (--force replaces one)"
+
+
+class ConvertedModelProblem(Exception):
+    """A converted model folder that may not be used; the message says why, as a phrase (``is missing``)."""
+
+
+def converted_dir(artifact: str | Path, kind: str) -> Path:
+    """``<artifact>.openvino/<kind>``: ``fp32`` or ``int8``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".openvino") / kind
+
+
+def openvino_version() -> str:
+    import openvino as ov
+
+    return ov.get_version()
+
+
+def resolve_precision(preference: str) -> str:
+    """fp32, bf16 or int8. ``auto``: bf16 where the CPU has bf16 instructions, else fp32 (int8 is always opt-in)."""
+    if preference == "auto":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if preference not in OPENVINO_PRECISIONS:
+        raise ValueError(f"the openvino engine runs {', '.join(OPENVINO_PRECISIONS[1:])}, not {preference!r}")
+    return preference
+
+
+def convert(model) -> object:
+    """The torch classifier as an OpenVINO model over ``input_ids`` and ``attention_mask`` of any batch size and
+    length: what the torch path passes, so both engines compute the same function."""
+    import openvino as ov
+
+    example = collate([[1, 2, 3, 4], [1, 2]], 0)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent branches the model does not take
+        return ov.convert_model(model.eval(), example_input=dict(example))
+
+
+def files_sha256(files: dict[str, bytes]) -> str:
+    """One sha256 over a ``sha256sum``-style listing of the files (``sha256sum model.*`` shows the parts)."""
+    listing = "".join(f"{hashlib.sha256(files[name]).hexdigest()}  {name}\n" for name in sorted(files))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _stable_names(model):
+    """Name the model and its operations by position: OpenVINO numbers them from a process-wide counter, so the
+    same model converted twice in one process would otherwise save different files (the inputs keep their names)."""
+    model.set_friendly_name("bertjobs")
+    for i, op in enumerate(model.get_ordered_ops()):
+        if op.get_type_name() != "Parameter":
+            op.set_friendly_name(f"{op.get_type_name()}_{i}")
+    return model
+
+
+def save_converted(folder: Path, model, manifest: dict) -> dict:
+    """Write ``model`` and its manifest atomically at ``folder``; return the manifest (with ``sha256``). The same
+    model gives the same files, so the same quantization gives the same hash."""
+    import openvino as ov
+
+    record: dict = {}
+
+    def fill(tmp: Path) -> None:
+        ov.save_model(_stable_names(model), tmp / MODEL_FILES[0], compress_to_fp16=False)
+        files = {name: (tmp / name).read_bytes() for name in MODEL_FILES}
+        record.update(manifest, openvino=openvino_version(), sha256=files_sha256(files))
+        (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+    write_folder(folder, fill)
+    return record
+
+
+def read_converted(folder: Path, artifact_sha: str) -> tuple[object, dict]:
+    """(model, manifest) of a converted folder that checks out, else ConvertedModelProblem."""
+    import numpy as np
+    import openvino as ov
+
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        files = {name: (folder / name).read_bytes() for name in MODEL_FILES}
+    except FileNotFoundError:
+        raise ConvertedModelProblem("is missing") from None
+    except (OSError, ValueError) as exc:
+        raise ConvertedModelProblem(f"is unreadable ({type(exc).__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("artifact_sha256") != artifact_sha:
+        raise ConvertedModelProblem("was made from another artifact")
+    if manifest.get("openvino") != openvino_version():
+        raise ConvertedModelProblem(f"was made with OpenVINO {manifest.get('openvino')} (this host has "
+                                    f"{openvino_version()})")
+    if files_sha256(files) != manifest.get("sha256"):
+        raise ConvertedModelProblem("does not match its recorded sha256")
+    try:
+        weights = ov.Tensor(np.frombuffer(files["model.bin"], dtype=np.uint8))  # a copy the model owns
+        return ov.Core().read_model(files["model.xml"], weights), manifest
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError for any unreadable IR
+        raise ConvertedModelProblem(f"cannot be read by OpenVINO ({' '.join(str(exc).split())[:200]})") from None
+
+
+def fp32_model(path: Path, sha256: str):
+    """The converted fp32 model of a verified artifact: the saved one if it checks out, else converted again (and
+    saved when the store is writable)."""
+    folder = converted_dir(path, "fp32")
+    try:
+        return read_converted(folder, sha256)[0]
+    except ConvertedModelProblem as problem:
+        log.info("converting %s for OpenVINO: the converted model %s", path, problem)
+    model = convert(read_torch_model(path))
+    try:
+        save_converted(folder, model, {"artifact_sha256": sha256, "kind": "fp32"})
+    except OSError as exc:
+        log.warning("could not keep the converted model at %s (%s); it is converted again next load", folder, exc)
+    return model
+
+
+def int8_model(path: Path, sha256: str):
+    """The int8 model quantized for this artifact; CorruptArtifact (one line) when it does not check out."""
+    try:
+        return read_converted(converted_dir(path, "int8"), sha256)[0]
+    except ConvertedModelProblem as problem:
+        raise CorruptArtifact(f"the OpenVINO int8 model of {path} {problem}; {QUANTIZE_HINT}") from None
+
+
+def compile_model(model, precision: str):
+    """Compiled for this CPU: one stream with torch's thread count; fp32 keeps f32 arithmetic (OpenVINO would pick
+    bf16 on a bf16 CPU), bf16 asks for it, int8 runs the rest of the graph in bf16 where the CPU has it."""
+    import openvino as ov
+
+    hint = "bf16" if precision == "bf16" or (precision == "int8" and cpu_has_fast_bf16()) else "f32"
+    return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
+                                                  "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+
+
+class OpenVINOClassifier(Classifier):
+    """A ``Classifier`` whose forward pass is a compiled OpenVINO model (always on the CPU)."""
+
+    engine = "openvino"
+
+    def __init__(self, compiled, tokenizer, labels, max_length: int, precision: str = "fp32",
+                 windows: dict | None = None, thresholds: dict[str, float] | None = None):
+        super().__init__(compiled, tokenizer, labels, max_length, torch.device("cpu"), precision, windows, thresholds)
+        self.inputs = {port.get_any_name() for port in compiled.inputs}
+
+    def _prepare(self, model):
+        return model  # compiled for this CPU and precision already
+
+    def _logits(self, token_ids, batches) -> torch.Tensor:
+        logits = torch.empty((len(token_ids), len(self.labels)), dtype=torch.float32)
+        request = self.model.create_infer_request()  # one per call: concurrent callers never share one
+        pad_id = self.tokenizer.pad_token_id or 0
+        for batch in batches:
+            tensors = collate([token_ids[i] for i in batch], pad_id)
+            out = request.infer({name: t.numpy() for name, t in tensors.items() if name in self.inputs})
+            logits[torch.as_tensor(batch)] = torch.from_numpy(out[self.model.output(0)].copy()).float()
+        return logits
+
+
+def load_openvino(path: str | Path, *, sha256: str | None = None, precision: str = "auto") -> OpenVINOClassifier:
+    """Like ``Classifier.from_artifact``, on OpenVINO: the artifact is verified, then its converted model loaded."""
+    require_openvino()
+    path = Path(path)
+    verify_artifact(path, sha256)
+    sha256 = sha256 or artifact_sha256(path)
+    meta = read_metadata(path)
+    precision = resolve_precision(precision)
+    model = int8_model(path, sha256) if precision == "int8" else fp32_model(path, sha256)
+    return OpenVINOClassifier(compile_model(model, precision), read_tokenizer(path), meta["labels"], meta["max_length"],
+                              precision, **metadata_options(meta))
