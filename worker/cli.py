@@ -827,6 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("completion", help="print a shell completion script: source <(bertjobs completion bash)")
     cp.add_argument("shell", choices=["bash", "zsh"])
     cp.set_defaults(func=cmd_completion)
+    from worker.web.command import register as register_ui  # the web view (worker/web/)
+
+    register_ui(sub)
     return p
 
 

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     classify_precision: str = Field("auto", description="auto, fp32, bf16, fp16 or int8 (CPU, opt-in) for bulk jobs.")
 
+    ui_host: str = Field("127.0.0.1", description="Address `bertjobs ui` binds to; any but loopback needs ui_token.")
+    ui_port: int = Field(8000, ge=1, le=65535, description="Port of `bertjobs ui`.")
+    ui_token: str = Field("", description="Token the web view asks for (required when it is not on loopback).")
+
     @field_validator("nightly_collections", mode="before")
     @classmethod
     def _comma_separated(cls, value):
