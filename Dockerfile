@@ -1,4 +1,4 @@
-# One image for every bertjobs service (migrate, workers, beat). Same install step as the Makefile,
+# One image for every bertjobs service (migrate, workers, beat, ui). Same install step as the Makefile,
 # except torch: on a GPU host take the CUDA build (the default wheel on Linux x86_64).
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -9,5 +9,5 @@ COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY db ./db
 COPY migrations ./migrations
-RUN pip install .
+RUN pip install ".[ui]"
 ENTRYPOINT ["bertjobs"]

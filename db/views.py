@@ -109,6 +109,11 @@ def version(session: Session, name: str, number: int) -> ModelVersion | None:
     return session.scalar(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == number))
 
 
+def version_trained_by(session: Session, job_id: int) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.training_job_id == job_id)
+                          .order_by(ModelVersion.id.desc()).limit(1))
+
+
 def latest_evaluation(session: Session, model_version_id: int, collection: str) -> Evaluation | None:
     return session.scalar(select(Evaluation).where(Evaluation.model_version_id == model_version_id,
                                                    Evaluation.collection == collection)

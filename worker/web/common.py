@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from db.names import check_name
+from db.names import check_name, parse_model_ref
 
 # A page's data: (session, path parameters, query parameters) -> one JSON document.
 DataFn = Callable[[Session, dict[str, Any], Any], dict[str, Any]]
@@ -91,6 +91,19 @@ def name_param(query, key: str, what: str) -> str | None:
             check_name(what, raw)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+    return raw
+
+
+def model_param(query, key: str = "model") -> str | None:
+    """A model name or ``name:N``."""
+    raw = query.get(key) or None
+    if raw is not None:
+        try:
+            selector = parse_model_ref(raw)[1]
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if isinstance(selector, str):
+            raise BadRequest(f"{key} must be a model name or name:N, got {raw!r}")
     return raw
 
 

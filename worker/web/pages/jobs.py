@@ -10,7 +10,7 @@ from db.models import Evaluation, JobKind, JobStatus, ModelVersion
 from db.names import parse_model_ref
 from worker.present import iso, prediction_json
 from worker.web.common import (NotFound, choice_param, date_param, int_param, keyset, limit_param,
-                               name_param, page)
+                               model_param, name_param, page)
 from worker.web.shown import first_line, job_item
 
 KINDS = tuple(k.value for k in JobKind)
@@ -20,7 +20,7 @@ STATUSES = tuple(s.value for s in JobStatus)
 def jobs_data(session: Session, path: dict, query) -> dict[str, Any]:
     filters = {
         "kind": choice_param(query, "kind", KINDS), "status": choice_param(query, "status", STATUSES),
-        "collection": name_param(query, "collection", "collection"), "model": name_param(query, "model", "model name"),
+        "collection": name_param(query, "collection", "collection"), "model": model_param(query),
         "from": query.get("from") or None, "to": query.get("to") or None, "shards": query.get("shards") == "1",
     }
     limit = limit_param(query)
@@ -38,8 +38,10 @@ def _model_version_of(session: Session, job) -> ModelVersion | None:
     result = job.result if isinstance(job.result, dict) else {}
     if result.get("model_version_id"):
         return session.get(ModelVersion, result["model_version_id"])
-    ref = (job.params or {}).get("model") if isinstance(job.params, dict) else None
-    if job.kind == "train" or not isinstance(ref, str):
+    if job.kind == "train":
+        return views.version_trained_by(session, job.id)
+    ref = job.params.get("model") if isinstance(job.params, dict) else None
+    if not isinstance(ref, str):
         return None
     try:
         name, number = parse_model_ref(ref)
