@@ -160,15 +160,25 @@ def compared_counts(session: Session, a_id: int, b_id: int, collection: str) -> 
 # ---------------------------------------------------------------- collections
 
 
-def collections(session: Session, name: str | None = None) -> list[dict[str, Any]]:
-    """Every collection (or one) with its document count, how many carry a gold label (or label set), and
-    when a document last changed."""
+def collections(session: Session) -> list[dict[str, Any]]:
+    """Every collection with its document count, how many carry a gold label (or label set), and when a
+    document last changed."""
     labelled = or_(Document.label.is_not(None), Document.labels.is_not(None))
     stmt = (select(Document.collection, func.count(), func.count().filter(labelled), func.max(Document.updated_at))
             .group_by(Document.collection).order_by(Document.collection))
-    if name is not None:
-        stmt = stmt.where(Document.collection == name)
     return [{"collection": c, "documents": n, "labelled": k, "updated_at": at} for c, n, k, at in session.execute(stmt)]
+
+
+def collection_summary(session: Session, collection: str) -> dict[str, Any]:
+    """One collection's ``collections`` row and its gold label counts (``None``: unlabelled or a label set), in
+    one pass over its documents."""
+    stmt = (select(Document.label, func.count(), func.count(Document.labels), func.max(Document.updated_at))
+            .where(Document.collection == collection).group_by(Document.label).order_by(func.count().desc()))
+    rows = session.execute(stmt).all()
+    return {"collection": collection, "documents": sum(n for _, n, _, _ in rows),
+            "labelled": sum(n if label is not None else sets for label, n, sets, _ in rows),
+            "updated_at": max((at for *_, at in rows if at is not None), default=None),
+            "label_counts": {label: n for label, n, _, _ in rows}}
 
 
 def documents_page(session: Session, collection: str, *, after: int | None = None,
@@ -179,12 +189,6 @@ def documents_page(session: Session, collection: str, *, after: int | None = Non
     return list(session.scalars(stmt))
 
 
-def gold_label_counts(session: Session, collection: str) -> dict[str | None, int]:
-    stmt = (select(Document.label, func.count()).where(Document.collection == collection)
-            .group_by(Document.label).order_by(func.count().desc()))
-    return {label: n for label, n in session.execute(stmt)}
-
-
 def alias_holders(session: Session, alias: str) -> list[ModelVersion]:
     """The versions an alias (``production``) points at, one per model name."""
     stmt = (select(ModelVersion).join(ModelAlias, ModelAlias.model_version_id == ModelVersion.id)
@@ -192,10 +196,19 @@ def alias_holders(session: Session, alias: str) -> list[ModelVersion]:
     return list(session.scalars(stmt))
 
 
-def version_counts_in(session: Session, collection: str, model_version_id: int) -> dict[str, int]:
-    """The version's rows for the collection's documents: classified and failed."""
-    return _classified_and_failed(session, Prediction.model_version_id == model_version_id,
-                                  Document.collection == collection, join_documents=True)
+def coverage(session: Session, collection: str, model_version_id: int) -> dict[str, int]:
+    """The collection's documents by their current row from the version, in one pass: ``classified``, ``failed``
+    (a failure row), ``waiting`` (no row, or one older than the text: what the next run classifies)."""
+    current = and_(Prediction.id.is_not(None), Prediction.created_at >= Document.updated_at)
+    stmt = (select(func.count().filter(current, Prediction.error.is_(None)),
+                   func.count().filter(current, Prediction.error.is_not(None)),
+                   func.count().filter(~current))
+            .select_from(Document)
+            .outerjoin(Prediction, and_(Prediction.document_id == Document.id,
+                                        Prediction.model_version_id == model_version_id))
+            .where(Document.collection == collection))
+    classified, failed, waiting = session.execute(stmt).one()
+    return {"classified": classified or 0, "failed": failed or 0, "waiting": waiting or 0}
 
 
 def failures_page(session: Session, collection: str, model_version_id: int, *, after: int | None = None,

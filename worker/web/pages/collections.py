@@ -29,9 +29,8 @@ def _production(session: Session, collection: str) -> list[dict[str, Any]]:
     (no prediction yet, or one older than the document's text: what the next nightly run classifies)."""
     out = []
     for mv in views.alias_holders(session, "production"):
-        counts = views.version_counts_in(session, collection, mv.id)
-        waiting = repo.count_documents(session, collection, unpredicted_by=mv.id)
-        out.append({"model": f"{mv.name}:{mv.version}", "model_version_id": mv.id, **counts, "waiting": waiting})
+        out.append({"model": f"{mv.name}:{mv.version}", "model_version_id": mv.id,
+                    **views.coverage(session, collection, mv.id)})
     return [row for row in out if row["classified"] or row["failed"]] or out
 
 
@@ -56,7 +55,8 @@ def collection_data(session: Session, path: dict, query) -> dict[str, Any]:
         raise BadRequest(str(exc)) from None
     if not exists:
         raise NotFound(f"unknown collection {name!r}")
-    summary = views.collections(session, name)[0]
+    summary = views.collection_summary(session, name)
+    label_counts = summary.pop("label_counts")
     limit = limit_param(query)
     docs, next_after = keyset(views.documents_page(session, name, after=int_param(query, "after"), limit=limit + 1),
                               limit, lambda doc: doc.id)
@@ -69,8 +69,7 @@ def collection_data(session: Session, path: dict, query) -> dict[str, Any]:
         rows, next_failure = keyset(rows, 20, lambda row: row[0].id)
         failures = [prediction_json(d, p, mv) for d, p in rows]
     return {
-        **_summary(summary), "label_counts": {("(none)" if k is None else k): n
-                                              for k, n in views.gold_label_counts(session, name).items()},
+        **_summary(summary), "label_counts": {("(none)" if k is None else k): n for k, n in label_counts.items()},
         "production": production, "failures": failures, "failures_model": failures_model, "next_failures_after": next_failure,
         "nightly": _nightly(session, name),
         "page": [{"document_id": d.id, "external_id": d.external_id, "text": d.text, "label": d.label,
