@@ -112,8 +112,8 @@ def _photos(base: str, env: dict[str, str]) -> None:
                                "e => /\\((2|3|4|5)\\d%\\)/.test(e.textContent))", timeout=600_000)
         page.screenshot(path=str(OUT / "ui-jobs.png"))
         page.goto(base + "/models/sentiment/2")
-        page.evaluate("document.querySelector('#curves').scrollIntoView()")
-        page.screenshot(path=str(OUT / "ui-version.png"))
+        page.screenshot(path=str(OUT / "ui-version.png"), full_page=True,
+                        clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": 1060})
         page.goto(base + "/compare?a=sentiment:1&b=sentiment:2&collection=holdout")
         page.screenshot(path=str(OUT / "ui-compare.png"))
         browser.close()

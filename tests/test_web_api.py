@@ -189,3 +189,25 @@ def test_the_view_reads_through_sessions_that_cannot_write(any_db_url):
         assert session.execute(select(func.count()).select_from(Job)).scalar() == 0
         with pytest.raises(DBAPIError):
             session.execute(text("INSERT INTO jobs (kind, params) VALUES ('train', '{}')"))
+
+
+def test_a_sharded_job_shows_its_shards_and_counts_what_they_wrote(seeded):
+    from sqlalchemy import update
+
+    from webdata import add_job
+
+    client, ids, url = seeded
+    with session_factory_for(url).begin() as s:
+        params = {"collection": "inbox", "model": "senti:1"}
+        parent = add_job(s, "classify", params, status="running", attempt=1, progress_done=5, progress_total=12)
+        shards = [add_job(s, "classify", params, parent_id=parent, status=status, attempt=1, progress_done=done,
+                       progress_total=6) for status, done in (("succeeded", 6), ("running", 0))]
+        s.execute(update(Prediction).where(Prediction.model_version_id == ids["mv1"]).values(job_id=shards[0]))
+    body = client.get(f"/api/jobs/{parent}").json()
+    assert [(sh["id"], sh["status"], sh["shown"]["percent"]) for sh in body["shards"]] == [
+        (shards[0], "succeeded", 100.0), (shards[1], "running", 0.0)]
+    assert body["predictions"] == {"classified": 12, "failed": 0} and "split into 2 shards" in str(body["timeline"])
+    assert not {job["id"] for job in client.get("/api/jobs").json()["jobs"]} & set(shards)
+    assert set(shards) <= {job["id"] for job in client.get("/api/jobs?shards=1").json()["jobs"]}
+    page = client.get(f"/jobs/{parent}").text
+    assert page.count('data-job="') == 3 and "Shards (2)" in page

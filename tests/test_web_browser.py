@@ -97,7 +97,7 @@ def test_the_jobs_page_shows_a_running_jobs_progress_move_without_a_reload(
         assert page.text_content(f"{row} [data-f=status]") == "queued"
         page.evaluate("window.stillTheSamePage = true")
         workers.start("w1")
-        done = f"([done, total]) => done > 0 && done < total"
+        done = "([done, total]) => done > 0 && done < total"
         page.wait_for_function(f"sel => ({done})(({_DONE})(sel) || [0, 0])", arg=row, timeout=600_000)
         first = page.evaluate(f"sel => ({_DONE})(sel)", row)
         bar = page.eval_on_selector(f"{row} [data-f=bar] span", "e => parseFloat(e.style.width)")

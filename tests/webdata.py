@@ -36,7 +36,7 @@ def _version(s, name: str, accuracy: float, job_id: int, labels=("neg", "pos")):
         lineage=lineage, training_job_id=job_id)
 
 
-def _job(s, kind: str, params: dict, dedupe_key: str | None = None, **state) -> int:
+def add_job(s, kind: str, params: dict, dedupe_key: str | None = None, **state) -> int:
     job, _ = repo.create_job(s, kind, params, max_attempts=3, dedupe_key=dedupe_key)
     if state:
         s.execute(update(Job).where(Job.id == job.id).values(**state))
@@ -53,21 +53,21 @@ def seed(url: str) -> dict:
     done = {"status": "succeeded", "attempt": 1, "started_at": now - timedelta(minutes=5),
             "finished_at": now - timedelta(minutes=4)}
     with session_factory_for(url).begin() as s:
-        t1 = _job(s, "train", {"collection": "reviews", "base_model": "tiny", "model_name": "senti"}, **done)
-        t2 = _job(s, "train", {"collection": "reviews", "base_model": "tiny", "model_name": "senti"}, **done)
+        t1 = add_job(s, "train", {"collection": "reviews", "base_model": "tiny", "model_name": "senti"}, **done)
+        t2 = add_job(s, "train", {"collection": "reviews", "base_model": "tiny", "model_name": "senti"}, **done)
         mv1, mv2 = _version(s, "senti", 0.8, t1), _version(s, "senti", 0.9, t2)
         repo.set_alias(s, mv1, "production", actor="ann@host")
         repo.set_alias(s, mv2, "production", actor="bob@host")
-        nightly = _job(s, "classify", {"collection": "inbox", "model": "senti:2"}, dedupe_key="nightly:inbox:2026-12-01",
+        nightly = add_job(s, "classify", {"collection": "inbox", "model": "senti:2"}, dedupe_key="nightly:inbox:2026-12-01",
                        **done, progress_done=12, progress_total=12)
-        running = _job(s, "classify", {"collection": "inbox", "model": "senti:1"}, status="running", attempt=2,
+        running = add_job(s, "classify", {"collection": "inbox", "model": "senti:1"}, status="running", attempt=2,
                        started_at=now - timedelta(seconds=10), progress_done=6, progress_total=12,
                        lease_owner="w1@host", lease_expires_at=now + timedelta(minutes=5),
                        result={"progress": {"unit": "documents", "inflight": 3}})
-        failed = _job(s, "classify", {"collection": "inbox", "model": "senti:2"}, status="failed", attempt=3,
+        failed = add_job(s, "classify", {"collection": "inbox", "model": "senti:2"}, status="failed", attempt=3,
                       started_at=now - timedelta(minutes=2), finished_at=now - timedelta(minutes=1),
                       error=f"model exploded {EVIL}\nTraceback (most recent call last): ...")
-        queued = _job(s, "train", {"collection": "reviews", "base_model": "tiny", "model_name": "other"})
+        queued = add_job(s, "train", {"collection": "reviews", "base_model": "tiny", "model_name": "other"})
         docs = list(s.scalars(select(Document).where(Document.collection == "inbox").order_by(Document.id)))
         rows = []
         for i, doc in enumerate(docs):
