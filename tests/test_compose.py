@@ -57,7 +57,8 @@ def test_the_environment_names_real_settings():
 
 def test_the_dockerfile_installs_the_package_the_way_the_makefile_does():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "torch==2.13.0" in dockerfile and "pip install ." in dockerfile
+    assert "torch==2.13.0" in dockerfile and 'ARG EXTRAS="ui"' in dockerfile  # the package, with the web view
+    assert 'pip install ".[${EXTRAS}]"' in dockerfile
     for folder in ("worker", "db", "migrations"):
         assert f"COPY {folder} ./{folder}" in dockerfile
 
@@ -69,3 +70,14 @@ def test_every_setting_is_in_the_readme_configuration_table():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert [name for name in Settings.model_fields if f"`BERTJOBS_{name.upper()}`" not in readme] == []
+
+
+def test_the_web_view_service_needs_its_token_and_is_published_on_loopback_only():
+    from worker.web.command import is_loopback
+
+    ui = _compose()["services"]["ui"]
+    args = build_parser().parse_args(ui["command"])
+    assert args.command == "ui" and not is_loopback(args.host)  # in its container: all addresses, so a token
+    assert ui["environment"]["BERTJOBS_UI_TOKEN"].startswith("${BERTJOBS_UI_TOKEN")
+    assert all(port.startswith("127.0.0.1:") for port in ui["ports"])
+    assert ui["depends_on"]["migrate"]["condition"] == "service_completed_successfully"

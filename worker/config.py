@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     classify_engine: str = Field("torch", description="torch, openvino (CPU, the bertjobs[openvino] extra) or auto "
                                                       "(OpenVINO on the CPU where it is installed) for bulk jobs.")
 
+    ui_host: str = Field("127.0.0.1", description="Address `bertjobs ui` binds to; any but loopback needs ui_token.")
+    ui_port: int = Field(8000, ge=1, le=65535, description="Port of `bertjobs ui`.")
+    ui_token: str = Field("", description="Token the web view asks for (required when it is not on loopback).")
+
     @field_validator("nightly_collections", mode="before")
     @classmethod
     def _comma_separated(cls, value):

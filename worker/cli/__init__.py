@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     for register in (db.register, imports.register, submit.register, evaluate.register, jobs.register,
                      results.register, models.register, ops.register_services, data.register, ops.register_tools):
         register(sub)
+    from worker.web.command import register as register_ui  # the web view (worker/web/): imports nothing heavy
+
+    register_ui(sub)
     return p
 
 

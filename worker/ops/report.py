@@ -1,6 +1,8 @@
-"""A self-contained HTML training report per model version: learning curves, confusion matrix, per-class table.
+"""A self-contained HTML training report per model version: learning curves, confusion matrix, per-class table,
+the data check in words, the search's trials, hyperparameters and lineage.
 
-No plotting library: the curves are inline SVG, so the file opens anywhere and can be mailed as it is.
+No plotting library: the curves are inline SVG, so the file opens anywhere and can be mailed as it is. The
+sections are functions of their own: the web view's version page shows the same ones (every value escaped).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ def _polyline(xs: Sequence[float], ys: Sequence[float], x_range, y_range, box, c
     (x0, x1), (y0, y1), (left, top, width, height) = x_range, y_range, box
     points = []
     for x, y in zip(xs, ys):
+        if y is None:
+            continue
         px = left + (x - x0) / ((x1 - x0) or 1) * width
         py = top + height - (y - y0) / ((y1 - y0) or 1) * height
         points.append(f"{px:.1f},{py:.1f}")
@@ -62,14 +66,26 @@ def curve_svg(title: str, epochs: Sequence[int], series: dict[str, Sequence[floa
 
 
 def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
-    peak = max((max(row) for row in matrix), default=0) or 1
+    """Rows: the true class; columns: the predicted one. The diagonal (correct) is green, errors red; the
+    darker, the more documents. A row's total and recall close it."""
+    peak_hit = max((row[i] for i, row in enumerate(matrix) if i < len(row)), default=0) or 1
+    peak_miss = max((n for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j), default=0) or 1
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     rows = []
-    for label, row in zip(labels, matrix):
-        cells = "".join(
-            f'<td style="background: rgba(31,119,180,{0.1 + 0.8 * n / peak:.2f})">{n}</td>' for n in row)
-        rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
-    return (f'<table class="cm"><tr><th>true \\ predicted</th>{head}</tr>{"".join(rows)}</table>')
+    for i, (label, row) in enumerate(zip(labels, matrix)):
+        cells = []
+        for j, n in enumerate(row):
+            hit = i == j
+            alpha = 0.15 + 0.75 * n / (peak_hit if hit else peak_miss) if n else 0.0
+            color = f"rgba(44,160,44,{alpha:.2f})" if hit else f"rgba(214,39,40,{alpha:.2f})"
+            tip = html.escape(f"true {label}, predicted {labels[j] if j < len(labels) else j}: {n}", quote=True)
+            cells.append(f'<td class="{"hit" if hit else "miss"}" title="{tip}" style="background:{color}">{n}</td>')
+        total = sum(row)
+        recall = f"{row[i] / total:.2f}" if total and i < len(row) else "-"
+        rows.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}<td>{total}</td><td>{recall}</td></tr>")
+    return (f'<table class="cm"><tr><th>true \\ predicted</th>{head}<th>total</th><th>recall</th></tr>'
+            f'{"".join(rows)}</table><p class="legend"><span class="key hit-key"></span> diagonal: correct '
+            '<span class="key miss-key"></span> off the diagonal: errors (darker: more documents)</p>')
 
 
 def per_class_table(per_class: dict[str, dict[str, float]]) -> str:
@@ -102,6 +118,87 @@ def trials_table(trials: Sequence[dict] | None) -> str:
             f"{''.join(rows)}</table>")
 
 
+def summary_section(model: dict[str, Any]) -> str:
+    """The headline numbers in words."""
+    metrics = model.get("metrics") or {}
+    history = metrics.get("history") or model.get("history") or []
+    parts = [f"validation accuracy <b>{metrics.get('accuracy', 0):.4f}</b>",
+             f"macro-F1 <b>{metrics.get('macro_f1', 0):.4f}</b>",
+             f"best epoch {html.escape(str(metrics.get('best_epoch')))} of {len(history)}"]
+    if metrics.get("train_seconds"):
+        parts.append(f"trained in {metrics['train_seconds']:.0f} s "
+                     f"({metrics.get('train_examples_per_second') or 0:.1f} examples/s)")
+    if metrics.get("stopped_early"):
+        parts.append("stopped early")
+    if metrics.get("resumed_from_epoch"):
+        parts.append(f"resumed from the checkpoint of epoch {metrics['resumed_from_epoch']}")
+    return (f"<p>Base model <code>{html.escape(str(model.get('base_model')))}</code>; " + ", ".join(parts) + ".</p>")
+
+
+def curves_section(metrics: dict[str, Any], history: Sequence[dict] | None = None) -> str:
+    """Loss and validation scores per epoch, two inline SVG charts."""
+    history = history if history is not None else metrics.get("history") or []
+    epochs = [h["epoch"] for h in history]
+    loss = curve_svg("loss", epochs, {"train": [h.get("train_loss") for h in history],
+                                      "validation": [h.get("val_loss") for h in history]})
+    scores = curve_svg("validation scores", epochs, {"accuracy": [h.get("accuracy") for h in history],
+                                                     "macro-F1": [h.get("macro_f1") for h in history]})
+    return f'<div class="curves">{loss} {scores}</div>'
+
+
+def confusion_section(metrics: dict) -> str:
+    if metrics.get("multi_label"):  # no single confusion matrix: per-label scores below
+        return (f"<p>Multi-label: exact-match accuracy {metrics.get('accuracy', 0):.4f}, micro-F1 "
+                f"{metrics.get('micro_f1', 0):.4f}; a label is given when its score reaches its threshold.</p>")
+    return ("<h2>Confusion matrix (validation, best epoch)</h2>"
+            + confusion_table(metrics.get("confusion_matrix") or [], metrics.get("labels") or []))
+
+
+def data_check_section(lineage: dict[str, Any]) -> str:
+    """The data check training ran, in words: its warnings, then what it counted."""
+    check = (lineage or {}).get("data_check")
+    if not isinstance(check, dict):
+        return "<p>No data check was recorded for this version.</p>"
+    warnings = check.get("warnings") or []
+    items = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
+    out = [f'<ul class="warnings">{items}</ul>' if warnings else "<p>No warnings.</p>"]
+    counts = check.get("class_counts") or {}
+    facts = [f"{check.get('documents', 0)} labelled documents in {len(counts)} classes ("
+             + ", ".join(f"{html.escape(str(k))}: {v}" for k, v in counts.items())
+             + (f"; imbalance {check['imbalance_ratio']}:1" if check.get("imbalance_ratio") else "") + ")"]
+    length = check.get("length") or {}
+    if length:
+        facts.append(f"lengths {length.get('min')}-{length.get('max')} {html.escape(str(length.get('unit')))} (median "
+                     f"{length.get('median')}, p95 {length.get('p95')}); {100 * length.get('truncated_share', 0):.1f}% "
+                     f"longer than max_length {length.get('max_length')}")
+    facts.append(f"{check.get('exact_duplicates', 0)} exact and {check.get('near_duplicates', 0)} near-exact duplicate "
+                 f"texts, {check.get('conflicting_label_groups', 0)} texts with conflicting labels, "
+                 f"{check.get('empty_texts', 0)} empty texts")
+    if check.get("validation_texts_seen_in_training"):
+        facts.append(f"{check['validation_texts_seen_in_training']} validation texts also in training, left out of "
+                     "validation")
+    out.append("<p>" + "; ".join(facts) + ".</p>")
+    for example in (check.get("conflict_examples") or [])[:5]:
+        out.append(f'<p class="example">&ldquo;{html.escape(str(example.get("text")))}&rdquo; labelled '
+                   f'{html.escape(", ".join(map(str, example.get("labels") or [])))}</p>')
+    return "".join(out)
+
+
+def key_value_table(values: dict[str, Any] | None) -> str:
+    """One row per key; nested values as compact JSON."""
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td class=\"text\">"
+        f"{html.escape(v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str))}</td></tr>"
+        for k, v in sorted((values or {}).items()) if k != "data_check")
+    return f'<table class="kv">{rows}</table>'
+
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:60em} table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} .cm td{min-width:4em} td.text{text-align:left}
+.legend .key{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-left:1em}
+.hit-key{background:rgba(44,160,44,.7)} .miss-key{background:rgba(214,39,40,.7)} ul.warnings{color:#8a4b00}"""
+
+
 def int8_section(record: dict | None) -> str:
     """What OpenVINO int8 costs against fp32 on the same texts (worker/ops/quantize.py); empty when never built."""
     if not record or "int8" not in record:
@@ -117,45 +214,29 @@ def int8_section(record: dict | None) -> str:
             f"{rows}</table><p>{note}</p>")
 
 
-def _confusion_section(metrics: dict) -> str:
-    if metrics.get("multi_label"):  # no single confusion matrix: per-label scores below
-        return (f"<p>Multi-label: exact-match accuracy {metrics.get('accuracy', 0):.4f}, micro-F1 "
-                f"{metrics.get('micro_f1', 0):.4f}; a label is given when its score reaches its threshold.</p>")
-    return ("<h2>Confusion matrix (validation, best epoch)</h2>"
-            + confusion_table(metrics.get("confusion_matrix") or [], metrics.get("labels") or []))
-
-
 def render_report(model: dict[str, Any]) -> str:
     """HTML for a model version given as a dict: name, version, base_model, metrics, hyperparameters, lineage."""
     metrics = model.get("metrics") or {}
-    history = metrics.get("history") or []
-    epochs = [h["epoch"] for h in history]
     title = format_model_ref(model["name"], model["version"])
-    loss = curve_svg("loss", epochs, {"train": [h["train_loss"] for h in history],
-                                      "validation": [h["val_loss"] for h in history]})
-    scores = curve_svg("validation scores", epochs, {"accuracy": [h["accuracy"] for h in history],
-                                                     "macro-F1": [h["macro_f1"] for h in history]})
-    summary = (f"accuracy {metrics.get('accuracy', 0):.4f}, macro-F1 {metrics.get('macro_f1', 0):.4f}, "
-               f"best epoch {metrics.get('best_epoch')} of {len(history)}")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>bertjobs report {html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:60em}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} .cm td{{min-width:4em}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
+<style>{STYLE}</style></head>
 <body>
 <h1>Model {html.escape(title)}</h1>
-<p>Base model <code>{html.escape(str(model.get('base_model')))}</code>; validation {html.escape(summary)}.</p>
+{summary_section(model)}
 <h2>Learning curves</h2>
-<div>{loss} {scores}</div>
-{_confusion_section(metrics)}
+{curves_section(metrics)}
+{confusion_section(metrics)}
+{int8_section(metrics.get('openvino_int8'))}
 <h2>Per class</h2>
 {per_class_table(metrics.get('per_class') or {})}
+<h2>Data check</h2>
+{data_check_section(model.get('lineage') or {})}
 {trials_table(metrics.get('trials'))}
-{int8_section(metrics.get('openvino_int8'))}
 <h2>Hyperparameters</h2>
-<pre>{html.escape(json.dumps(model.get('hyperparameters') or {}, indent=2, sort_keys=True))}</pre>
+{key_value_table(model.get('hyperparameters'))}
 <h2>Lineage</h2>
-<pre>{html.escape(json.dumps(model.get('lineage') or {}, indent=2, sort_keys=True, default=str))}</pre>
+{key_value_table(model.get('lineage'))}
 </body></html>
 """
 
