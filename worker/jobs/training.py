@@ -127,6 +127,8 @@ def _callbacks(ctx: JobContext, config):
     def on_epoch(record: dict) -> None:
         if "trial" in record:
             shown["trial"], shown["trials"] = record["trial"], config.trials
+        shown.setdefault("history", []).append(  # the web view's job page shows epochs as they come
+            {k: record[k] for k in ("epoch", "train_loss", "val_loss", "accuracy", "macro_f1", "trial") if k in record})
         ctx.log.info(("trial %d/%d, " % (record["trial"], config.trials) if "trial" in record else "")
                      + "epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
                      record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
