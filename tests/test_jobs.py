@@ -75,7 +75,7 @@ def test_two_training_jobs_on_the_same_data_and_seed_register_the_same_metrics_a
 
 def test_a_searched_windowed_model_records_its_trials_and_bulk_classification_reads_it_in_windows(
         sqlite_url, make_settings, tiny_base_model):
-    from worker.ml.predict import load_classifier
+    from worker.ml.loader import load_classifier
     from worker.ops.report import report_path
 
     settings = make_settings(sqlite_url)

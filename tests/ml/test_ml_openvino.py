@@ -14,7 +14,8 @@ pytest.importorskip("nncf", reason="nncf is not installed (pip install 'bertjobs
 
 from worker.ml.errors import CorruptArtifact  # noqa: E402
 from worker.ml.openvino_engine import converted_dir, int8_model, load_openvino  # noqa: E402
-from worker.ml.predict import Classifier, load_classifier  # noqa: E402
+from worker.ml.loader import load_classifier  # noqa: E402
+from worker.ml.predict import Classifier  # noqa: E402
 from worker.ml.quantize import build_int8, calibration_sample  # noqa: E402
 
 TEXTS = ["great excellent lovely", "awful boring miserable film film film film film film", "bad",

@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from worker.ml.errors import CorruptArtifact  # noqa: E402
-from worker.ml.predict import Classifier, TextPrediction, load_classifier  # noqa: E402
+from worker.ml.loader import load_classifier  # noqa: E402
+from worker.ml.predict import Classifier, TextPrediction  # noqa: E402
 
 # Input order is deliberately not length order, so the length-sorted batches must be put back in place.
 TEXTS = [
