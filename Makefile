@@ -23,5 +23,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
+# The import contracts and size limits alone (tests/test_layering.py, also part of `make test`): under a second.
+lint: $(STAMP)
+	$(BIN)/pytest -q tests/test_layering.py
+
 clean:
 	rm -rf $(VENV) bertjobs-data
