@@ -121,7 +121,7 @@ def test_predict_or_fail_gives_invalid_texts_a_reason_and_still_labels_the_valid
     assert results[4].error == "text is empty or whitespace"
     assert results[6].error == "text is not a string"
     assert results[0].error is None and results[5].error is None
-    assert results[0].scores is not None
+    assert set(results[0].scores) == set(results[5].scores) == {"neg", "pos"}
 
 
 def test_predict_or_fail_matches_predict_when_every_text_is_valid(classifier):
