@@ -38,6 +38,7 @@ def _run_all(handles, settings):
     return [h.snapshot() for h in handles]
 
 
+@pytest.mark.slow
 def test_nightly_runs_once_a_day_with_the_production_model_and_picks_up_new_and_changed_texts(trained):
     settings = trained
     assert run_nightly(settings, day=DAY, enqueue=False) == []  # no production model yet: nothing to run
@@ -60,6 +61,7 @@ def test_nightly_runs_once_a_day_with_the_production_model_and_picks_up_new_and_
     assert (third.result["model"], third.result["documents"]) == ("senti:2", 21)
 
 
+@pytest.mark.slow
 def test_nightly_never_starts_while_the_previous_run_is_unfinished(trained):
     settings = trained
     promote("senti:1", settings=settings)
@@ -69,6 +71,7 @@ def test_nightly_never_starts_while_the_previous_run_is_unfinished(trained):
     assert len(run_nightly(settings, day=DAY + timedelta(days=1), enqueue=False)) == 1
 
 
+@pytest.mark.slow
 def test_a_gated_promotion_refuses_a_worse_model_and_rollback_is_one_call(trained):
     settings = trained
     assert promote("senti:1", gate_collection="holdout", settings=settings).promoted
@@ -80,6 +83,7 @@ def test_a_gated_promotion_refuses_a_worse_model_and_rollback_is_one_call(traine
         assert repo.resolve_model_version(s, "senti@production").version == 1
 
 
+@pytest.mark.slow
 def test_the_result_views_answer_the_common_questions(trained):
     settings = trained
     url = settings.resolved_database_url
@@ -111,6 +115,7 @@ def test_the_result_views_answer_the_common_questions(trained):
         assert low == expected
 
 
+@pytest.mark.slow
 def test_each_model_version_gets_a_self_contained_html_report(trained):
     settings = trained
     with session_factory_for(settings.resolved_database_url).begin() as s:
@@ -125,6 +130,7 @@ def _sample(body: str, name: str) -> float | None:
     return next((float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + " ")), None)
 
 
+@pytest.mark.slow
 def test_metrics_count_jobs_by_status_and_messages_waiting_in_the_prometheus_format(trained, redis_url):
     import redis
 
@@ -144,6 +150,7 @@ def test_metrics_count_jobs_by_status_and_messages_waiting_in_the_prometheus_for
     assert _sample(after, waiting) == _sample(before, waiting) + 2
 
 
+@pytest.mark.slow
 def test_metrics_say_the_broker_is_down_when_it_does_not_answer(trained):
     from worker.ops.metrics import prometheus_text
 

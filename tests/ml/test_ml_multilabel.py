@@ -66,6 +66,7 @@ def test_a_multilabel_set_needs_a_label_set_per_document_and_two_documents_per_l
         validate_multilabel_set(["a", "b"], [["x"], ["x"]])
 
 
+@pytest.mark.slow
 def test_a_multilabel_model_learns_label_sets_and_predicts_every_label_above_its_threshold(tiny_base_model, tmp_path):
     torch = pytest.importorskip("torch")
     from worker.ml.artifact import save_artifact
