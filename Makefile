@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test quick lint clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+# The quick lane of the edit-test loop: everything but the tests marked slow (worker processes, the real MiniLM
+# weights, training and conversion that take seconds). CI runs `make test`.
+quick: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q -m "not slow"
+
+# The import contracts and size limits alone (tests/test_layering.py, also part of `make test`): under a second.
+lint: $(STAMP)
+	$(BIN)/pytest -q tests/test_layering.py
 
 clean:
 	rm -rf $(VENV) bertjobs-data

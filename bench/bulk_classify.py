@@ -43,9 +43,9 @@ from worker.client import submit_classification
 from worker.config import Settings
 from worker.ml.artifact import save_artifact
 from worker.ml.batching import sorted_batches, token_budget_batches, tokenize
-from worker.ml import predict as predict_module
+from worker.ml import loader as loader_module
 from worker.ml.engine import installed
-from worker.ml.predict import load_classifier
+from worker.ml.loader import load_classifier
 from worker.ml.quantize import calibration_sample
 
 LABELS = ["fresh", "rotten"]
@@ -100,8 +100,8 @@ class BertjobsRun:
         self.classifier = load_classifier(self.artifact, sha256=self.sha, precision=precision, engine=engine)
 
     def __call__(self):
-        predict_module._cache.clear()
-        predict_module._cache[self.key] = self.classifier
+        loader_module._cache.clear()
+        loader_module._cache[self.key] = self.classifier
         with session_factory_for(self.url).begin() as s:  # a new version each run, so every document is new
             mv = repo.register_model_version(s, name="bench", base_model="bench", status="ready",
                                              artifact_path=str(self.artifact), artifact_sha256=self.sha,

@@ -17,6 +17,18 @@ from helpers import PG_ADMIN_URL  # noqa: E402
 REDIS_URL = os.environ.get("BERTJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# `pytest -m "not slow"` is the quick lane of the edit-test loop. Slow: every test that starts a worker process or
+# loads the real MiniLM weights (marked here, from the fixtures that do, so that a new one cannot forget), and,
+# marked where they are written, those that take seconds (training, OpenVINO conversion, subprocesses).
+SLOW_FIXTURES = frozenset({"workers", "worker_env", "celery_worker", "minilm_artifact", "rt_model"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 def _service_missing(what: str, exc: Exception):
     message = f"{what} is not answering ({exc})"

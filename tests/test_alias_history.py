@@ -28,6 +28,7 @@ def _production(url: str, name: str = "m") -> int:
         return repo.resolve_model_version(s, f"{name}@production").version
 
 
+@pytest.mark.slow
 def test_rollback_steps_back_through_the_history_and_stops_with_one_line(any_db_url, env_db, capsys):
     url = env_db(any_db_url)
     _register(url, "m", 3)
@@ -93,6 +94,7 @@ def test_unknown_aliases_and_models_are_one_line_errors(any_db_url, env_db, caps
     assert capsys.readouterr().err == "error: no alias of 'ghost' has moved yet\n"
 
 
+@pytest.mark.slow
 def test_a_gated_promotion_is_recorded_as_such(sqlite_url, env_db, tmp_path, monkeypatch, tiny_base_model,
                                                capsys):
     from helpers import TINY_OPTIONS, load_documents, sentiment_rows
@@ -141,6 +143,7 @@ def old_db_url(request, tmp_path):
     admin.dispose()
 
 
+@pytest.mark.slow
 def test_the_migration_seeds_the_history_from_existing_aliases(old_db_url, env_db, capsys):
     url = env_db(old_db_url)
     engine = make_engine(url)

@@ -121,6 +121,7 @@ def _complete(script: Path, *words: str) -> list[str]:
     return subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True, timeout=30).stdout.split()
 
 
+@pytest.mark.slow
 def test_bash_completion_offers_commands_and_flags(tmp_path):
     done = _run_cli("completion", "bash")
     assert done.returncode == 0 and done.stderr == ""
@@ -133,6 +134,7 @@ def test_bash_completion_offers_commands_and_flags(tmp_path):
     assert _complete(script, "bertjobs", "completion", "") == ["-h", "--help", "bash", "zsh"]
 
 
+@pytest.mark.slow
 def test_zsh_completion_is_generated_from_the_same_parser():
     done = _run_cli("completion", "zsh")
     assert done.returncode == 0 and done.stdout.startswith("#compdef bertjobs")
@@ -141,6 +143,7 @@ def test_zsh_completion_is_generated_from_the_same_parser():
     assert _run_cli("completion", "fish").returncode == 2
 
 
+@pytest.mark.slow
 def test_every_train_flag_shows_its_default_and_choices():
     from dataclasses import fields
 
@@ -171,6 +174,7 @@ def _closed_pipe(argv: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, proc.returncode, None, err.decode())
 
 
+@pytest.mark.slow
 def test_output_into_a_closed_pipe_is_no_traceback(sqlite_url, tmp_path):
     ids = _seed(sqlite_url)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BERTJOBS_DATABASE_URL": sqlite_url,

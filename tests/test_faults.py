@@ -230,7 +230,7 @@ def test_database_connections_terminated_mid_job_then_the_job_recovers(
     _assert_each_document_once(url, "inbox", model)
 
 
-def test_cancelling_a_running_bulk_job_stops_it_within_a_batch(workers, service_settings, rt_model, rt_rows):
+def test_cancelling_a_running_bulk_job_stops_it_before_its_next_page(workers, service_settings, rt_model, rt_rows):
     url, model = service_settings.resolved_database_url, rt_model
     job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=32)
     assert job.cancel() == "running"
@@ -240,7 +240,7 @@ def test_cancelling_a_running_bulk_job_stops_it_within_a_batch(workers, service_
     assert job.status() == "cancelled"  # the reaper never revives it
     with session_factory_for(url).begin() as s:
         written = s.scalar(text("SELECT count(*) FROM predictions"))
-    assert written == snap.progress_done  # what was committed is whole batches, with the cursor
+    assert written == snap.progress_done  # what was committed is whole pages, with the cursor
 
 
 def test_cancelling_a_running_training_job_registers_nothing(workers, service_settings, minilm_path, rt_rows):

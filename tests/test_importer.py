@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from sqlalchemy import text
 
 from db import repo
@@ -201,8 +202,6 @@ import sys  # noqa: E402
 import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import pytest  # noqa: E402
-
 
 @pytest.fixture
 def run_import(monkeypatch, capsys, any_db_url):
@@ -353,6 +352,7 @@ def test_import_help_names_the_recognised_columns_beside_the_column_options(caps
         assert word in help_text, word
 
 
+@pytest.mark.slow
 def test_a_refused_file_is_one_line_and_no_traceback_in_a_process(tmp_path, sqlite_url):
     import os
 

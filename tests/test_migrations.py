@@ -36,6 +36,7 @@ _HAND_RUN = ("import sys; from alembic.config import main; main(['-c', 'migratio
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'worker'))")
 
 
+@pytest.mark.slow
 def test_alembic_run_by_hand_reads_the_url_from_the_environment_and_imports_no_worker_code(tmp_path):
     url = f"sqlite:///{tmp_path / 'by-hand.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTJOBS_")}
@@ -113,6 +114,7 @@ def _view_columns(engine, view: str) -> list[str]:
     return [c["name"] for c in inspect(engine).get_columns(view)]
 
 
+@pytest.mark.slow
 def test_multi_label_columns_go_up_and_down_keeping_data_and_views(empty_db_url):
     url = empty_db_url
     upgrade(url, "0003")

@@ -48,6 +48,7 @@ def _labels(url: str) -> dict[str, str]:
                                    "ON d.id = p.document_id")).all())
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_training_on_an_openvino_deployment_records_int8_and_bulk_jobs_record_their_engine(
         env_db, sqlite_url, tiny_base_model, capsys):
@@ -75,6 +76,7 @@ def test_training_on_an_openvino_deployment_records_int8_and_bulk_jobs_record_th
     assert (result["engine"], result["precision"]) == ("torch", "fp32") and _labels(sqlite_url) == on_int8
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_models_quantize_builds_int8_once_for_a_version_without_it(env_db, sqlite_url, tiny_base_model, capsys):
     env_db(sqlite_url, classify_chunk_size="16")  # the default engine, torch: training builds no int8
@@ -101,6 +103,7 @@ def test_models_quantize_builds_int8_once_for_a_version_without_it(env_db, sqlit
     assert (result["engine"], result["precision"]) == ("openvino", "int8")
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_quantize_refuses_in_one_line_a_version_trained_before_calibration_samples(
         env_db, sqlite_url, tiny_base_model, tmp_path, capsys):

@@ -37,6 +37,7 @@ def _trained(url: str, base_model: str, *versions: dict) -> None:
         assert jobs.run_training(handle.id, settings=get_settings()) is jobs.Outcome.succeeded
 
 
+@pytest.mark.slow
 def test_predict_prints_label_and_score_per_text_reads_stdin_and_writes_json(
         env_db, sqlite_url, tiny_base_model, capsys, monkeypatch, tmp_path):
     env_db(sqlite_url)
@@ -80,6 +81,7 @@ def test_predict_bad_input_is_one_line_without_a_traceback(env_db, sqlite_url, t
     assert proc.stderr.decode().count("\n") == 1 and "not UTF-8" in proc.stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_evaluate_inline_stores_the_record_prints_it_and_models_show_lists_it(
         db, env_db, request, tiny_base_model, capsys):
@@ -111,6 +113,7 @@ def test_evaluate_inline_stores_the_record_prints_it_and_models_show_lists_it(
     assert columns["val_acc"] == f"{shown['metrics']['accuracy']:.4f}"
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_single_class_or_unlabelled_collection_with_a_failed_job(
         env_db, sqlite_url, tiny_base_model, capsys):
     env_db(sqlite_url)
@@ -130,6 +133,7 @@ def test_evaluate_refuses_a_single_class_or_unlabelled_collection_with_a_failed_
     assert len(rows) == 2 and all(" failed " in row for row in rows)
 
 
+@pytest.mark.slow
 def test_compare_shows_both_versions_side_by_side_with_their_disagreements(
         env_db, sqlite_url, tiny_base_model, capsys):
     env_db(sqlite_url)
@@ -151,6 +155,7 @@ def test_compare_shows_both_versions_side_by_side_with_their_disagreements(
         assert s.scalar(select(func.count()).select_from(Evaluation)) == 2 * 2 + 1 + 2  # two compares, two gates
 
 
+@pytest.mark.slow
 def test_a_multilabel_model_evaluates_on_label_sets_at_its_thresholds(env_db, sqlite_url, tiny_base_model, capsys):
     from helpers import topic_corpus
     from worker.config import get_settings

@@ -85,6 +85,7 @@ def _env(url: str, tmp_path: Path, **extra: str) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_inline_training_piped_prints_the_job_id_first_then_status_lines_with_epoch_and_loss(
         sqlite_url, tmp_path, tiny_base_model):
     load_documents(sqlite_url, "train", sentiment_rows(120))
@@ -104,6 +105,7 @@ def test_inline_training_piped_prints_the_job_id_first_then_status_lines_with_ep
     assert any(re.search(r"\d+/\d+ steps .*epoch \d+/12 loss \d\.\d{4}$", line) for line in running), running
 
 
+@pytest.mark.slow
 def test_jobs_wait_reattaches_to_a_job_running_elsewhere_and_unknown_jobs_are_one_line(
         any_db_url, env_db, tiny_base_model, capsys):
     import threading
@@ -127,6 +129,7 @@ def test_jobs_wait_reattaches_to_a_job_running_elsewhere_and_unknown_jobs_are_on
     assert f"job {handle.id}: train succeeded" in out.out
 
 
+@pytest.mark.slow
 def test_jobs_wait_of_a_finished_job_prints_its_final_line_and_status(any_db_url, env_db, tiny_base_model, capsys):
     url = env_db(any_db_url)
     load_documents(url, "train", sentiment_rows(48))
@@ -155,6 +158,7 @@ def _steps(url: str, job_id: int) -> str:
         return f"{job.progress_done}/{job.progress_total}"
 
 
+@pytest.mark.slow
 def test_classification_shows_the_page_in_flight_and_still_commits_each_page_once(
         any_db_url, env_db, monkeypatch, tiny_base_model, capsys):
     from worker.jobs import classification
@@ -196,6 +200,7 @@ def test_classification_shows_the_page_in_flight_and_still_commits_each_page_onc
         assert repo.prediction_counts(s, job.result["model_version_id"]) == {"classified": 100, "failed": 0}
 
 
+@pytest.mark.slow
 def test_the_demo_runs_its_jobs_with_the_same_bar(sqlite_url, env_db, tiny_base_model, capsys):
     from worker import demo
     from worker.client import submit_training
@@ -210,6 +215,7 @@ def test_the_demo_runs_its_jobs_with_the_same_bar(sqlite_url, env_db, tiny_base_
     assert out.err.splitlines()[-1] == f"job {handle.id} succeeded [{'#' * 30}] {_steps(url, handle.id)} steps"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_waiting_with_one_line_and_the_job_goes_on(sqlite_url, env_db, tmp_path):
     import signal
     import time

@@ -76,6 +76,7 @@ def _cli(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedPro
                           text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_the_worker_with_a_wrong_setting_exits_with_one_line(tmp_path):
     for argv in (["worker"], ["beat"]):
         done = _cli(argv, tmp_path, nightly_collections="[oops")
@@ -88,6 +89,7 @@ def test_the_worker_with_a_wrong_setting_exits_with_one_line(tmp_path):
     assert "error: BERTJOBS_CLASSIFY_PRECISION: must be one of" in celery.stderr
 
 
+@pytest.mark.slow
 def test_a_down_broker_is_one_line_within_seconds_and_the_job_is_saved(any_db_url, tmp_path):
     from db import repo
     from db.session import session_factory_for

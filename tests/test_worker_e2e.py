@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from db import repo
 from db.session import session_factory_for
 from helpers import TINY_OPTIONS, load_documents, sentiment_rows
 from worker.cli import main as cli_main
@@ -139,7 +140,12 @@ def test_the_real_minilm_weights_train_and_classify_through_the_worker(celery_wo
     training = submit_training("rt-train", minilm_path, model_name="rt", settings=service_settings,
                                options={"epochs": 1, "batch_size": 16, "max_length": 64})
     result = training.result(timeout=300)
-    assert 0.0 <= result["accuracy"] <= 1.0 and result["model"] == "rt:1"
+    assert result["model"] == "rt:1"
+    with session_factory_for(url).begin() as s:
+        mv = repo.resolve_model_version(s, "rt:1")
+        val_size, stored = mv.lineage["val_size"], mv.metrics["accuracy"]
+    assert val_size == 32 and result["accuracy"] == stored  # 20% of 160
+    assert stored * val_size == pytest.approx(round(stored * val_size))  # a share of the validation texts
     done = submit_classification("rt-new", "rt:1", settings=service_settings).result(timeout=300)
     assert (done["classified"], done["failed"]) == (100, 0)
     with session_factory_for(url).begin() as s:

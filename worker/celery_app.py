@@ -63,7 +63,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_pool="prefork",
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         # A hung task is killed past this; its job's lease then expires and the reaper re-queues it, until
-        # max_attempts. No soft limit: jobs stop themselves through cancellation, not exceptions mid-batch.
+        # max_attempts. No soft limit: jobs stop themselves through cancellation (between pages or training steps), not exceptions mid-page.
         task_time_limit=settings.task_time_limit_seconds,
         broker_connection_retry_on_startup=True,
         task_routes={TASKS[kind]: {"queue": queue} for kind, queue in QUEUES.items()},

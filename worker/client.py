@@ -249,7 +249,7 @@ def predict(model_ref: str, texts: list[str] | tuple[str, ...], *, settings: Set
     (a text that cannot be classified, e.g. empty, gets its reason and no label). Raises InvalidJob for an
     unknown model or no texts. Needs torch.
     """
-    from worker.jobs.evaluation import load_for, resolve
+    from worker.jobs.target import load_for, resolve
 
     settings = settings or get_settings()
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):

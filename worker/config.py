@@ -42,9 +42,12 @@ class Settings(BaseSettings):
     nightly_time: str = Field("02:00", description="When beat starts the nightly run, HH:MM in UTC.")
 
     max_text_chars: int = Field(100_000, ge=1, description="Longest document text accepted on import and classified.")
-    classify_chunk_size: int = Field(512, ge=1, description="Documents per committed batch of a classification job.")
+    classify_chunk_size: int = Field(512, ge=1, description="Documents per page of a classification job: read, "
+                                     "classified and committed together with the job's progress.")
     classify_shard_size: int = Field(100_000, ge=1, description="A bulk job over more documents splits into shards of this size.")
-    classify_batch_size: int = Field(64, ge=1, description="A forward pass holds this many 32-token texts worth of tokens.")
+    classify_batch_size: int = Field(64, ge=1, description="A token budget, not a count of texts: one forward pass "
+                                     "(a batch) holds up to this many 32-token texts' worth of padded tokens, so "
+                                     "more short texts or fewer long ones.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     classify_precision: str = Field("auto", description="auto, fp32, bf16, fp16 or int8 (CPU, opt-in) for bulk jobs.")
     classify_engine: str = Field("torch", description="torch, openvino (CPU, the bertjobs[openvino] extra) or auto "

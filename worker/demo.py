@@ -100,14 +100,25 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
     url = settings.resolved_database_url
     started = time.perf_counter()
 
-    t = _step(f"database: {url}")
+    _step(f"database: {url}")
     migrate.upgrade(url)
     sessions = session_factory_for(url)
+    _import_corpus(settings, sessions, train_docs, classify_docs)
+    model_ref = _train(epochs)
+    if model_ref is None or not _classify(model_ref):
+        return 1
+    _show_results(sessions, model_ref)
+    _show_sql(url)
+    print(f"\ndone in {time.perf_counter() - started:.0f} s; see also: bertjobs jobs, bertjobs models list, "
+          "bertjobs results --collection rt-new")
+    return 0
 
+
+def _import_corpus(settings, sessions, train_docs: int, classify_docs: int) -> None:
     rows = load_corpus()
     if train_docs + classify_docs > len(rows):
         raise DemoUnavailable(f"the corpus has {len(rows)} fresh/rotten texts; ask for fewer documents")
-    t = _step(f"import {train_docs} labelled texts into rt-train and {classify_docs} into rt-new")
+    _step(f"import {train_docs} labelled texts into rt-train and {classify_docs} into rt-new")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     for name, part in (("rt-train", rows[:train_docs]), ("rt-new", rows[train_docs:train_docs + classify_docs])):
         path = settings.data_dir / f"{name}.jsonl"
@@ -116,26 +127,36 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
         print(f"  {name}: {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged, "
               f"{len(report.bad)} bad rows")
 
+
+def _train(epochs: int) -> str | None:
+    """Train rt-sentiment on rt-train; the new version's reference, or None when the job did not succeed."""
     t = _step(f"train: all-MiniLM-L6-v2, {epochs} epochs, 20% stratified validation")
     job = submit_training("rt-train", base_model_path(), model_name="rt-sentiment",
                           options={"epochs": epochs, "batch_size": 32, "learning_rate": 5e-5}, enqueue=False)
     res = _run(job, "train")
     if res is None:
-        return 1
+        return None
     print(f"  job {job.id}: model {res['model']}  validation accuracy {res['accuracy']:.3f}  "
           f"macro-F1 {res['macro_f1']:.3f}  best epoch {res['best_epoch']}  "
           f"{res['train_examples_per_second']:.1f} examples/s  ({time.perf_counter() - t:.0f} s)")
-    model_ref = res["model"]
-    _, version = parse_model_ref(model_ref)
+    return res["model"]
 
+
+def _classify(model_ref: str) -> bool:
+    """Classify rt-new with the model; whether the job succeeded."""
     t = _step(f"bulk-classify rt-new with {model_ref}")
-    cjob = submit_classification("rt-new", model_ref, enqueue=False)
-    cres = _run(cjob, "classify")
-    if cres is None:
-        return 1
-    print(f"  job {cjob.id}: {cres['classified']} classified, {cres['failed']} failed, "
-          f"{cres['documents_per_second']:.1f} documents/s ({time.perf_counter() - t:.0f} s)")
+    job = submit_classification("rt-new", model_ref, enqueue=False)
+    res = _run(job, "classify")
+    if res is None:
+        return False
+    print(f"  job {job.id}: {res['classified']} classified, {res['failed']} failed, "
+          f"{res['documents_per_second']:.1f} documents/s ({time.perf_counter() - t:.0f} s)")
+    return True
 
+
+def _show_results(sessions, model_ref: str) -> None:
+    """Agreement with rt-new's gold labels, and a few predictions, read from the latest_predictions view."""
+    _, version = parse_model_ref(model_ref)
     with sessions.begin() as s:
         agree, total = s.execute(text(
             "SELECT sum(CASE WHEN label = gold_label THEN 1 ELSE 0 END), count(*) FROM latest_predictions "
@@ -149,12 +170,10 @@ def run_demo(train_docs: int = 2400, classify_docs: int = 3000, epochs: int = 2)
         ), {"v": version}):
             print(f"  {row.label:6} {row.score:.3f} (gold {row.gold_label:6})  {' '.join(row.text.split())[:90]}")
 
-    db_file = url.removeprefix("sqlite:///")
+
+def _show_sql(url: str) -> None:
     print("\n== read the results with SQL")
     if url.startswith("sqlite:///"):
-        print(f"  sqlite3 {db_file} \"{' '.join(RESULTS_SQL.split())}\"")
+        print(f"  sqlite3 {url.removeprefix('sqlite:///')} \"{' '.join(RESULTS_SQL.split())}\"")
     else:
         print(f"  {' '.join(RESULTS_SQL.split())}")
-    print(f"\ndone in {time.perf_counter() - started:.0f} s; see also: bertjobs jobs, bertjobs models list, "
-          "bertjobs results --collection rt-new")
-    return 0

@@ -1,6 +1,7 @@
 """Model artifacts: atomic save, a stable sha256, verification and refusal of damaged folders."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -41,9 +42,12 @@ def test_a_saved_artifact_holds_the_required_files_and_verifies_against_its_sha(
 def test_the_returned_sha_is_the_sha_of_the_folder_under_its_final_name(fresh_artifact):
     path, sha = fresh_artifact
 
-    assert len(sha) == 64 and int(sha, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{64}", sha)
     assert artifact_sha256(path) == sha
-    assert artifact_sha256(path) == artifact_sha256(path)
+    moved = shutil.copytree(path, path.with_name("elsewhere"))
+    assert artifact_sha256(moved) == sha  # the folder's own name is not part of it
+    (moved / "config.json").write_text((moved / "config.json").read_text() + " ")
+    assert artifact_sha256(moved) != sha  # one byte more is another sha
 
 
 def test_the_same_model_saved_twice_has_the_same_sha(training_run, tmp_path):

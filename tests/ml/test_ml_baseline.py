@@ -50,6 +50,7 @@ def test_multilabel_is_one_vs_rest_with_a_threshold_per_label():
 
     assert result["metrics"]["multi_label"] is True and set(result["metrics"]["thresholds"]) == set(labels)
     assert result["macro_f1"] > 0.9
+    assert len(result["predictions"]) == 30
     assert all(len(row) == 3 and set(row) <= {0, 1} for row in result["predictions"])
 
 
@@ -58,7 +59,8 @@ def test_a_label_that_training_never_shows_is_predicted_as_absent():
     result = tfidf_baseline(texts, label_sets, texts[:6], label_sets[:6], ["action", "comedy", "horror", "romance"],
                             multi_label=True)
 
-    assert "error" not in result and all(row[2] == 0 for row in result["predictions"])
+    assert "error" not in result and len(result["predictions"]) == 6
+    assert all(row[2] == 0 for row in result["predictions"])
 
 
 def test_one_training_class_predicts_that_class():

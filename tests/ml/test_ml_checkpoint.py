@@ -20,6 +20,7 @@ def _stop_after_epoch(n):
     return Callbacks(on_epoch=seen.append, should_stop=lambda: len(seen) >= n)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_after_its_last_epoch_and_matches_an_uninterrupted_one(
         tiny_base_model, sentiment_data, tmp_path):
     texts, labels = sentiment_data
@@ -39,6 +40,7 @@ def test_an_interrupted_run_resumes_after_its_last_epoch_and_matches_an_uninterr
     assert resumed.metrics["confusion_matrix"] == straight.metrics["confusion_matrix"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_other_data_or_options_is_ignored(tiny_base_model, sentiment_data, tmp_path):
     texts, labels = sentiment_data
     with pytest.raises(Cancelled):

@@ -14,7 +14,8 @@ pytest.importorskip("nncf", reason="nncf is not installed (pip install 'bertjobs
 
 from worker.ml.errors import CorruptArtifact  # noqa: E402
 from worker.ml.openvino_engine import converted_dir, int8_model, load_openvino  # noqa: E402
-from worker.ml.predict import Classifier, load_classifier  # noqa: E402
+from worker.ml.loader import load_classifier  # noqa: E402
+from worker.ml.predict import Classifier  # noqa: E402
 from worker.ml.quantize import build_int8, calibration_sample  # noqa: E402
 
 TEXTS = ["great excellent lovely", "awful boring miserable film film film film film film", "bad",
@@ -43,6 +44,7 @@ def _bin_sha(path) -> str:
     return hashlib.sha256((converted_dir(path, "int8") / "model.bin").read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_openvino_fp32_agrees_with_torch_within_1e4(artifact):
     path, sha = artifact
     torch_fp32 = Classifier.from_artifact(path, sha256=sha, device="cpu", precision="fp32")
@@ -56,6 +58,7 @@ def test_openvino_fp32_agrees_with_torch_within_1e4(artifact):
     assert ov_fp32.predict_or_fail(["fine film", ""])[1].error  # failure rows as with torch
 
 
+@pytest.mark.slow
 def test_the_converted_model_is_kept_beside_the_artifact_whose_hash_does_not_change(artifact):
     path, sha = artifact
     load_openvino(path, sha256=sha, precision="fp32")
@@ -68,6 +71,7 @@ def test_the_converted_model_is_kept_beside_the_artifact_whose_hash_does_not_cha
     assert json.loads((converted_dir(path, "fp32") / "manifest.json").read_text()) == manifest  # reused, not rebuilt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["bytes", "version", "missing"])
 def test_a_damaged_or_stale_fp32_conversion_is_rebuilt_not_used(artifact, damage):
     path, sha = artifact
@@ -91,6 +95,7 @@ def test_a_damaged_or_stale_fp32_conversion_is_rebuilt_not_used(artifact, damage
     assert load_openvino(path, sha256=sha, precision="fp32").predict(TEXTS) == rebuilt
 
 
+@pytest.mark.slow
 def test_int8_from_a_calibration_sample_is_deterministic_and_scored_against_fp32(artifact, sample, training_run):
     path, sha = artifact
     evaluation = (training_run.texts[:40], training_run.labels[:40], "first 40 texts")
@@ -109,6 +114,7 @@ def test_int8_from_a_calibration_sample_is_deterministic_and_scored_against_fp32
     assert other["calibration"]["sha256"] != first["calibration"]["sha256"]
 
 
+@pytest.mark.slow
 def test_int8_that_is_missing_damaged_or_from_another_openvino_is_refused_in_one_line(artifact, sample):
     path, sha = artifact
     with pytest.raises(CorruptArtifact, match=r"int8 model of .* is missing; build it with `bertjobs models quantize"):

@@ -131,6 +131,7 @@ def test_an_invalid_config_is_refused_even_when_built_directly(tiny_base_model):
         fine_tune(["a", "b", "c", "d"], ["x", "y", "x", "y"], config)
 
 
+@pytest.mark.slow
 def test_the_returned_model_is_the_best_epochs_model_not_the_last(tiny_base_model, sentiment_data):
     # The real evaluation, with the selection score scripted to peak at epoch 1 while the loss keeps moving.
     from worker.ml.validation import validation_metrics
@@ -152,6 +153,7 @@ def test_the_returned_model_is_the_best_epochs_model_not_the_last(tiny_base_mode
     assert again["loss"] == pytest.approx(losses[0], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_three_classes_get_three_outputs_in_sorted_label_order(tiny_base_model):
     words = {"zebra": "stripes", "apple": "fruit", "mango": "tropical"}
     texts = [f"{w} {w} number {i}" for w in words.values() for i in range(6)]

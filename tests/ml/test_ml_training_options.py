@@ -19,6 +19,7 @@ def _config(base, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+@pytest.mark.slow
 def test_validation_texts_that_training_also_has_are_left_out_of_validation(tiny_base_model):
     texts, labels = sentiment_corpus(80)
     texts, labels = texts + texts[:20], labels + labels[:20]  # 20 exact duplicates
@@ -39,6 +40,7 @@ def test_a_set_whose_validation_is_all_leaked_is_refused(tiny_base_model):
         fine_tune(texts, labels, _config(tiny_base_model, epochs=1))
 
 
+@pytest.mark.slow
 def test_auto_class_weights_are_inverse_class_frequency_over_the_training_split(tiny_base_model):
     texts, labels = sentiment_corpus(160)
     keep = [i for i, label in enumerate(labels) if label == "pos" or i % 8 == 1]  # 80 pos, 20 neg
@@ -60,6 +62,7 @@ def test_given_class_weights_fill_in_one_for_unnamed_labels_and_refuse_unknown_o
         fine_tune(texts, labels, _config(tiny_base_model, epochs=1, class_weights={"neutral": 2.0}))
 
 
+@pytest.mark.slow
 def test_weighting_a_class_heavily_tilts_predictions_towards_it(tiny_base_model):
     texts, labels = sentiment_corpus(80)
     config = dict(epochs=3, learning_rate=1e-3)
@@ -74,6 +77,7 @@ def test_weighting_a_class_heavily_tilts_predictions_towards_it(tiny_base_model)
     assert mean_neg_probability(tilted) > mean_neg_probability(plain) + 0.02
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_steps_the_optimizer_every_n_batches(tiny_base_model):
     texts, labels = sentiment_corpus(80)  # 64 training rows: 8 batches of 8 per epoch
     trainer = prepare(texts, labels, _config(tiny_base_model, epochs=2, gradient_accumulation=3)).trainer()
@@ -104,6 +108,7 @@ def test_learning_rate_schedules_after_warm_up(schedule, end_factor):
         assert lrs[54] == pytest.approx(0.05, abs=2e-3)  # half way down, not linear: the same here by symmetry
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_training_after_patience_epochs_without_improvement(tiny_base_model):
     texts, labels = sentiment_corpus(80)
 
@@ -124,6 +129,7 @@ def _late_sentiment(n: int) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+@pytest.mark.slow
 def test_long_documents_as_windows_learn_what_truncation_cannot_see_and_predict_the_same_way(tiny_base_model,
                                                                                              tmp_path):
     from worker.ml.artifact import save_artifact
@@ -149,6 +155,7 @@ def test_long_documents_as_windows_learn_what_truncation_cannot_see_and_predict_
     assert sum(p.label == g for p, g in zip(predictions, gold[120:])) >= 18
 
 
+@pytest.mark.slow
 def test_the_same_seed_data_and_versions_give_the_same_metrics(tiny_base_model):
     texts, labels = sentiment_corpus(80)
     first = fine_tune(texts, labels, _config(tiny_base_model, epochs=2))
@@ -161,6 +168,7 @@ def test_the_same_seed_data_and_versions_give_the_same_metrics(tiny_base_model):
     assert other_seed.history[0]["train_loss"] != first.history[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_a_search_records_every_trial_and_returns_the_best_by_macro_f1(tiny_base_model, tmp_path):
     texts, labels = sentiment_corpus(80)
     space = {"learning_rate": [1e-5, 3e-3], "epochs": [1, 3]}

@@ -86,11 +86,12 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from worker.jobs import evaluation
     from worker.jobs.params import check_filter
+    from worker.jobs.target import resolve
 
     settings, factory = get_settings(), sessions()
     where = check_filter(document_filter(args))
     with factory.begin() as s:
-        a, b = evaluation.resolve(s, args.a), evaluation.resolve(s, args.b)
+        a, b = resolve(s, args.a), resolve(s, args.b)
     ra = evaluation.evaluate(factory, settings, a, args.collection, where)
     rb = evaluation.evaluate(factory, settings, b, args.collection, where)
     diffs = evaluation.disagreements(ra, rb)

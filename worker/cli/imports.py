@@ -1,4 +1,4 @@
-"""`bertjobs import FILE --collection NAME`: load documents from CSV, TSV or JSON Lines (worker/importer.py)."""
+"""`bertjobs import FILE --collection NAME`: load documents from CSV, TSV or JSON Lines (worker/importer/)."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 from worker.cli.common import CliError, sessions
 from worker.config import get_settings
 
-# worker/importer.py's ID_COLUMNS, FORMATS and CSV_LABELS_SEPARATOR, typed again so that `bertjobs --help` does not
+# worker/importer's ID_COLUMNS, FORMATS and CSV_LABELS_SEPARATOR, typed again so that `bertjobs --help` does not
 # import the database layer (0.3 s); tests/test_importer.py checks that the help names them.
 ID_COLUMNS = ("external_id", "id")
 FORMATS = ("csv", "tsv", "jsonl")

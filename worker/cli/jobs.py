@@ -56,7 +56,7 @@ def cmd_cancel(args) -> int:
     if args.json:
         print_json({"id": args.id, "status": status})
     else:
-        print(f"job {args.id}: {status}" + (" (stops at its next batch or step)" if status == "running" else ""))
+        print(f"job {args.id}: {status}" + (" (it learns of it at its next heartbeat and stops before its next page or training step)" if status == "running" else ""))
     return 0
 
 

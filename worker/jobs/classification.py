@@ -120,7 +120,7 @@ def _predict_page(ctx: JobContext, classifier, texts: list[str], piece: int) -> 
 
 
 def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, todo: _Range) -> None:
-    from worker.ml.predict import load_classifier
+    from worker.ml.loader import load_classifier
 
     settings = ctx.settings
     done = todo.done

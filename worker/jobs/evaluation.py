@@ -22,39 +22,10 @@ from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, ru
 from worker.jobs.training import content_hash
 from worker.jobs.params import EvaluateParams
 from worker.jobs.shards import parent_outcome
+from worker.jobs.target import Target, load_for, resolve
 
 # Called with (done, total) after each page; may raise to stop (a job's cancel or lost lease).
 OnPage = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Target:
-    """What evaluation needs of a model version, read inside a session."""
-
-    id: int
-    ref: str
-    labels: list[str]
-    path: str
-    sha256: str
-
-    @classmethod
-    def of(cls, mv) -> "Target":
-        return cls(mv.id, mv.ref, list(mv.labels), mv.artifact_path, mv.artifact_sha256)
-
-
-def resolve(session: Session, ref: str) -> Target:
-    mv = repo.resolve_model_version(session, ref)
-    if mv is None:
-        raise InvalidJob(f"no ready model version matches {ref!r}")
-    return Target.of(mv)
-
-
-def load_for(target: Target, settings: Settings):
-    """The classifier a bulk job would use for this version (cached per process)."""
-    from worker.ml.predict import load_classifier
-
-    return load_classifier(target.path, sha256=target.sha256, device=settings.device,
-                           precision=settings.classify_precision, engine=settings.classify_engine)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +11,6 @@ import torch
 from worker.ml.artifact import read_metadata, verify_artifact
 from worker.ml.batching import average_by_owner, batch_logits, encode, token_budget_batches
 from worker.ml.device import quantize_int8, resolve_device, resolve_precision
-from worker.ml.engine import resolve_engine
 from worker.ml.errors import CorruptArtifact
 from worker.ml.hf import quiet_transformers
 from worker.ml.text import text_problem
@@ -148,25 +146,3 @@ class Classifier:
                 return [TextPrediction(None, None, None, f"prediction failed: {type(exc).__name__}: {exc}"[:500])]
             mid = len(texts) // 2
             return self._bisect(texts[:mid], batch_size) + self._bisect(texts[mid:], batch_size)
-
-
-_cache: dict[tuple[str, str | None, str, str, str], Classifier] = {}
-_cache_lock = threading.Lock()
-
-
-def load_classifier(path: str | Path, *, sha256: str | None = None, device: str = "auto",
-                    precision: str = "auto", engine: str = "torch") -> Classifier:
-    """A classifier cached per process (workers keep one model warm across jobs, converted or not).
-
-    ``engine``: torch, openvino or auto (worker/ml/engine.py); OpenVINO runs the same ``Classifier`` interface."""
-    key = (str(path), sha256, device, precision, engine)
-    with _cache_lock:
-        if key not in _cache:
-            _cache.clear()  # one model at a time: a worker serves one GPU
-            if resolve_engine(engine, device, precision) == "openvino":
-                from worker.ml.openvino_engine import load_openvino
-
-                _cache[key] = load_openvino(path, sha256=sha256, precision=precision)
-            else:
-                _cache[key] = Classifier.from_artifact(path, sha256=sha256, device=device, precision=precision)
-        return _cache[key]

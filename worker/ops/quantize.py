@@ -22,8 +22,8 @@ from db import repo
 from db.models import ModelVersion
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
-from worker.jobs.evaluation import resolve
 from worker.errors import InvalidJob
+from worker.jobs.target import resolve
 from worker.ml.engine import installed, require_openvino
 from worker.ml.errors import CorruptArtifact
 from worker.ml.quantize import build_int8, calibration_sample, read_calibration, validation_split

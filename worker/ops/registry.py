@@ -10,6 +10,7 @@ from db.models import ModelVersion
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.errors import InvalidJob
+from worker.jobs.target import Target
 from db.names import check_name, parse_model_ref
 
 
@@ -38,7 +39,7 @@ def evaluate(mv: ModelVersion, collection: str, settings: Settings) -> dict:
     from worker.jobs import evaluation
 
     sessions = session_factory_for(settings.resolved_database_url)
-    return evaluation.evaluate(sessions, settings, evaluation.Target.of(mv), collection).metrics
+    return evaluation.evaluate(sessions, settings, Target.of(mv), collection).metrics
 
 
 def _gate_macro_f1(target, collection: str, settings: Settings) -> float:
@@ -58,8 +59,6 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
     if gate_collection is not None:
         check_name("collection", gate_collection)
     settings = settings or get_settings()
-    from worker.jobs.evaluation import Target
-
     sessions = session_factory_for(settings.resolved_database_url)
     with sessions.begin() as s:
         candidate = repo.resolve_model_version(s, ref)
