@@ -41,7 +41,15 @@ def wait_for(handle, *, inline_kind: str | None = None) -> int:
     if snap is None:
         return 130
     print_job(snap)
+    print_job_warnings(snap.result)
     return 0 if snap.status == "succeeded" else 1
+
+
+def print_job_warnings(result: dict | None) -> None:
+    """A training job's trust warnings and TF-IDF baseline line, one ``warning:`` line each, after the job."""
+    for line in [*((result or {}).get("warnings") or []), (result or {}).get("baseline")]:
+        if line:
+            print(f"warning: {line}")
 
 
 def broker_unreachable(handle) -> str:

@@ -135,15 +135,27 @@ def print_comparison(collection: str, documents: int, evs: list[dict], diffs: li
 
 def print_model_table(versions, aliases: dict[int, list[str]], evaluated: dict[int, float]) -> None:
     """`models list`: ``val_acc``/``val_f1`` are the validation split's (training), ``eval_acc`` the accuracy
-    of the version's latest stored evaluation (``evaluated``: version id -> accuracy), ``-`` when it has none."""
-    print(f"{'model':24}  {'aliases':20}  {'val_acc':>8}  {'val_f1':>8}  {'eval_acc':>8}  {'rows':>7}  "
-          f"{'created':19}  base model")
+    of the version's latest stored evaluation (``evaluated``: version id -> accuracy), ``-`` when it has none.
+    ``flags``: how many trust warnings the version carries (``models show`` lists them), ``-`` for none."""
+    print(f"{'model':24}  {'aliases':20}  {'flags':>5}  {'val_acc':>8}  {'val_f1':>8}  {'eval_acc':>8}  {'rows':>7}  "
+          f"{'created':19}  {'base model':24}  description")
     for mv in versions:
         latest = evaluated.get(mv.id)
-        print(f"{mv.ref:24}  {','.join(aliases.get(mv.id, [])) or '-':20}  "
+        flags = len((mv.metrics or {}).get("trust_warnings") or [])
+        print(f"{mv.ref:24}  {','.join(aliases.get(mv.id, [])) or '-':20}  {f'!{flags}' if flags else '-':>5}  "
               f"{mv.metrics.get('accuracy', 0):8.4f}  {mv.metrics.get('macro_f1', 0):8.4f}  "
               f"{'-' if latest is None else f'{latest:.4f}':>8}  {mv.lineage.get('row_count', 0):>7}  "
-              f"{fmt_time(mv.created_at):19}  {mv.base_model}")
+              f"{fmt_time(mv.created_at):19}  {mv.base_model[-24:]:24}  {_described(mv.lineage)}")
+    flagged = [mv for mv in versions if (mv.metrics or {}).get("trust_warnings")]
+    for mv in flagged:
+        print(f"! {mv.ref}: " + "; ".join(mv.metrics["trust_warnings"]))
+
+
+def _described(lineage: dict | None) -> str:
+    """A version's description and tags on one short line."""
+    lineage = lineage or {}
+    tags = " ".join(f"{k}={v}" for k, v in sorted((lineage.get("tags") or {}).items()))
+    return one_line(" ".join(x for x in (lineage.get("description") or "", f"[{tags}]" if tags else "") if x), 60)
 
 
 def print_alias_history(moves, versions: dict[int, str]) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from db.names import format_model_ref
 from worker.ml.files import write_text_atomic
+from worker.ops.report_trust import about_section, baselines_section, calibration_section, warnings_section
 
 
 def report_path(artifact_path: str | Path) -> Path:
@@ -141,16 +142,21 @@ def render_report(model: dict[str, Any]) -> str:
 <html><head><meta charset="utf-8"><title>bertjobs report {html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:60em}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} .cm td{{min-width:4em}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head>
+pre{{background:#f6f6f6;padding:1em;overflow:auto}} .warn{{border:2px solid #d62728;padding:0 1em;margin:1em 0}}
+.lead{{font-size:1.1em;color:#b00}}</style></head>
 <body>
 <h1>Model {html.escape(title)}</h1>
+{warnings_section(metrics)}
+{about_section(model.get('lineage') or {})}
 <p>Base model <code>{html.escape(str(model.get('base_model')))}</code>; validation {html.escape(summary)}.</p>
 <h2>Learning curves</h2>
 <div>{loss} {scores}</div>
+{baselines_section(metrics)}
 {_confusion_section(metrics)}
 <h2>Per class</h2>
 {per_class_table(metrics.get('per_class') or {})}
 {trials_table(metrics.get('trials'))}
+{calibration_section(metrics)}
 {int8_section(metrics.get('openvino_int8'))}
 <h2>Hyperparameters</h2>
 <pre>{html.escape(json.dumps(model.get('hyperparameters') or {}, indent=2, sort_keys=True))}</pre>
