@@ -46,8 +46,10 @@ def wait_for(handle, *, inline_kind: str | None = None) -> int:
 
 
 def print_job_warnings(result: dict | None) -> None:
-    """A training job's trust warnings and TF-IDF baseline line, one ``warning:`` line each, after the job."""
-    for line in [*((result or {}).get("warnings") or []), (result or {}).get("baseline")]:
+    """A training job's trust warnings, TF-IDF baseline line and epoch-selection warning, one ``warning:`` line
+    each, after the job."""
+    result = result or {}
+    for line in [*(result.get("warnings") or []), result.get("baseline"), result.get("selection_warning")]:
         if line:
             print(f"warning: {line}")
 

@@ -102,6 +102,8 @@ def _score_card(ctx: JobContext, data, result) -> dict:
     card = score_card(data.texts, data.labels, result)
     for warning in card["trust_warnings"]:
         ctx.log.warning("trust: %s", warning)
+    if (result.metrics.get("selection") or {}).get("warning"):
+        ctx.log.warning("epoch selection: %s", result.metrics["selection"]["warning"])
     comparison = card["tfidf_comparison"]
     (ctx.log.info if comparison.get("clearly_better") else ctx.log.warning)("baseline: %s", comparison["line"])
     return card
@@ -217,6 +219,7 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
                     "train_seconds": round(metrics["train_seconds"], 2),
                     "resumed_from_epoch": metrics["resumed_from_epoch"],
                     "warnings": metrics["trust_warnings"], "baseline": _baseline_line(metrics),
+                    "selection_warning": (metrics.get("selection") or {}).get("warning"),
                 }, aggregate=parent_outcome)
                 return mv
         except IntegrityError:

@@ -203,12 +203,14 @@ class Prepared:
     def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None) -> Trainer:
         weight = torch.as_tensor(list(self.weights.values()), device=self.device) if self.weights else None
         return Trainer(self.model, self.config, self.train, evaluate or self.evaluate, device=self.device,
-                       precision=self.precision, loss_weight=weight, callbacks=callbacks)
+                       precision=self.precision, loss_weight=weight, callbacks=callbacks,
+                       val_targets=[self.data.y[i] for i in self.data.val_idx], n_labels=len(self.data.label_map))
 
     def result(self, trainer: Trainer) -> TrainResult:
         """The finished run: the best epoch's model (on the CPU, in eval mode), its metrics and the run's record."""
         self.model.to("cpu").eval()
-        metrics = {**copy.deepcopy(trainer.best_metrics), "best_epoch": trainer.best_epoch}
+        metrics = {**copy.deepcopy(trainer.best_metrics), "best_epoch": trainer.best_epoch,
+                   "selection": copy.deepcopy(trainer.selection)}
         val_logits, val_predictions = metrics.pop("logits", None), metrics.pop("predictions", None)
         history, train_seconds = trainer.history, trainer.train_seconds
         return TrainResult(

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 from db.names import format_model_ref
 from worker.ml.files import write_text_atomic
-from worker.ops.report_trust import about_section, baselines_section, calibration_section, warnings_section
+from worker.ops.report_trust import (about_section, baselines_section, calibration_section, selection_note,
+                                     warnings_section)
 
 
 def report_path(artifact_path: str | Path) -> Path:
@@ -137,7 +138,7 @@ def render_report(model: dict[str, Any]) -> str:
     scores = curve_svg("validation scores", epochs, {"accuracy": [h["accuracy"] for h in history],
                                                      "macro-F1": [h["macro_f1"] for h in history]})
     summary = (f"accuracy {metrics.get('accuracy', 0):.4f}, macro-F1 {metrics.get('macro_f1', 0):.4f}, "
-               f"best epoch {metrics.get('best_epoch')} of {len(history)}")
+               f"kept epoch {metrics.get('best_epoch')} of {len(history)}{selection_note(metrics.get('selection'))}")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>bertjobs report {html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:60em}} table{{border-collapse:collapse;margin:1em 0}}

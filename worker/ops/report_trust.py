@@ -89,3 +89,13 @@ def calibration_section(metrics: dict) -> str:
             f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after (measured on the texts "
             "it was fitted on, so a little optimistic).</p>"
             + reliability_svg(calibration.get("bins_before") or [], calibration.get("bins_after") or []))
+
+
+def selection_note(selection: dict | None) -> str:
+    """How the kept epoch was chosen (worker/ml/selection.py), for the report's summary line."""
+    if not selection or selection.get("rule") in (None, "best") and not selection.get("warning"):
+        return ""
+    note = f" (best by {selection.get('metric')}: epoch {selection.get('best_epoch')}"
+    if selection.get("rule") == "tie->later":
+        note += f"; a later epoch within ±{selection.get('half_width', 0):.3f} of it was kept"
+    return note + (f"; {selection['warning']}" if selection.get("warning") else "") + ")"
