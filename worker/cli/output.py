@@ -97,6 +97,7 @@ def print_evaluation(ev: dict) -> None:
           f"{base.get('label') or ', '.join(base.get('labels') or []) or 'no label'})")
     if ev["failed"] or ev["unlabelled"]:
         print(f"  skipped    {ev['failed']} failed, {ev['unlabelled']} unlabelled")
+    _print_leakage(ev.get("leakage"))
     print(f"  data       sha256 {ev['content_sha256']}" + (f", filter {json.dumps(ev['filter'])}" if ev["filter"] else ""))
     print(f"  {'label':16}  {'precision':>9}  {'recall':>6}  {'f1':>6}  {'support':>7}")
     for label, m in (ev["per_class"] or {}).items():
@@ -105,6 +106,17 @@ def print_evaluation(ev: dict) -> None:
         print("  confusion (rows: gold, columns: predicted; " + ", ".join(ev["labels"]) + ")")
         for label, row in zip(ev["labels"], ev["confusion_matrix"]):
             print(f"    {label[:16]:16} " + " ".join(f"{n:>6}" for n in row))
+
+
+def _print_leakage(leakage: dict | None) -> None:
+    """How many evaluated texts the version saw in training, and the scores without them."""
+    if not leakage or not leakage.get("in_training"):
+        return
+    print(f"  warning    {leakage['warning']}")
+    without = leakage.get("without")
+    if without:
+        print(f"  unseen     accuracy {without['accuracy']:.4f}, macro-F1 {without['macro_f1']:.4f} "
+              f"on the {without['documents']} documents not in training")
 
 
 def _answer(value) -> str:
