@@ -55,3 +55,5 @@ def test_evaluate_counts_texts_from_the_versions_training_data_and_scores_withou
     assert main(["evaluate", "m:1", "--collection", "test", "--inline"]) == 0
     out = capsys.readouterr().out
     assert "  warning    3 of 10 texts" in out and "on the 7 documents not in training" in out
+    assert main(["models", "compare", "m:1", "m:1", "--collection", "test"]) == 0
+    assert "  warning: m:1: 3 of 10 texts" in capsys.readouterr().out

@@ -140,6 +140,10 @@ def print_comparison(collection: str, documents: int, evs: list[dict], diffs: li
               f"{_answer(d['b'])[:16]:16}  {one_line(d['text'], 60)}")
     if len(diffs) > show:
         print(f"  ... and {len(diffs) - show} more (--show N)")
+    for ev in evs:
+        leakage = ev.get("leakage") or {}
+        if leakage.get("in_training"):
+            print(f"  warning: {ev['model']}: {leakage['warning']}")
 
 
 # ---------------------------------------------------------------- model versions
