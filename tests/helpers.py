@@ -95,7 +95,10 @@ def insert_job(url: str, kind: str, params: dict) -> int:
 
 
 def train_with_scripted_scores(texts, labels, config, scores):
-    """fine_tune's pieces with the real evaluation, but these selection scores (macro-F1) reported epoch by epoch."""
+    """fine_tune's pieces with the real evaluation, but these selection scores (macro-F1) reported epoch by epoch.
+
+    The predictions are dropped: they do not belong to the scripted scores, so the near-tie test cannot use them
+    and the epoch choice is the first best score (worker/ml/trainer.py's ``_choose``)."""
     from worker.ml.train import prepare
 
     prepared, it = prepare(texts, labels, config), iter(scores)
@@ -103,6 +106,7 @@ def train_with_scripted_scores(texts, labels, config, scores):
     def scripted(model):
         metrics = prepared.evaluate(model)
         metrics["macro_f1"] = next(it)
+        metrics.pop("predictions")
         return metrics
 
     trainer = prepared.trainer(evaluate=scripted)

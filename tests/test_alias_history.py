@@ -71,9 +71,10 @@ def test_models_list_show_and_history_show_the_aliases(any_db_url, env_db, capsy
 
     assert main(["models", "list", "m"]) == 0
     header, *lines = capsys.readouterr().out.splitlines()
-    assert header.split()[:5] == ["model", "aliases", "val_acc", "val_f1", "eval_acc"]
-    rows = {line.split()[0]: line.split()[1:5] for line in lines}
-    assert rows == {"m:1": ["production", "0.5000", "0.5000", "-"], "m:2": ["staging", "0.5000", "0.5000", "-"]}
+    assert header.split()[:6] == ["model", "aliases", "flags", "val_acc", "val_f1", "eval_acc"]
+    rows = {line.split()[0]: line.split()[1:6] for line in lines}
+    assert rows == {"m:1": ["production", "-", "0.5000", "0.5000", "-"],
+                    "m:2": ["staging", "-", "0.5000", "0.5000", "-"]}
     assert main(["models", "show", "m:1"]) == 0
     assert json.loads(capsys.readouterr().out)["aliases"] == ["production"]
     assert main(["models", "show", "m@staging"]) == 0
@@ -105,7 +106,7 @@ def test_a_gated_promotion_is_recorded_as_such(sqlite_url, env_db, tmp_path, mon
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_OPTIONS.items()]
     assert main(["train", "--collection", "train", "--base-model", tiny_base_model, "--name", "g", "--inline",
                  *flags]) == 0
-    assert main(["models", "promote", "g:1", "--gate", "train"]) == 0
+    assert main(["models", "promote", "g:1", "--gate", "train", "--force"]) == 0  # 10 validation texts: flagged
     assert "g@production -> g:1" in capsys.readouterr().out
     with session_factory_for(url).begin() as s:
         [move] = repo.alias_history(s, "g")

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 JOB_KEYS = {"id", "kind", "status", "parent_id", "attempt", "max_attempts", "progress", "cancel_requested", "params",
             "error", "result", "created_at", "started_at", "finished_at"}
 MODEL_KEYS = {"model", "id", "name", "version", "status", "base_model", "artifact", "sha256", "labels",
-              "hyperparameters", "metrics", "history", "lineage", "training_job_id", "created_at", "aliases"}
+              "hyperparameters", "metrics", "history", "lineage", "training_job_id", "created_at", "aliases",
+              "warnings", "description", "tags"}
 PREDICTION_KEYS = {"document_id", "collection", "external_id", "model", "model_version_id", "label", "labels",
                    "score", "scores", "error", "job_id", "created_at", "text"}
 

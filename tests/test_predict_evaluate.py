@@ -107,8 +107,9 @@ def test_evaluate_inline_stores_the_record_prints_it_and_models_show_lists_it(
     assert len(shown["evaluations"]) == 2 and shown["evaluations"][0]["filter"] == {"labels": ["pos", "neg"]}
     assert {e["content_sha256"] for e in shown["evaluations"]} == {ev["content_sha256"]}
     assert main(["models", "list", "senti"]) == 0  # the latest evaluation's accuracy beside validation's
-    header, row = capsys.readouterr().out.splitlines()
-    columns = dict(zip(header.split()[:5], row.split()[:5]))
+    header, row, *flagged = capsys.readouterr().out.splitlines()  # then a line per flagged version
+    assert [line.split()[1] for line in flagged] == (["senti:1:"] if shown["warnings"] else [])
+    columns = dict(zip(header.split()[:6], row.split()[:6]))
     assert columns["eval_acc"] == f"{shown['evaluations'][0]['accuracy']:.4f}"
     assert columns["val_acc"] == f"{shown['metrics']['accuracy']:.4f}"
 
@@ -148,8 +149,8 @@ def test_compare_shows_both_versions_side_by_side_with_their_disagreements(
     out = capsys.readouterr().out
     assert f"{doc['disagreements']} disagreements" in out and "senti:1" in out and "senti:2" in out
     # The gated promote takes the same path and keeps its evaluations too.
-    assert main(["models", "promote", "senti:2", "--gate", "holdout"]) == 0
-    assert main(["models", "promote", "senti:1", "--gate", "holdout"]) == 0
+    assert main(["models", "promote", "senti:2", "--gate", "holdout", "--force"]) == 0  # small validation: flagged
+    assert main(["models", "promote", "senti:1", "--gate", "holdout", "--force"]) == 0
     assert "gate macro-F1" in capsys.readouterr().out
     with session_factory_for(sqlite_url).begin() as s:
         assert s.scalar(select(func.count()).select_from(Evaluation)) == 2 * 2 + 1 + 2  # two compares, two gates

@@ -42,7 +42,7 @@ def _run_all(handles, settings):
 def test_nightly_runs_once_a_day_with_the_production_model_and_picks_up_new_and_changed_texts(trained):
     settings = trained
     assert run_nightly(settings, day=DAY, enqueue=False) == []  # no production model yet: nothing to run
-    promote("senti:1", settings=settings)
+    promote("senti:1", settings=settings, force=True)
 
     [first] = _run_all(run_nightly(settings, day=DAY, enqueue=False), settings)
     assert (first.status, first.result["model"], first.result["documents"]) == ("succeeded", "senti:1", 20)
@@ -56,7 +56,7 @@ def test_nightly_runs_once_a_day_with_the_production_model_and_picks_up_new_and_
     [second] = _run_all(run_nightly(settings, day=DAY + timedelta(days=1), enqueue=False), settings)
     assert second.result["documents"] == 2
 
-    promote("senti:2", settings=settings)  # the next run uses what production points at
+    promote("senti:2", settings=settings, force=True)  # the next run uses what production points at
     [third] = _run_all(run_nightly(settings, day=DAY + timedelta(days=2), enqueue=False), settings)
     assert (third.result["model"], third.result["documents"]) == ("senti:2", 21)
 
@@ -64,7 +64,7 @@ def test_nightly_runs_once_a_day_with_the_production_model_and_picks_up_new_and_
 @pytest.mark.slow
 def test_nightly_never_starts_while_the_previous_run_is_unfinished(trained):
     settings = trained
-    promote("senti:1", settings=settings)
+    promote("senti:1", settings=settings, force=True)
     [pending] = run_nightly(settings, day=DAY, enqueue=False)
     assert run_nightly(settings, day=DAY + timedelta(days=1), enqueue=False) == []
     _run_all([pending], settings)
@@ -74,10 +74,10 @@ def test_nightly_never_starts_while_the_previous_run_is_unfinished(trained):
 @pytest.mark.slow
 def test_a_gated_promotion_refuses_a_worse_model_and_rollback_is_one_call(trained):
     settings = trained
-    assert promote("senti:1", gate_collection="holdout", settings=settings).promoted
-    refused = promote("senti:2", gate_collection="holdout", settings=settings)
+    assert promote("senti:1", gate_collection="holdout", settings=settings, force=True).promoted
+    refused = promote("senti:2", gate_collection="holdout", settings=settings, force=True)
     assert not refused.promoted and refused.candidate_macro_f1 < refused.holder_macro_f1
-    assert promote("senti:2", settings=settings).previous == "senti:1"  # no gate: promoted
+    assert promote("senti:2", settings=settings, force=True).previous == "senti:1"  # no gate: promoted
     assert rollback("senti", settings=settings) == "senti@production -> senti:1"
     with session_factory_for(settings.resolved_database_url).begin() as s:
         assert repo.resolve_model_version(s, "senti@production").version == 1
@@ -87,7 +87,7 @@ def test_a_gated_promotion_refuses_a_worse_model_and_rollback_is_one_call(traine
 def test_the_result_views_answer_the_common_questions(trained):
     settings = trained
     url = settings.resolved_database_url
-    promote("senti:1", settings=settings)
+    promote("senti:1", settings=settings, force=True)
     _run_all(run_nightly(settings, day=DAY, enqueue=False), settings)
     # classify inbox with senti:2 as well, to compare the versions
     _run_all([submit_classification("inbox", "senti:2", settings=settings, enqueue=False)], settings)
@@ -122,7 +122,8 @@ def test_each_model_version_gets_a_self_contained_html_report(trained):
         mv = repo.resolve_model_version(s, "senti:1")
     report = Path(mv.artifact_path + ".report.html")
     content = report.read_text()
-    assert content.count("<svg") == 2 and "Confusion matrix" in content and "<th>pos</th>" in content
+    assert content.count("<svg") == 3 and "Confusion matrix" in content and "<th>pos</th>" in content
+    assert 'aria-label="reliability diagram"' in content  # the third: calibration before and after
     assert "http" not in content.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing to fetch
 
 

@@ -187,6 +187,8 @@ def submit_training(
     max_attempts: int | None = None,
     settings: Settings | None = None,
     enqueue: bool = True,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> JobHandle:
     """Queue a fine-tuning job on the labelled documents of ``collection``. Options: see TrainConfig.
 
@@ -194,7 +196,8 @@ def submit_training(
     documents, unlabelled ones without ``skip_unlabelled``, or a local base-model folder without config and weights.
     """
     params = TrainParams(collection=collection, base_model=base_model, model_name=model_name or collection,
-                         options=dict(options or {}), skip_unlabelled=skip_unlabelled, filter=filter)
+                         options=dict(options or {}), skip_unlabelled=skip_unlabelled, filter=filter,
+                         description=description, tags=dict(tags or {}))
     return _submit(JobKind.train, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
 
 

@@ -34,7 +34,8 @@ def model_version_json(mv, aliases: list[str] | None = None) -> dict[str, Any]:
         "status": mv.status, "base_model": mv.base_model, "artifact": mv.artifact_path, "sha256": mv.artifact_sha256,
         "labels": mv.labels, "hyperparameters": mv.hyperparameters, "metrics": metrics, "history": history,
         "lineage": mv.lineage, "training_job_id": mv.training_job_id, "created_at": iso(mv.created_at),
-        "aliases": list(aliases or []),
+        "aliases": list(aliases or []), "warnings": list(metrics.get("trust_warnings") or []),
+        "description": (mv.lineage or {}).get("description"), "tags": (mv.lineage or {}).get("tags") or {},
     }
 
 

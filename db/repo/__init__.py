@@ -67,6 +67,7 @@ from db.repo.registry import (
     resolve_model_version,
     rollback_alias,
     set_alias,
+    set_lineage_fields,
 )
 from db.repo.shards import (
     Aggregate,
@@ -93,7 +94,7 @@ __all__ = [
     # registry
     "add_evaluation", "alias_history", "alias_holder", "alias_stack", "aliases_by_version", "list_evaluations",
     "list_model_versions", "model_name_exists", "next_model_version", "parse_model_ref", "register_model_version",
-    "resolve_model_version", "rollback_alias", "set_alias",
+    "resolve_model_version", "rollback_alias", "set_alias", "set_lineage_fields",
     # predictions
     "analyze_if_stale", "list_predictions", "prediction_counts", "unpredicted_filter", "upsert_predictions",
 ]

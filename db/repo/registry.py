@@ -22,6 +22,12 @@ def register_model_version(session: Session, **fields: Any) -> ModelVersion:
     return mv
 
 
+def set_lineage_fields(session: Session, mv: ModelVersion, **values: Any) -> None:
+    """Update keys of a version's lineage JSON (a new dict, so the change is written)."""
+    mv.lineage = {**(mv.lineage or {}), **values}
+    session.flush()
+
+
 def resolve_model_version(session: Session, ref: str) -> ModelVersion | None:
     """The ready version ``ref`` names (``name``, ``name:3``, ``name@alias``; see db.names), or None."""
     name, selector = parse_model_ref(ref)

@@ -1,5 +1,6 @@
 """`bertjobs data check --collection NAME`: the data check a training job runs (worker/ml/datacheck.py), before
-training: balance, duplicates, conflicting labels, lengths and validation texts seen in training."""
+training: balance, duplicates, conflicting labels, lengths and validation texts seen in training; with
+``--against TEST``, the texts of a test collection that training would see too."""
 from __future__ import annotations
 
 import json
@@ -25,6 +26,8 @@ def cmd_check(args) -> int:
         data = repo.load_labelled(s, args.collection, multi_label=config.multi_label)
     report = check_training_data(args.base_model, data.texts, data.labels, config)
     report["unlabelled_documents"] = data.unlabelled
+    if args.against:
+        _check_against(report, args.collection, args.against, data.texts, config.multi_label)
     if args.json:
         from worker.present import print_json
 
@@ -32,6 +35,23 @@ def cmd_check(args) -> int:
     else:
         print(json.dumps(report, indent=2, default=str))
     return 1 if report["blocking"] else 0
+
+
+def _check_against(report: dict, collection: str, against: str, texts, multi: bool) -> None:
+    """The labelled texts of ``against`` (a test collection) that are also in ``collection``, verbatim or
+    near-exactly: ``report["against"]``, and a warning when there are any."""
+    from db import repo
+    from worker.ml.leakage import overlap_report, overlap_warning
+
+    with sessions().begin() as s:
+        if not repo.collection_exists(s, against):
+            raise CliError(f"unknown collection {against!r}")
+        other = repo.load_labelled(s, against, multi_label=multi)
+    overlap = overlap_report(other.texts, texts)
+    report["against"] = {"collection": against, **overlap}
+    warning = overlap_warning(overlap, f"{against!r}", f"{collection!r}")
+    if warning:
+        report.setdefault("warnings", []).append(warning)
 
 
 def register(sub) -> None:
@@ -45,5 +65,8 @@ def register(sub) -> None:
                     "Exit status 1 when a problem would stop training.")
     check.add_argument("--collection", required=True)
     check.add_argument("--base-model", help="count lengths with this model's tokenizer (default: words)")
+    check.add_argument("--against", metavar="TEST",
+                       help="also report the labelled texts of this collection (a test set) that are in --collection, "
+                            "verbatim or near-exactly (case, accents, punctuation, spacing ignored), with examples")
     add_train_flags(check, CHECK_OPTIONS)
     check.set_defaults(func=cmd_check)

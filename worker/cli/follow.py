@@ -41,7 +41,17 @@ def wait_for(handle, *, inline_kind: str | None = None) -> int:
     if snap is None:
         return 130
     print_job(snap)
+    print_job_warnings(snap.result)
     return 0 if snap.status == "succeeded" else 1
+
+
+def print_job_warnings(result: dict | None) -> None:
+    """A training job's trust warnings, TF-IDF baseline line and epoch-selection warning, one ``warning:`` line
+    each, after the job."""
+    result = result or {}
+    for line in [*(result.get("warnings") or []), result.get("baseline"), result.get("selection_warning")]:
+        if line:
+            print(f"warning: {line}")
 
 
 def broker_unreachable(handle) -> str:

@@ -1,4 +1,4 @@
-"""`bertjobs models list|show|promote|compare|rollback|history|report`: the registered model versions and the
+"""`bertjobs models list|show|promote|describe|compare|rollback|history|report`: the registered model versions and the
 aliases pointing at them (worker/ops/registry.py moves aliases; `compare` is worker/cli/evaluate.py's)."""
 from __future__ import annotations
 
@@ -48,9 +48,16 @@ def cmd_show(args) -> int:
 def cmd_promote(args) -> int:
     from worker.ops.registry import promote
 
-    promotion = promote(args.ref, args.alias, gate_collection=args.gate)
+    promotion = promote(args.ref, args.alias, gate_collection=args.gate, force=args.force)
     print(promotion.describe())
     return 0 if promotion.promoted else 1
+
+
+def cmd_describe(args) -> int:
+    from worker.ops.registry import describe
+
+    print(f"{describe(args.ref, args.description)}: {args.description}")
+    return 0
 
 
 def cmd_rollback(args) -> int:
@@ -101,7 +108,13 @@ def register(sub) -> None:
     mp.add_argument("--alias", default="production")
     mp.add_argument("--gate", metavar="COLLECTION",
                     help="promote only if macro-F1 on this labelled collection beats the current holder's")
+    mp.add_argument("--force", action="store_true",
+                    help="make a version with trust warnings (see models show) production all the same")
     mp.set_defaults(func=cmd_promote)
+    mdesc = msub.add_parser("describe", help="say again what a version is for (models list/show, the report)")
+    mdesc.add_argument("ref", help=MODEL_REF)
+    mdesc.add_argument("description")
+    mdesc.set_defaults(func=cmd_describe)
     register_compare(msub)
     mr = msub.add_parser("rollback", help="point an alias back at the version it held before (again: one further)")
     mr.add_argument("name")

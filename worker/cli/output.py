@@ -97,6 +97,7 @@ def print_evaluation(ev: dict) -> None:
           f"{base.get('label') or ', '.join(base.get('labels') or []) or 'no label'})")
     if ev["failed"] or ev["unlabelled"]:
         print(f"  skipped    {ev['failed']} failed, {ev['unlabelled']} unlabelled")
+    _print_leakage(ev.get("leakage"))
     print(f"  data       sha256 {ev['content_sha256']}" + (f", filter {json.dumps(ev['filter'])}" if ev["filter"] else ""))
     print(f"  {'label':16}  {'precision':>9}  {'recall':>6}  {'f1':>6}  {'support':>7}")
     for label, m in (ev["per_class"] or {}).items():
@@ -105,6 +106,17 @@ def print_evaluation(ev: dict) -> None:
         print("  confusion (rows: gold, columns: predicted; " + ", ".join(ev["labels"]) + ")")
         for label, row in zip(ev["labels"], ev["confusion_matrix"]):
             print(f"    {label[:16]:16} " + " ".join(f"{n:>6}" for n in row))
+
+
+def _print_leakage(leakage: dict | None) -> None:
+    """How many evaluated texts the version saw in training, and the scores without them."""
+    if not leakage or not leakage.get("in_training"):
+        return
+    print(f"  warning    {leakage['warning']}")
+    without = leakage.get("without")
+    if without:
+        print(f"  unseen     accuracy {without['accuracy']:.4f}, macro-F1 {without['macro_f1']:.4f} "
+              f"on the {without['documents']} documents not in training")
 
 
 def _answer(value) -> str:
@@ -128,6 +140,10 @@ def print_comparison(collection: str, documents: int, evs: list[dict], diffs: li
               f"{_answer(d['b'])[:16]:16}  {one_line(d['text'], 60)}")
     if len(diffs) > show:
         print(f"  ... and {len(diffs) - show} more (--show N)")
+    for ev in evs:
+        leakage = ev.get("leakage") or {}
+        if leakage.get("in_training"):
+            print(f"  warning: {ev['model']}: {leakage['warning']}")
 
 
 # ---------------------------------------------------------------- model versions
@@ -135,15 +151,27 @@ def print_comparison(collection: str, documents: int, evs: list[dict], diffs: li
 
 def print_model_table(versions, aliases: dict[int, list[str]], evaluated: dict[int, float]) -> None:
     """`models list`: ``val_acc``/``val_f1`` are the validation split's (training), ``eval_acc`` the accuracy
-    of the version's latest stored evaluation (``evaluated``: version id -> accuracy), ``-`` when it has none."""
-    print(f"{'model':24}  {'aliases':20}  {'val_acc':>8}  {'val_f1':>8}  {'eval_acc':>8}  {'rows':>7}  "
-          f"{'created':19}  base model")
+    of the version's latest stored evaluation (``evaluated``: version id -> accuracy), ``-`` when it has none.
+    ``flags``: how many trust warnings the version carries (``models show`` lists them), ``-`` for none."""
+    print(f"{'model':24}  {'aliases':20}  {'flags':>5}  {'val_acc':>8}  {'val_f1':>8}  {'eval_acc':>8}  {'rows':>7}  "
+          f"{'created':19}  {'base model':24}  description")
     for mv in versions:
         latest = evaluated.get(mv.id)
-        print(f"{mv.ref:24}  {','.join(aliases.get(mv.id, [])) or '-':20}  "
+        flags = len((mv.metrics or {}).get("trust_warnings") or [])
+        print(f"{mv.ref:24}  {','.join(aliases.get(mv.id, [])) or '-':20}  {f'!{flags}' if flags else '-':>5}  "
               f"{mv.metrics.get('accuracy', 0):8.4f}  {mv.metrics.get('macro_f1', 0):8.4f}  "
               f"{'-' if latest is None else f'{latest:.4f}':>8}  {mv.lineage.get('row_count', 0):>7}  "
-              f"{fmt_time(mv.created_at):19}  {mv.base_model}")
+              f"{fmt_time(mv.created_at):19}  {mv.base_model[-24:]:24}  {_described(mv.lineage)}")
+    flagged = [mv for mv in versions if (mv.metrics or {}).get("trust_warnings")]
+    for mv in flagged:
+        print(f"! {mv.ref}: " + "; ".join(mv.metrics["trust_warnings"]))
+
+
+def _described(lineage: dict | None) -> str:
+    """A version's description and tags on one short line."""
+    lineage = lineage or {}
+    tags = " ".join(f"{k}={v}" for k, v in sorted((lineage.get("tags") or {}).items()))
+    return one_line(" ".join(x for x in (lineage.get("description") or "", f"[{tags}]" if tags else "") if x), 60)
 
 
 def print_alias_history(moves, versions: dict[int, str]) -> None:

@@ -76,12 +76,26 @@ def train_options(args) -> dict[str, Any]:
     return {n: getattr(args, n) for n, _ in TRAIN_FLAGS if getattr(args, n, None) is not None}
 
 
+def tag_pairs(values: Sequence[str] | None) -> dict[str, str]:
+    """``--tag key=value`` flags as a dict (a later key wins)."""
+    from worker.cli.common import CliError
+
+    tags = {}
+    for value in values or []:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--tag takes key=value, got {value!r}")
+        tags[key.strip()] = text
+    return tags
+
+
 def cmd_train(args) -> int:
     from worker.client import submit_training
 
     handle = submit_training(args.collection, args.base_model, model_name=args.name, options=train_options(args),
                              skip_unlabelled=args.skip_unlabelled, filter=document_filter(args),
-                             idempotency_key=args.idempotency_key, enqueue=not args.inline)
+                             idempotency_key=args.idempotency_key, enqueue=not args.inline,
+                             description=args.description, tags=tag_pairs(args.tag))
     return run_or_wait(handle, "train", args)
 
 
@@ -100,6 +114,8 @@ def register(sub) -> None:
     tr.add_argument("--base-model", required=True, help="hub name (bert-base-uncased) or local folder")
     tr.add_argument("--name", help="model name (default: the collection)")
     tr.add_argument("--skip-unlabelled", action="store_true", help="train on the labelled part of the collection")
+    tr.add_argument("--description", help="what the model is for (models list/show and the report show it)")
+    tr.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a tag for the model version (repeatable)")
     add_train_flags(tr)
     add_run_flags(tr)
     tr.set_defaults(func=cmd_train)

@@ -88,12 +88,42 @@ def evaluate(sessions: sessionmaker[Session], settings: Settings, target: Target
     scored = [i for i, p in enumerate(predictions) if p.error is None]
     if not scored:
         raise InvalidJob(f"{target.ref} could not classify any document of {collection!r}: {predictions[0].error}")
-    if multi:
-        metrics, baseline = _multi_label(classifier, data.labels, predictions, scored)
-    else:
-        metrics, baseline = _single_label(target.labels, data.labels, predicted, scored)
+    metrics, baseline = _scores(classifier, target, data.labels, predictions, predicted, scored)
+    metrics["leakage"] = _leakage(sessions, target, classifier, data, predictions, predicted, scored)
     return Result(target, collection, where, content_hash(data.ids, data.texts, data.labels), metrics, baseline,
                   data.ids, data.texts, data.labels, predicted, data.unlabelled, classifier.engine, classifier.precision)
+
+
+def _scores(classifier, target: Target, gold, predictions, predicted, scored) -> tuple[dict, dict]:
+    if classifier.thresholds is not None:
+        return _multi_label(classifier, gold, predictions, scored)
+    return _single_label(target.labels, gold, predicted, scored)
+
+
+def _leakage(sessions, target: Target, classifier, data, predictions, predicted, scored) -> dict | None:
+    """How many evaluated texts were in the version's own training data (its lineage's collection and filter;
+    verbatim or near-exactly, worker/ml/leakage.py), and the scores without them; None when the lineage has no
+    collection or it is gone."""
+    from worker.ml.leakage import overlap_warning, seen_in
+
+    if not target.training_collection:
+        return None
+    with sessions.begin() as s:
+        if not repo.collection_exists(s, target.training_collection):
+            return None
+        training = repo.load_labelled(s, target.training_collection, target.training_filter,
+                                      multi_label=classifier.thresholds is not None)
+    kinds = seen_in(data.texts, training.texts)
+    counts = {"texts": len(data.texts), "exact": kinds.count("exact"), "near_exact": kinds.count("near-exact")}
+    out = {"training_collection": target.training_collection, "training_filter": target.training_filter,
+           "in_training": counts["exact"] + counts["near_exact"], **counts,
+           "warning": overlap_warning(counts, "the evaluated collection", f"{target.ref}'s training data"),
+           "without": None}
+    unseen = [i for i in scored if kinds[i] is None]
+    if out["in_training"] and unseen:
+        metrics, _ = _scores(classifier, target, data.labels, predictions, predicted, unseen)
+        out["without"] = {"documents": len(unseen), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    return out
 
 
 def _single_label(model_labels, gold, predicted, scored) -> tuple[dict, dict]:
@@ -134,7 +164,7 @@ def as_dict(row, model: str) -> dict[str, Any]:
         "thresholds": metrics.get("thresholds"), "micro_f1": metrics.get("micro_f1"),
         "failed": metrics.get("failed", 0), "unlabelled": metrics.get("unlabelled", 0),
         "engine": metrics.get("engine", "torch"), "precision": metrics.get("precision"),
-        "job_id": row.job_id, "created_at": row.created_at.isoformat() if row.created_at else None,
+        "leakage": metrics.get("leakage"), "job_id": row.job_id, "created_at": row.created_at.isoformat() if row.created_at else None,
     }
 
 
@@ -184,3 +214,5 @@ def _evaluate(ctx: JobContext) -> None:
         }, aggregate=parent_outcome)
     ctx.log.info("evaluated on %s: accuracy %.4f, macro-F1 %.4f", params.collection, result.metrics["accuracy"],
                  result.metrics["macro_f1"])
+    if (result.metrics.get("leakage") or {}).get("warning"):
+        ctx.log.warning("leakage: %s", result.metrics["leakage"]["warning"])

@@ -44,6 +44,20 @@ def check_local_base_model(base_model: str) -> None:
         raise InvalidJob(f"base model folder {base_model!r} has no weights (*.safetensors or pytorch_model.bin)")
 
 
+MAX_DESCRIPTION = 2000
+
+
+def check_description(description: Any, tags: Any) -> None:
+    """A description is text (at most MAX_DESCRIPTION characters); tags map short keys to text values."""
+    if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION):
+        raise InvalidJob(f"description must be text of at most {MAX_DESCRIPTION} characters")
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise InvalidJob("tags must map keys to text values (--tag key=value)")
+    bad = [k for k in tags if not k.strip() or len(k) > 64 or "=" in k]
+    if bad:
+        raise InvalidJob(f"bad tag key {bad[0]!r}: 1 to 64 characters without '='")
+
+
 class _JsonParams:
     """Parameters stored as the job's JSON: built from it with a clear error, written back as a dict."""
 
@@ -80,11 +94,14 @@ class TrainParams(_JsonParams):
     options: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields other than base_model
     skip_unlabelled: bool = False
     filter: dict[str, Any] | None = None  # which documents of the collection (db.repo.document_filter)
+    description: str | None = None  # what the model is for: stored in the model version's lineage
+    tags: dict[str, str] = field(default_factory=dict)  # key -> value, stored beside the description
 
     def __post_init__(self) -> None:
         check_name("collection", self.collection)
         check_filter(self.filter)
         check_name("model name", self.model_name)
+        check_description(self.description, self.tags)
         if not isinstance(self.base_model, str) or not self.base_model.strip():
             raise InvalidJob("base_model must be a hub name or a local path")
         if "base_model" in self.options:

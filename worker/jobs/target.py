@@ -5,6 +5,7 @@ Evaluation, `bertjobs models quantize`, `models compare`, the gated promote and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -22,10 +23,15 @@ class Target:
     labels: list[str]
     path: str
     sha256: str
+    # Where the version's training data came from (its lineage): evaluated texts found there are counted apart.
+    training_collection: str | None = None
+    training_filter: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, mv) -> "Target":
-        return cls(mv.id, mv.ref, list(mv.labels), mv.artifact_path, mv.artifact_sha256)
+        lineage = mv.lineage or {}
+        return cls(mv.id, mv.ref, list(mv.labels), mv.artifact_path, mv.artifact_sha256, lineage.get("collection"),
+                   lineage.get("filter"))
 
 
 def resolve(session: Session, ref: str) -> Target:

@@ -68,11 +68,13 @@ def _train(ctx: JobContext) -> None:
     if result.resumed_from_epoch:
         ctx.log.info("resumed from the checkpoint of epoch %d", result.resumed_from_epoch)
 
+    card = _score_card(ctx, data, result)
     destination = store / params.model_name / f"job{ctx.job_id}-attempt{ctx.attempt}"
-    metadata = {**result.inference_metadata(), "base_model": params.base_model, "job_id": ctx.job_id}
+    metadata = {**result.inference_metadata(), "base_model": params.base_model, "job_id": ctx.job_id,
+                **_temperature(card)}
     sha = save_artifact(result.model, result.tokenizer, metadata, destination, extra_files=calibration_file(
         data.texts, data.labels, result.config.val_fraction, result.config.seed))
-    metrics = _metrics(result)
+    metrics = {**_metrics(result), **card}
     metrics.update(after_training(ctx.settings, ctx.log, destination, sha, data.texts, data.labels,
                                   result.config.val_fraction, result.config.seed))  # OpenVINO int8, if it is used
     try:
@@ -90,6 +92,29 @@ def _train(ctx: JobContext) -> None:
     ctx.log.extra["model"] = mv.ref
     ctx.log.info("registered %s:%s (accuracy %.4f, macro-F1 %.4f)", mv.name, mv.version,
                  result.metrics["accuracy"], result.metrics["macro_f1"])
+
+
+def _score_card(ctx: JobContext, data, result) -> dict:
+    """Baselines, intervals, trust warnings and calibration on the validation split (worker/ml/scorecard.py);
+    every warning goes to the job's log."""
+    from worker.ml.scorecard import score_card
+
+    card = score_card(data.texts, data.labels, result)
+    for warning in card["trust_warnings"]:
+        ctx.log.warning("trust: %s", warning)
+    if (result.metrics.get("selection") or {}).get("warning"):
+        ctx.log.warning("epoch selection: %s", result.metrics["selection"]["warning"])
+    comparison = card["tfidf_comparison"]
+    (ctx.log.info if comparison.get("clearly_better") else ctx.log.warning)("baseline: %s", comparison["line"])
+    return card
+
+
+def _temperature(card: dict) -> dict:
+    """The artifact metadata's calibration: every prediction path divides the logits by this temperature."""
+    from worker.ml.scorecard import temperature_of
+
+    temperature = temperature_of(card)
+    return {} if temperature is None else {"temperature": temperature}
 
 
 def _load_checked(ctx: JobContext, params: TrainParams, config):
@@ -165,7 +190,15 @@ def _lineage(params: TrainParams, config, data, result, data_check: dict) -> dic
         "seed": config.seed,
         "libraries": _library_versions(),
         "data_check": data_check,
+        "description": params.description,
+        "tags": dict(params.tags or {}),
     }
+
+
+def _baseline_line(metrics: dict) -> str | None:
+    """The one line `train` prints when the model is not clearly better than the TF-IDF baseline (None if it is)."""
+    comparison = metrics.get("tfidf_comparison") or {}
+    return None if comparison.get("clearly_better") else comparison.get("line")
 
 
 def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path, labels: list[str],
@@ -187,6 +220,8 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
                     "train_examples_per_second": round(metrics["train_examples_per_second"], 2),
                     "train_seconds": round(metrics["train_seconds"], 2),
                     "resumed_from_epoch": metrics["resumed_from_epoch"],
+                    "warnings": metrics["trust_warnings"], "baseline": _baseline_line(metrics),
+                    "selection_warning": (metrics.get("selection") or {}).get("warning"),
                 }, aggregate=parent_outcome)
                 return mv
         except IntegrityError:

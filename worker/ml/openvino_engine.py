@@ -171,8 +171,10 @@ class OpenVINOClassifier(Classifier):
     engine = "openvino"
 
     def __init__(self, compiled, tokenizer, labels, max_length: int, precision: str = "fp32",
-                 windows: dict | None = None, thresholds: dict[str, float] | None = None):
-        super().__init__(compiled, tokenizer, labels, max_length, torch.device("cpu"), precision, windows, thresholds)
+                 windows: dict | None = None, thresholds: dict[str, float] | None = None,
+                 temperature: float | None = None):
+        super().__init__(compiled, tokenizer, labels, max_length, torch.device("cpu"), precision, windows, thresholds,
+                         temperature)
         self.inputs = {port.get_any_name() for port in compiled.inputs}
 
     def _prepare(self, model):

@@ -43,9 +43,11 @@ def read_torch_model(path: str | Path):
 
 
 def metadata_options(meta: dict) -> dict:
-    """The Classifier keywords an artifact's metadata sets: how training read long documents, and for a
-    multi-label model its thresholds."""
-    return {"windows": meta.get("windows"), "thresholds": meta.get("thresholds") if meta.get("multi_label") else None}
+    """The Classifier keywords an artifact's metadata sets: how training read long documents, for a
+    multi-label model its thresholds, for a single-label one the temperature calibration fitted (none: 1)."""
+    multi = meta.get("multi_label")
+    return {"windows": meta.get("windows"), "thresholds": meta.get("thresholds") if multi else None,
+            "temperature": None if multi else meta.get("temperature")}
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Classifier:
 
     def __init__(self, model, tokenizer, labels: Sequence[str], max_length: int, device: torch.device,
                  precision: str = "fp32", windows: dict | None = None,
-                 thresholds: dict[str, float] | None = None):
+                 thresholds: dict[str, float] | None = None, temperature: float | None = None):
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.max_length = max_length
@@ -73,6 +75,9 @@ class Classifier:
         self.windows = windows or {"long_documents": "truncate"}
         # Multi-label models: sigmoid scores, and a label is given when its score reaches its tuned threshold.
         self.thresholds = [thresholds[label] for label in self.labels] if thresholds else None
+        # Single-label models: scores are softmax(logits / temperature), fitted on the validation split after
+        # training (worker/ml/calibration.py), so a score of 0.8 is right about 80% of the time.
+        self.temperature = float(temperature or 1.0)
 
     def _prepare(self, model):
         """The model as the forward pass runs it: on the device, in eval mode, int8-quantized on request."""
@@ -101,7 +106,7 @@ class Classifier:
         if self.thresholds is not None:
             return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
         out = []
-        for row in torch.softmax(logits, dim=-1).tolist():
+        for row in torch.softmax(logits / self.temperature, dim=-1).tolist():
             best = max(range(len(row)), key=row.__getitem__)
             out.append(TextPrediction(self.labels[best], row[best], dict(zip(self.labels, row))))
         return out

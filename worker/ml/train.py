@@ -53,6 +53,11 @@ class TrainResult:
     config: TrainConfig | None = None  # the configuration that trained this model (a search's winning trial)
     trials: list[dict] | None = None  # a hyperparameter search's trials, best marked "selected"
     thresholds: dict[str, float] | None = None  # multi-label: the decision threshold per label
+    # The kept epoch on the validation split (documents in ``split.val_idx`` order): its logits and predictions
+    # (class ids, or 0/1 rows for multi-label), for calibration, intervals and baselines (worker/ml/scorecard.py).
+    val_logits: list | None = None
+    val_predictions: list | None = None
+    split: "SplitData | None" = None
 
     def inference_metadata(self) -> dict:
         """What inference needs to read documents and decide labels the way training did."""
@@ -198,12 +203,15 @@ class Prepared:
     def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None) -> Trainer:
         weight = torch.as_tensor(list(self.weights.values()), device=self.device) if self.weights else None
         return Trainer(self.model, self.config, self.train, evaluate or self.evaluate, device=self.device,
-                       precision=self.precision, loss_weight=weight, callbacks=callbacks)
+                       precision=self.precision, loss_weight=weight, callbacks=callbacks,
+                       val_targets=[self.data.y[i] for i in self.data.val_idx], n_labels=len(self.data.label_map))
 
     def result(self, trainer: Trainer) -> TrainResult:
         """The finished run: the best epoch's model (on the CPU, in eval mode), its metrics and the run's record."""
         self.model.to("cpu").eval()
-        metrics = {**copy.deepcopy(trainer.best_metrics), "best_epoch": trainer.best_epoch}
+        metrics = {**copy.deepcopy(trainer.best_metrics), "best_epoch": trainer.best_epoch,
+                   "selection": copy.deepcopy(trainer.selection)}
+        val_logits, val_predictions = metrics.pop("logits", None), metrics.pop("predictions", None)
         history, train_seconds = trainer.history, trainer.train_seconds
         return TrainResult(
             model=self.model, tokenizer=self.tokenizer, label_map=self.data.label_map, metrics=metrics,
@@ -213,7 +221,8 @@ class Prepared:
             resumed_from_epoch=trainer.resumed_from_epoch, seconds=trainer.seconds,
             label_counts=self.data.label_counts(self.config.multi_label), validation_removed=len(self.data.removed),
             stopped_early=len(history) < self.config.epochs, class_weights=self.weights, config=self.config,
-            thresholds=metrics.get("thresholds"),
+            thresholds=metrics.get("thresholds"), val_logits=val_logits, val_predictions=val_predictions,
+            split=self.data,
         )
 
 

@@ -65,8 +65,14 @@ def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
 
 class Trainer:
     def __init__(self, model, config: TrainConfig, inputs: TrainInputs, evaluate: Evaluate, *, device: torch.device,
-                 precision: str, loss_weight: torch.Tensor | None = None, callbacks: Callbacks | None = None):
+                 precision: str, loss_weight: torch.Tensor | None = None, callbacks: Callbacks | None = None,
+                 val_targets: Sequence | None = None, n_labels: int | None = None):
         self.model, self.config, self.inputs, self.evaluate = model, config, inputs, evaluate
+        # The validation targets (class ids or 0/1 rows) let the epoch choice test near-ties (worker/ml/selection.py)
+        # on the predictions ``evaluate`` returns; without them, or without predictions, the best score wins.
+        self.val_targets, self.n_labels = val_targets, n_labels
+        self.epoch_predictions: list = []
+        self.selection: dict | None = None
         self.device, self.precision, self.loss_weight = device, precision, loss_weight
         self.callbacks = callbacks or Callbacks()
         self.batches_per_epoch = math.ceil(len(inputs.token_ids) / config.batch_size)
@@ -162,15 +168,32 @@ class Trainer:
                   "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                   "seconds": time.perf_counter() - epoch_start}
         self.history.append(record)
+        self.epoch_predictions.append(metrics.get("predictions"))
         self.epoch = epoch
         if self.callbacks.on_epoch:
             self.callbacks.on_epoch(record)
         score = metrics[self.config.select_metric]
-        if score > self.best_score:
-            self.best_score, self.best_epoch, self.best_metrics, self.stale = score, epoch, metrics, 0
+        self.stale = 0 if score > self.best_score else self.stale + 1  # early stopping: epochs without a new best
+        self.best_score = max(score, self.best_score)
+        self.selection = self._choose()
+        if self.selection["epoch"] == epoch:  # the choice is this epoch or stays where it was (see _choose)
+            self.best_epoch, self.best_metrics = epoch, metrics
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        else:
-            self.stale += 1
+
+    def _choose(self) -> dict:
+        """The kept epoch: the best by the selection metric, or a later one that cannot be told apart from it on
+        the validation split (paired bootstrap; ``choose_epoch(prefer="later")``). The choice only ever moves to
+        the newest epoch, so keeping that epoch's weights when chosen is enough. Without validation targets or
+        per-epoch predictions: the first best score."""
+        from worker.ml.selection import choose_epoch
+
+        metric = self.config.select_metric
+        if self.val_targets is None or any(p is None for p in self.epoch_predictions):
+            best = max(range(len(self.history)), key=lambda i: (self.history[i][metric], -i))
+            return {"epoch": self.history[best]["epoch"], "rule": "best", "best_epoch": self.history[best]["epoch"],
+                    "metric": metric, "warning": None}
+        history = [{**h, "predictions": p} for h, p in zip(self.history, self.epoch_predictions)]
+        return choose_epoch(history, self.val_targets, self.n_labels, metric, prefer="later", seed=self.config.seed)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimizer, schedule, loss scaler, progress, the best epoch so
@@ -180,7 +203,8 @@ class Trainer:
             "history": self.history, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "best_state": self.best_state, "best_epoch": self.best_epoch, "best_score": self.best_score,
-            "best_metrics": self.best_metrics, **rng_state(self.device),
+            "best_metrics": self.best_metrics, "epoch_predictions": self.epoch_predictions,
+            "selection": self.selection, **rng_state(self.device),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -193,6 +217,8 @@ class Trainer:
         self.best_state, self.best_epoch = state["best_state"], state["best_epoch"]
         self.best_score, self.best_metrics = state["best_score"], state["best_metrics"]
         self.epoch, self.stale = state["epoch"], state.get("stale", 0)
+        self.epoch_predictions = state.get("epoch_predictions") or [None] * len(self.history)
+        self.selection = state.get("selection")
         self.resumed_from_epoch = state["epoch"]
 
 

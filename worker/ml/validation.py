@@ -26,9 +26,16 @@ def validation_metrics(model, token_ids, y_true: Sequence[int], label_map: Label
     logits = document_logits(model, token_ids, len(y_true), len(label_map), pad_id, device, precision, batch_size,
                              owners)
     target = torch.as_tensor(list(y_true))
-    metrics = classification_metrics(y_true, logits.argmax(-1).tolist(), label_map.labels)
+    predictions = logits.argmax(-1).tolist()
+    metrics = classification_metrics(y_true, predictions, label_map.labels)
     metrics["loss"] = torch.nn.functional.cross_entropy(logits, target).item() if len(y_true) else 0.0
-    return metrics
+    return {**metrics, **_outputs(logits, predictions)}
+
+
+def _outputs(logits: torch.Tensor, predictions: list) -> dict:
+    """What the trainer keeps beside the scores and ``TrainResult`` takes out of them (worker/ml/train.py):
+    the validation logits (calibration) and predictions (intervals, baselines, epoch selection)."""
+    return {"logits": logits.tolist(), "predictions": predictions}
 
 
 def multilabel_validation_metrics(model, token_ids, y_true: Sequence[Sequence[int]], label_map: LabelMap,
@@ -41,4 +48,5 @@ def multilabel_validation_metrics(model, token_ids, y_true: Sequence[Sequence[in
     probs = torch.sigmoid(logits).tolist()
     metrics = multilabel_metrics(y_true, probs, label_map.labels, tune_thresholds(y_true, probs))
     metrics["loss"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, target).item() if len(y_true) else 0.0
-    return metrics
+    thresholds = [metrics["thresholds"][label] for label in label_map.labels]
+    return {**metrics, **_outputs(logits, [[int(p >= t) for p, t in zip(row, thresholds)] for row in probs])}

@@ -52,9 +52,24 @@ def _gate_macro_f1(target, collection: str, settings: Settings) -> float:
     return result.metrics["macro_f1"]
 
 
+def trust_flags(mv: ModelVersion) -> list[str]:
+    """The version's trust warnings (worker/ml/trust.py, recorded at training): not clearly above the
+    majority-class baseline, a validation split too small to judge, classes never predicted."""
+    return list((mv.metrics or {}).get("trust_warnings") or [])
+
+
+def check_trusted(mv: ModelVersion, alias: str, force: bool) -> None:
+    """Production takes no flagged version unless forced (InvalidJob: one line naming the first warning)."""
+    flags = trust_flags(mv)
+    if alias == "production" and flags and not force:
+        more = f" (and {len(flags) - 1} more warning(s))" if len(flags) > 1 else ""
+        raise InvalidJob(f"{mv.ref} is flagged: {flags[0]}{more}; promote it to production with --force if you must")
+
+
 def promote(ref: str, alias: str = "production", *, gate_collection: str | None = None,
-            settings: Settings | None = None) -> Promotion:
-    """Point ``name@alias`` at ``ref``; with a gate, only if its macro-F1 on the collection beats the holder's."""
+            settings: Settings | None = None, force: bool = False) -> Promotion:
+    """Point ``name@alias`` at ``ref``; with a gate, only if its macro-F1 on the collection beats the holder's.
+    A version with trust warnings becomes production only with ``force``."""
     check_name("alias", alias)
     if gate_collection is not None:
         check_name("collection", gate_collection)
@@ -64,6 +79,7 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
         candidate = repo.resolve_model_version(s, ref)
         if candidate is None:
             raise InvalidJob(f"no ready model version matches {ref!r}")
+        check_trusted(candidate, alias, force)
         holder = repo.resolve_model_version(s, f"{candidate.name}@{alias}")
         candidate_target, holder_target = Target.of(candidate), Target.of(holder) if holder else None
     model, previous = candidate.ref, holder.ref if holder else None
@@ -78,6 +94,20 @@ def promote(ref: str, alias: str = "production", *, gate_collection: str | None 
         repo.set_alias(s, repo.resolve_model_version(s, model), alias,
                        command="promote --gate" if gate_collection else "promote", actor=actor())
     return Promotion(True, model, alias, previous, candidate_f1, holder_f1)
+
+
+def describe(ref: str, description: str, settings: Settings | None = None) -> str:
+    """Set what a model version is for (its lineage's ``description``); returns the version's reference."""
+    from worker.jobs.params import check_description
+
+    check_description(description, {})
+    settings = settings or get_settings()
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        mv = repo.resolve_model_version(s, ref)
+        if mv is None:
+            raise InvalidJob(f"no ready model version matches {ref!r}")
+        repo.set_lineage_fields(s, mv, description=description)
+        return mv.ref
 
 
 def actor() -> str:

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 from db.names import format_model_ref
 from worker.ml.files import write_text_atomic
+from worker.ops.report_trust import (about_section, baselines_section, calibration_section, selection_note,
+                                     warnings_section)
 
 
 def report_path(artifact_path: str | Path) -> Path:
@@ -124,7 +126,8 @@ def summary_section(model: dict[str, Any]) -> str:
     history = metrics.get("history") or model.get("history") or []
     parts = [f"validation accuracy <b>{metrics.get('accuracy', 0):.4f}</b>",
              f"macro-F1 <b>{metrics.get('macro_f1', 0):.4f}</b>",
-             f"best epoch {html.escape(str(metrics.get('best_epoch')))} of {len(history)}"]
+             f"kept epoch {html.escape(str(metrics.get('best_epoch')))} of {len(history)}"
+             f"{html.escape(selection_note(metrics.get('selection')))}"]
     if metrics.get("train_seconds"):
         parts.append(f"trained in {metrics['train_seconds']:.0f} s "
                      f"({metrics.get('train_examples_per_second') or 0:.1f} examples/s)")
@@ -196,7 +199,8 @@ def key_value_table(values: dict[str, Any] | None) -> str:
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:60em} table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} .cm td{min-width:4em} td.text{text-align:left}
 .legend .key{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-left:1em}
-.hit-key{background:rgba(44,160,44,.7)} .miss-key{background:rgba(214,39,40,.7)} ul.warnings{color:#8a4b00}"""
+.hit-key{background:rgba(44,160,44,.7)} .miss-key{background:rgba(214,39,40,.7)} ul.warnings{color:#8a4b00}
+.warn{border:2px solid #d62728;padding:0 1em;margin:1em 0} .lead{font-size:1.1em;color:#b00}"""
 
 
 def int8_section(record: dict | None) -> str:
@@ -223,16 +227,20 @@ def render_report(model: dict[str, Any]) -> str:
 <style>{STYLE}</style></head>
 <body>
 <h1>Model {html.escape(title)}</h1>
+{warnings_section(metrics)}
+{about_section(model.get('lineage') or {})}
 {summary_section(model)}
 <h2>Learning curves</h2>
 {curves_section(metrics)}
+{baselines_section(metrics)}
 {confusion_section(metrics)}
-{int8_section(metrics.get('openvino_int8'))}
 <h2>Per class</h2>
 {per_class_table(metrics.get('per_class') or {})}
 <h2>Data check</h2>
 {data_check_section(model.get('lineage') or {})}
 {trials_table(metrics.get('trials'))}
+{calibration_section(metrics)}
+{int8_section(metrics.get('openvino_int8'))}
 <h2>Hyperparameters</h2>
 {key_value_table(model.get('hyperparameters'))}
 <h2>Lineage</h2>
