@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     classify_chunk_size: int = Field(512, ge=1, description="Documents per committed batch of a classification job.")
     classify_shard_size: int = Field(100_000, ge=1, description="A bulk job over more documents splits into shards of this size.")
     classify_batch_size: int = Field(64, ge=1, description="A forward pass holds this many 32-token texts worth of tokens.")
+    classify_pipeline: bool = Field(True, description="on: a bulk job reads and tokenizes the next pages and commits "
+                                                      "finished ones while the model runs; off: one stage at a time.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     classify_precision: str = Field("auto", description="auto, fp32, bf16, fp16 or int8 (CPU, opt-in) for bulk jobs.")
     classify_engine: str = Field("torch", description="torch, openvino (CPU, the bertjobs[openvino] extra) or auto "
