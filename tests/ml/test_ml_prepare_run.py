@@ -37,7 +37,10 @@ class CountingClassifier(Classifier):
 
 def test_prepare_then_run_gives_exactly_what_predict_or_fail_gives(classifier):
     expected = classifier.predict_or_fail(MIXED, batch_size=2, max_chars=60)
-    page = classifier.prepare(MIXED, max_chars=60, tokenizer=classifier.tokenizer_clone())
+    with classifier.own_tokenizer() as tokenizer:
+        page = classifier.prepare(MIXED, max_chars=60, tokenizer=tokenizer)
+    with classifier.own_tokenizer() as again:
+        assert again is tokenizer and again is not classifier.tokenizer  # kept for the next job
     assert (page.size, page.valid) == (len(MIXED), [0, 5, 7, 8])
     assert classifier.run(page, batch_size=2) == expected
 

@@ -160,7 +160,6 @@ def _pipelined_pages(ctx: JobContext, target: _Target, classifier, pages, todo: 
     """The same pages, overlapped (worker/jobs/pipeline.py): a reader thread reads and tokenizes the next pages, the
     model runs here, a writer thread commits finished pages in order; returns the done count."""
     settings = ctx.settings
-    tokenizer = classifier.tokenizer_clone()  # the reader's own: a fast tokenizer is not shared across threads
     state = {"done": todo.done, "piece": settings.classify_batch_size}
 
     def prepare(page):
@@ -179,7 +178,8 @@ def _pipelined_pages(ctx: JobContext, target: _Target, classifier, pages, todo: 
         state["done"] += len(page)
         ctx.report_progress(state["done"], todo.total)
 
-    run_pipeline(pages, prepare, forward, commit, depth=PIPELINE_DEPTH)
+    with classifier.own_tokenizer() as tokenizer:  # the reader's own: a fast tokenizer is not shared across threads
+        run_pipeline(pages, prepare, forward, commit, depth=PIPELINE_DEPTH)
     return state["done"]
 
 

@@ -24,23 +24,26 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
     return encoded["input_ids"]
 
 
-CHARS_PER_TOKEN_CAP = 12  # a truncated text is first tokenized from its first max_length * this many characters
+CHARS_PER_TOKEN_CAP = 8  # a truncated text is first tokenized from its first max_length * this many characters
 
 
 def encode_capped(tokenizer, texts: Sequence[str], max_length: int, long_documents: str = "truncate",
                   **windows) -> tuple[list[list[int]], list[int]]:
     """``encode``, without tokenizing what truncation drops: a long text is tokenized from a prefix cut at a
     whitespace (normalization and pre-tokenization are local, so the prefix's tokens are the text's tokens up to
-    the cut); the prefix is used only when it fills ``max_length``, else the whole text is tokenized again.
-    Windows read the whole text, so they are not capped."""
+    the cut). A prefix counts only when it fills ``max_length``; one that does not is tried again four times as
+    long, up to the whole text. Windows read the whole text, so they are not capped."""
     cap = max_length * CHARS_PER_TOKEN_CAP
     if long_documents != "truncate" or not any(len(t) > cap for t in texts):
         return encode(tokenizer, texts, max_length, long_documents, **windows)
-    cut = [_prefix(t, cap) for t in texts]
-    ids = tokenize(tokenizer, cut, max_length)
-    short = [i for i, (t, c, x) in enumerate(zip(texts, cut, ids)) if len(c) < len(t) and len(x) < max_length]
-    for i, x in zip(short, tokenize(tokenizer, [texts[i] for i in short], max_length)):
-        ids[i] = x
+    ids: list = [None] * len(texts)
+    todo = list(range(len(texts)))
+    while todo:
+        cut = [_prefix(texts[i], cap) for i in todo]
+        for i, c, x in zip(todo, cut, tokenize(tokenizer, cut, max_length)):
+            if len(x) >= max_length or len(c) == len(texts[i]):
+                ids[i] = x
+        todo, cap = [i for i in todo if ids[i] is None], cap * 4
     return ids, list(range(len(texts)))
 
 
@@ -49,7 +52,7 @@ def _prefix(text: str, cap: int) -> str:
     if len(text) <= cap:
         return text
     end = max(text.rfind(" ", 0, cap), text.rfind("\n", 0, cap), text.rfind("\t", 0, cap))
-    return text[:end] if end > 0 else text
+    return text[:end].rstrip() if end > 0 else text
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int, long_documents: str = "truncate",

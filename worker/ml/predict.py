@@ -166,9 +166,19 @@ class Classifier:
             results[i] = pred
         return results  # type: ignore[return-value]
 
-    def tokenizer_clone(self):
-        """A copy of the tokenizer for another thread (a fast tokenizer must not be shared across threads)."""
-        return copy.deepcopy(self.tokenizer)
+    @contextlib.contextmanager
+    def own_tokenizer(self):
+        """A copy of the tokenizer for one thread while the block runs (a fast tokenizer must not be shared
+        across threads); copies are kept for the next job, as copying one takes a while."""
+        with _cache_lock:
+            spare = self.__dict__.setdefault("_spare_tokenizers", [])
+            tokenizer = spare.pop() if spare else None
+        tokenizer = tokenizer or copy.deepcopy(self.tokenizer)
+        try:
+            yield tokenizer
+        finally:
+            with _cache_lock:
+                spare.append(tokenizer)
 
     def _multi_label(self, row: list[float]) -> TextPrediction:
         """``label``/``score``: the best label that passed its threshold (None when none did)."""
