@@ -30,7 +30,7 @@ LONG = [
 ]
 
 
-class CountingClassifier(Classifier):
+class TokensOnlyClassifier(Classifier):
     def predict(self, texts, batch_size=64):
         raise AssertionError("run must not go back to the texts")
 
@@ -57,7 +57,7 @@ def test_a_failing_batch_of_a_prepared_page_is_bisected_until_the_poison_documen
     poison = classifier.tokenizer("poison", add_special_tokens=False)["input_ids"][0]
     real = Classifier._logits
 
-    class Poisoned(CountingClassifier):
+    class Poisoned(TokensOnlyClassifier):
         def _logits(self, token_ids, batches):
             if any(poison in token_ids[i] for b in batches for i in b):
                 raise RuntimeError("the model choked on this input")
