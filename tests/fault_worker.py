@@ -1,7 +1,10 @@
 """A real Celery worker with two faults planted, for the fault-injection tests (never used in production).
 
 - a classification of the collection ``kills-its-worker`` SIGKILLs the process running it, every attempt;
-- a text containing ``POISON`` makes the model's forward pass raise, as a corrupt input might.
+- a text containing ``POISON`` makes the model's forward pass raise, as a corrupt input might;
+- with ``BERTJOBS_FAULT_KILL_IN=read|forward|commit`` the process SIGKILLs itself in that stage of a pipelined bulk
+  job, once ``BERTJOBS_FAULT_KILL_AFTER`` pages went through it, while other pages are in flight; only once per
+  ``BERTJOBS_FAULT_KILL_ONCE`` (a file it creates first), so the next attempt runs clean.
 
 Run as ``python tests/fault_worker.py [celery worker options]``; the prefork children inherit the patches.
 """
@@ -35,8 +38,30 @@ def logits_or_raise(self, token_ids, batches):
     return _logits(self, token_ids, batches)
 
 
+def _kill_in(stage: str, real):
+    """``real``, wrapped to SIGKILL the process on the call after BERTJOBS_FAULT_KILL_AFTER calls in ``stage``."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        flag = Path(os.environ["BERTJOBS_FAULT_KILL_ONCE"])
+        if len(calls) >= int(os.environ.get("BERTJOBS_FAULT_KILL_AFTER", "3")) and not flag.exists():
+            flag.write_text(stage)
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    return wrapped
+
+
 classification._classify = classify_or_die
 predict.Classifier._logits = logits_or_raise
+_stage = os.environ.get("BERTJOBS_FAULT_KILL_IN")
+if _stage == "read":
+    predict.Classifier.prepare = _kill_in(_stage, predict.Classifier.prepare)
+elif _stage == "forward":
+    predict.Classifier.run = _kill_in(_stage, predict.Classifier.run)
+elif _stage == "commit":
+    classification._commit_page = _kill_in(_stage, classification._commit_page)
 
 if __name__ == "__main__":
     from worker.celery_app import app

@@ -92,6 +92,25 @@ def test_sigkill_in_the_middle_of_a_bulk_job_then_a_new_worker_completes_it(
     _assert_each_document_once(url, "inbox", model)
 
 
+@pytest.mark.parametrize("stage", ["read", "forward", "commit"])
+def test_sigkill_while_pages_are_in_flight_in_a_stage_then_the_job_resumes_with_each_document_once(
+        stage, workers, service_settings, rt_model, rt_rows, tmp_path):
+    """The pipelined bulk path killed in its reader, its forward pass or its writer, with pages queued around it:
+    the next attempt resumes from the last committed page and every document ends with exactly one row."""
+    url, model, flag = service_settings.resolved_database_url, rt_model, tmp_path / f"killed-in-{stage}"
+    load_documents(url, "inbox", rt_rows[:600])
+    workers.start("a", BERTJOBS_FAULT_KILL_IN=stage, BERTJOBS_FAULT_KILL_AFTER="3",
+                  BERTJOBS_FAULT_KILL_ONCE=str(flag))
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(flag.exists, timeout=120, what=f"a kill in the {stage} stage")
+    workers.kill("a")
+    assert job.snapshot().progress_done < 600
+    workers.start("b")
+    [snap] = _reap_until_finished([job], service_settings)
+    assert (snap.status, snap.attempt, snap.result["classified"]) == ("succeeded", 2, 600)
+    _assert_each_document_once(url, "inbox", model)
+
+
 def test_sigkill_during_training_resumes_from_the_last_checkpoint(workers, service_settings, minilm_path, rt_rows):
     url = service_settings.resolved_database_url
     load_documents(url, "reviews", rt_rows[:150])

@@ -170,6 +170,8 @@ def test_classification_shows_the_page_in_flight_and_still_commits_each_page_onc
     load_documents(url, "inbox", sentiment_rows(100, prefix="inbox"))
     monkeypatch.setenv("BERTJOBS_CLASSIFY_CHUNK_SIZE", "64")
     monkeypatch.setenv("BERTJOBS_CLASSIFY_BATCH_SIZE", "8")
+    # The serial loop: pipelined, the previous page commits while this one is in flight, so the order below varies.
+    monkeypatch.setenv("BERTJOBS_CLASSIFY_PIPELINE", "off")
     from worker.config import get_settings
 
     get_settings.cache_clear()

@@ -84,6 +84,14 @@ def _fresh_connections(**_kwargs) -> None:
     dispose_all()
 
 
+@worker_process_init.connect
+def _parallel_tokenizer(**_kwargs) -> None:
+    """Each child tokenizes its pages on every core (worker/ml/hf.py says why that is safe only after the fork)."""
+    from worker.ml.hf import enable_tokenizer_parallelism
+
+    enable_tokenizer_parallelism()
+
+
 try:
     app = make_celery(get_settings())
 except SettingsError as _exc:  # `celery -A worker.celery_app worker` with a bad setting: one line, not a traceback

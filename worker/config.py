@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     classify_batch_size: int = Field(64, ge=1, description="A token budget, not a count of texts: one forward pass "
                                      "(a batch) holds up to this many 32-token texts' worth of padded tokens, so "
                                      "more short texts or fewer long ones.")
+    classify_pipeline: bool = Field(True, description="on: a bulk job reads and tokenizes the next pages and commits "
+                                                      "finished ones while the model runs; off: one stage at a time.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     classify_precision: str = Field("auto", description="auto, fp32, bf16, fp16 or int8 (CPU, opt-in) for bulk jobs.")
     classify_engine: str = Field("torch", description="torch, openvino (CPU, the bertjobs[openvino] extra) or auto "

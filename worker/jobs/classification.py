@@ -13,6 +13,7 @@ from db.models import JobKind, JobStatus
 from worker.config import Settings
 from worker.errors import Cancelled, InvalidJob
 from worker.jobs.paging import walk_pages
+from worker.jobs.pipeline import run_pipeline
 from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
 from worker.jobs.params import ClassifyParams
 from worker.jobs.shards import parent_outcome
@@ -20,6 +21,8 @@ from worker.jobs.shards import parent_outcome
 # How often the documents of the page in flight are published for display, and how long one piece of a page runs.
 INFLIGHT_EVERY_SECONDS = 2.0
 PIECE_SECONDS = 1.0
+# Pages tokenized ahead of the model, and finished pages waiting for their commit (worker/jobs/pipeline.py).
+PIPELINE_DEPTH = 2
 
 
 def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
@@ -97,21 +100,22 @@ def _split(ctx: JobContext, params: ClassifyParams, target: _Target, shards: int
             ctx.log.warning("could not publish shard %s: %s", shard_id, exc)
 
 
-def _predict_page(ctx: JobContext, classifier, texts: list[str], piece: int) -> tuple[list, int]:
-    """Predict a page in pieces of about a second each; every INFLIGHT_EVERY_SECONDS the documents done so far
-    go to the job's display detail (``inflight``). Display only: progress_done, the cursor and the page's
-    predictions still commit together, after the whole page. Returns the predictions and the next piece size."""
+def _predict_page(ctx: JobContext, predict, size: int, piece: int) -> tuple[list, int]:
+    """Predict a page of ``size`` documents in pieces of about a second each (``predict(lo, hi)`` predicts
+    positions lo to hi); every INFLIGHT_EVERY_SECONDS the documents done so far go to the job's display detail
+    (``inflight``). Display only: progress_done, the cursor and the page's predictions still commit together,
+    after the whole page. Returns the predictions and the next piece size."""
     settings = ctx.settings
     out: list = []
     shown = time.monotonic()
-    while len(out) < len(texts):
-        chunk = texts[len(out):len(out) + piece]
+    while len(out) < size:
         started = time.perf_counter()
-        out.extend(classifier.predict_or_fail(chunk, settings.classify_batch_size, settings.max_text_chars))
+        chunk = predict(len(out), min(size, len(out) + piece))
+        out.extend(chunk)
         elapsed = time.perf_counter() - started
         if elapsed > 0:
-            piece = max(settings.classify_batch_size, min(len(texts), int(len(chunk) * PIECE_SECONDS / elapsed)))
-        if len(out) < len(texts) and time.monotonic() - shown >= INFLIGHT_EVERY_SECONDS:
+            piece = max(settings.classify_batch_size, min(size, int(len(chunk) * PIECE_SECONDS / elapsed)))
+        if len(out) < size and time.monotonic() - shown >= INFLIGHT_EVERY_SECONDS:
             shown = time.monotonic()
             with ctx.sessions.begin() as s:
                 ctx.fenced(s)
@@ -123,24 +127,60 @@ def _classify_range(ctx: JobContext, params: ClassifyParams, target: _Target, to
     from worker.ml.loader import load_classifier
 
     settings = ctx.settings
-    done = todo.done
-    ctx.progress(done, todo.total, detail={"unit": "documents"})
+    ctx.progress(todo.done, todo.total, detail={"unit": "documents"})
     classifier = load_classifier(target.path, sha256=target.sha256, device=settings.device,
                                  precision=settings.classify_precision, engine=settings.classify_engine)
     started = time.perf_counter()
-    piece = settings.classify_batch_size
     pages = walk_pages(ctx.sessions, params.collection, todo.cursor, settings.classify_chunk_size,
                        unpredicted_by=todo.skip, up_to_id=params.id_max, where=params.filter)
+    loop = _pipelined_pages if settings.classify_pipeline else _serial_pages
+    done = loop(ctx, target, classifier, pages, todo)
+    _finish(ctx, params, target, done, this_attempt=done - todo.done, seconds=time.perf_counter() - started,
+            made_by={"engine": classifier.engine, "precision": classifier.precision})
+
+
+def _serial_pages(ctx: JobContext, target: _Target, classifier, pages, todo: _Range) -> int:
+    """Read, predict and commit one page after another (BERTJOBS_CLASSIFY_PIPELINE=off); returns the done count."""
+    settings = ctx.settings
+    done, piece = todo.done, settings.classify_batch_size
     for page, scanned_to, read_at in pages:
         ctx.check()
         if not page:
             continue
-        predictions, piece = _predict_page(ctx, classifier, [text for _, text in page], piece)
+        texts = [text for _, text in page]
+        predictions, piece = _predict_page(ctx, lambda lo, hi: classifier.predict_or_fail(
+            texts[lo:hi], settings.classify_batch_size, settings.max_text_chars), len(texts), piece)
         _commit_page(ctx, target, page, predictions, read_at, scanned_to, done)
         done += len(page)
         ctx.report_progress(done, todo.total)
-    _finish(ctx, params, target, done, this_attempt=done - todo.done, seconds=time.perf_counter() - started,
-            made_by={"engine": classifier.engine, "precision": classifier.precision})
+    return done
+
+
+def _pipelined_pages(ctx: JobContext, target: _Target, classifier, pages, todo: _Range) -> int:
+    """The same pages, overlapped (worker/jobs/pipeline.py): a reader thread reads and tokenizes the next pages, the
+    model runs here, a writer thread commits finished pages in order; returns the done count."""
+    settings = ctx.settings
+    state = {"done": todo.done, "piece": settings.classify_batch_size}
+
+    def prepare(page):
+        return classifier.prepare([text for _, text in page], settings.max_text_chars, tokenizer)
+
+    def forward(_item, encoded):
+        ctx.check()
+        predictions, state["piece"] = _predict_page(ctx, lambda lo, hi: classifier.run(
+            encoded.piece(lo, hi), settings.classify_batch_size), encoded.size, state["piece"])
+        return predictions
+
+    def commit(item, predictions):
+        ctx.check()
+        page, scanned_to, read_at = item
+        _commit_page(ctx, target, page, predictions, read_at, scanned_to, state["done"])
+        state["done"] += len(page)
+        ctx.report_progress(state["done"], todo.total)
+
+    with classifier.own_tokenizer() as tokenizer:  # the reader's own: a fast tokenizer is not shared across threads
+        run_pipeline(pages, prepare, forward, commit, depth=PIPELINE_DEPTH)
+    return state["done"]
 
 
 def _commit_page(ctx: JobContext, target: _Target, page: list, predictions: list, read_at, cursor: int,

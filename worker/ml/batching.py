@@ -5,9 +5,11 @@ length inside a bounded window keeps every batch nearly rectangular. Callers res
 """
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from worker.ml.device import autocast
@@ -20,6 +22,37 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False, return_token_type_ids=False)
     return encoded["input_ids"]
+
+
+CHARS_PER_TOKEN_CAP = 8  # a truncated text is first tokenized from its first max_length * this many characters
+
+
+def encode_capped(tokenizer, texts: Sequence[str], max_length: int, long_documents: str = "truncate",
+                  **windows) -> tuple[list[list[int]], list[int]]:
+    """``encode``, without tokenizing what truncation drops: a long text is tokenized from a prefix cut at a
+    whitespace (normalization and pre-tokenization are local, so the prefix's tokens are the text's tokens up to
+    the cut). A prefix counts only when it fills ``max_length``; one that does not is tried again four times as
+    long, up to the whole text. Windows read the whole text, so they are not capped."""
+    cap = max_length * CHARS_PER_TOKEN_CAP
+    if long_documents != "truncate" or not any(len(t) > cap for t in texts):
+        return encode(tokenizer, texts, max_length, long_documents, **windows)
+    ids: list = [None] * len(texts)
+    todo = list(range(len(texts)))
+    while todo:
+        cut = [_prefix(texts[i], cap) for i in todo]
+        for i, c, x in zip(todo, cut, tokenize(tokenizer, cut, max_length)):
+            if len(x) >= max_length or len(c) == len(texts[i]):
+                ids[i] = x
+        todo, cap = [i for i in todo if ids[i] is None], cap * 4
+    return ids, list(range(len(texts)))
+
+
+def _prefix(text: str, cap: int) -> str:
+    """``text`` up to the last whitespace within its first ``cap`` characters (all of it when it is short)."""
+    if len(text) <= cap:
+        return text
+    end = max(text.rfind(" ", 0, cap), text.rfind("\n", 0, cap), text.rfind("\t", 0, cap))
+    return text[:end].rstrip() if end > 0 else text
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int, long_documents: str = "truncate",
@@ -105,33 +138,36 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return batches
 
 
-def collate(ids: Sequence[Sequence[int]], pad_id: int, pad_to_multiple: int = 1) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence of the batch (rounded up to ``pad_to_multiple``)."""
-    width = max(len(x) for x in ids)
+def collate(ids: Sequence[Sequence[int]], pad_id: int, pad_to_multiple: int = 1,
+            pin: bool = False) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of the batch (rounded up to ``pad_to_multiple``), filled in one numpy step;
+    ``pin``: in page-locked memory, for a non-blocking copy to a GPU."""
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    width = int(lengths.max())
     if pad_to_multiple > 1:
         width = -(-width // pad_to_multiple) * pad_to_multiple
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        attention[row, : len(seq)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention}
+    attention = np.arange(width)[None, :] < lengths[:, None]
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    input_ids[attention] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    out = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention.astype(np.int64))}
+    return {k: v.pin_memory() for k, v in out.items()} if pin else out
 
 
 def batch_logits(model, token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]], n_labels: int,
                  pad_id: int, device: torch.device, precision: str) -> torch.Tensor:
-    """The model's logits for every input (float32, on the CPU, in input order), batch by batch."""
-    logits = torch.empty((len(token_ids), n_labels), dtype=torch.float32)
+    """The model's logits for every input (float32, on the CPU, in input order), batch by batch. The logits stay on
+    the device until the last batch, so a GPU is synchronised once per call, not once per batch."""
+    logits = torch.empty((len(token_ids), n_labels), dtype=torch.float32, device=device)
     with torch.inference_mode():
         for batch, tensors in iter_batches(token_ids, batches, pad_id, device):
             with autocast(device, precision):
-                logits[torch.as_tensor(batch)] = model(**tensors).logits.float().cpu()
-    return logits
+                logits[torch.as_tensor(batch, device=device)] = model(**tensors).logits.float()
+    return logits.cpu()
 
 
 def iter_batches(token_ids: Sequence[Sequence[int]], batches: Sequence[Sequence[int]], pad_id: int,
                  device: torch.device) -> Iterator[tuple[Sequence[int], dict[str, torch.Tensor]]]:
-    multiple = 8 if device.type == "cuda" else 1
+    cuda = device.type == "cuda"
     for batch in batches:
-        tensors = collate([token_ids[i] for i in batch], pad_id, multiple)
+        tensors = collate([token_ids[i] for i in batch], pad_id, 8 if cuda else 1, pin=cuda)
         yield batch, {k: v.to(device, non_blocking=True) for k, v in tensors.items()}

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -9,7 +11,7 @@ from typing import Sequence
 import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
-from worker.ml.batching import average_by_owner, batch_logits, encode, token_budget_batches
+from worker.ml.batching import average_by_owner, batch_logits, encode, encode_capped, token_budget_batches
 from worker.ml.device import quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact
 from worker.ml.hf import quiet_transformers
@@ -50,6 +52,10 @@ def metadata_options(meta: dict) -> dict:
             "temperature": None if multi else meta.get("temperature")}
 
 
+# Guards the spare tokenizer copies classifiers keep for the pipelined reader thread.
+_spare_lock = threading.Lock()
+
+
 @dataclass(frozen=True)
 class TextPrediction:
     label: str | None
@@ -57,6 +63,35 @@ class TextPrediction:
     scores: dict[str, float] | None
     error: str | None = None
     labels: list[str] | None = None  # multi-label models: every label at or above its threshold, best first
+
+
+@dataclass(frozen=True)
+class EncodedPage:
+    """A page of texts validated and tokenized (``Classifier.prepare``), ready for the forward pass (``run``)."""
+
+    size: int
+    failures: dict[int, TextPrediction]  # position -> the failure row of a text that cannot be classified
+    valid: list[int]  # positions of the texts that go through the model, in order
+    inputs: list[list[list[int]]]  # per valid text: its model inputs (one, or its windows)
+
+    def piece(self, lo: int, hi: int) -> "EncodedPage":
+        """The texts at positions ``lo`` to ``hi`` (exclusive), as a page of their own."""
+        keep = [k for k, i in enumerate(self.valid) if lo <= i < hi]
+        return EncodedPage(min(hi, self.size) - lo, {i - lo: f for i, f in self.failures.items() if lo <= i < hi},
+                           [self.valid[k] - lo for k in keep], [self.inputs[k] for k in keep])
+
+
+def _screen(texts: Sequence[str], max_chars: int) -> tuple[dict[int, TextPrediction], list[int]]:
+    """The failure rows of the texts that cannot be classified, and the positions of the others."""
+    failures: dict[int, TextPrediction] = {}
+    valid = []
+    for i, text in enumerate(texts):
+        problem = text_problem(text, max_chars)
+        if problem:
+            failures[i] = TextPrediction(None, None, None, problem)
+        else:
+            valid.append(i)
+    return failures, valid
 
 
 class Classifier:
@@ -101,8 +136,11 @@ class Classifier:
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[TextPrediction]:
         """Predictions in the order of ``texts``; all texts must be valid (see ``text_problem``)."""
         token_ids, owners = encode(self.tokenizer, texts, self.max_length, **self.windows)
+        return self._predict_encoded(token_ids, owners, len(texts), batch_size)
+
+    def _predict_encoded(self, token_ids, owners, n: int, batch_size: int) -> list[TextPrediction]:
         logits = self._logits(token_ids, token_budget_batches([len(t) for t in token_ids], batch_size))
-        logits = average_by_owner(logits, owners, len(texts))
+        logits = average_by_owner(logits, owners, n)
         if self.thresholds is not None:
             return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
         out = []
@@ -110,6 +148,45 @@ class Classifier:
             best = max(range(len(row)), key=row.__getitem__)
             out.append(TextPrediction(self.labels[best], row[best], dict(zip(self.labels, row))))
         return out
+
+    def _predict_inputs(self, inputs: Sequence[Sequence[list[int]]], batch_size: int) -> list[TextPrediction]:
+        """Predictions for texts already tokenized: ``inputs[i]`` holds text i's model inputs (one, or its windows)."""
+        token_ids = [ids for text_inputs in inputs for ids in text_inputs]
+        owners = [i for i, text_inputs in enumerate(inputs) for _ in text_inputs]
+        return self._predict_encoded(token_ids, owners, len(inputs), batch_size)
+
+    def prepare(self, texts: Sequence[str], max_chars: int = 100_000, tokenizer=None) -> EncodedPage:
+        """Validate and tokenize a page (the CPU half of ``predict_or_fail``; ``run`` does the forward pass).
+        ``tokenizer``: a clone to use from another thread (see ``tokenizer_clone``)."""
+        failures, valid = _screen(texts, max_chars)
+        token_ids, owners = encode_capped(tokenizer or self.tokenizer, [texts[i] for i in valid], self.max_length,
+                                          **self.windows)
+        inputs: list[list[list[int]]] = [[] for _ in valid]
+        for ids, owner in zip(token_ids, owners):
+            inputs[owner].append(ids)
+        return EncodedPage(len(texts), failures, valid, inputs)
+
+    def run(self, page: EncodedPage, batch_size: int = 64) -> list[TextPrediction]:
+        """The forward pass over a prepared page: predictions in the page's order, a batch that raises bisected
+        until the document that causes it fails alone (as ``predict_or_fail``)."""
+        results: list[TextPrediction | None] = [page.failures.get(i) for i in range(page.size)]
+        for i, pred in zip(page.valid, self._bisect(page.inputs, batch_size, self._predict_inputs)):
+            results[i] = pred
+        return results  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def own_tokenizer(self):
+        """A copy of the tokenizer for one thread while the block runs (a fast tokenizer must not be shared
+        across threads); copies are kept for the next job, as copying one takes a while."""
+        with _spare_lock:
+            spare = self.__dict__.setdefault("_spare_tokenizers", [])
+            tokenizer = spare.pop() if spare else None
+        tokenizer = tokenizer or copy.deepcopy(self.tokenizer)
+        try:
+            yield tokenizer
+        finally:
+            with _spare_lock:
+                spare.append(tokenizer)
 
     def _multi_label(self, row: list[float]) -> TextPrediction:
         """``label``/``score``: the best label that passed its threshold (None when none did)."""
@@ -124,30 +201,26 @@ class Classifier:
         Invalid texts are screened out first; a batch that still raises is bisected until the poison
         document fails alone.
         """
-        results: list[TextPrediction | None] = [None] * len(texts)
-        valid = []
-        for i, text in enumerate(texts):
-            problem = text_problem(text, max_chars)
-            if problem:
-                results[i] = TextPrediction(None, None, None, problem)
-            else:
-                valid.append(i)
+        failures, valid = _screen(texts, max_chars)
+        results: list[TextPrediction | None] = [failures.get(i) for i in range(len(texts))]
         for i, pred in zip(valid, self._bisect([texts[i] for i in valid], batch_size)):
             results[i] = pred
         return results  # type: ignore[return-value]
 
-    def _bisect(self, texts: Sequence[str], batch_size: int) -> list[TextPrediction]:
-        if not texts:
+    def _bisect(self, items: Sequence, batch_size: int, predict=None) -> list[TextPrediction]:
+        """``predict(items, batch_size)`` (texts by default), narrowing any failure to the items that cause it."""
+        predict = predict or self.predict
+        if not items:
             return []
         try:
-            return self.predict(texts, batch_size)
+            return predict(items, batch_size)
         except torch.cuda.OutOfMemoryError:
             if batch_size > 1:
                 torch.cuda.empty_cache()
-                return self._bisect(texts, batch_size // 2)
+                return self._bisect(items, batch_size // 2, predict)
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is narrowed to the documents that cause it
-            if len(texts) == 1:
+            if len(items) == 1:
                 return [TextPrediction(None, None, None, f"prediction failed: {type(exc).__name__}: {exc}"[:500])]
-            mid = len(texts) // 2
-            return self._bisect(texts[:mid], batch_size) + self._bisect(texts[mid:], batch_size)
+            mid = len(items) // 2
+            return self._bisect(items[:mid], batch_size, predict) + self._bisect(items[mid:], batch_size, predict)
