@@ -4,7 +4,8 @@ The calibration sample is fixed and kept: up to ``CALIBRATION_SIZE`` texts drawn
 version's validation split, saved inside the artifact (``calibration.json``, so the artifact's sha256 covers it)
 when training saves the artifact. Versions trained before that take a sample of a labelled collection instead
 (`bertjobs models quantize NAME:V --collection C`, worker/ops/quantize.py). NNCF's post-training quantization over
-the sample is deterministic: the same sample and library versions give the same int8 weights. The int8 model is
+the sample is deterministic: the same sample and library versions give the same files on the same kind of CPU
+(the statistics come from running the fp32 model, so it is built once, not per worker). The int8 model is
 saved beside the artifact (worker/ml/openvino_engine.py) with a manifest naming its sample and hash; the
 record ``build_int8`` returns (fp32 and int8 accuracy and macro-F1 on labelled texts, the hash, the versions) goes
 into the model version's metrics. Jobs never quantize: they load that model or refuse.
