@@ -1,7 +1,9 @@
 """A real Celery worker with two faults planted, for the fault-injection tests (never used in production).
 
 - a classification of the collection ``kills-its-worker`` SIGKILLs the process running it, every attempt;
-- a text containing ``POISON`` makes the model's forward pass raise, as a corrupt input might.
+- a text containing ``POISON`` makes the model's forward pass raise, as a corrupt input might;
+- a classification of the collection ``preempted`` SIGKILLs its process after every second page it commits
+  (a spot instance lost again and again, with progress in between).
 
 Run as ``python tests/fault_worker.py [celery worker options]``; the prefork children inherit the patches.
 """
@@ -18,6 +20,7 @@ from worker.jobs import classification  # noqa: E402
 from worker.ml import predict  # noqa: E402
 
 _classify = classification._classify
+_commit_page = classification._commit_page
 _logits = predict.Classifier._logits
 
 
@@ -25,6 +28,14 @@ def classify_or_die(ctx):
     if ctx.params.get("collection") == "kills-its-worker":
         os.kill(os.getpid(), signal.SIGKILL)
     return _classify(ctx)
+
+
+def commit_then_die_every_second_page(ctx, *args, **kwargs):
+    _commit_page(ctx, *args, **kwargs)
+    if ctx.params.get("collection") == "preempted":
+        ctx.pages_committed = getattr(ctx, "pages_committed", 0) + 1
+        if ctx.pages_committed == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def logits_or_raise(self, token_ids, batches):
@@ -36,6 +47,7 @@ def logits_or_raise(self, token_ids, batches):
 
 
 classification._classify = classify_or_die
+classification._commit_page = commit_then_die_every_second_page
 predict.Classifier._logits = logits_or_raise
 
 if __name__ == "__main__":

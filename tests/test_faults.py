@@ -128,6 +128,18 @@ def test_a_job_that_kills_its_worker_every_time_ends_dead_and_the_others_finish(
     _assert_each_document_once(url, "inbox", model)
 
 
+def test_a_job_preempted_again_and_again_with_progress_in_between_succeeds(
+        workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    load_documents(url, "preempted", rt_rows[:288])  # 9 pages of 32: each attempt commits 2, then its worker dies
+    workers.start("a")
+    job = submit_classification("preempted", model, settings=service_settings)  # max_attempts 3
+    [snap] = _reap_until_finished([job], service_settings, timeout=240)
+    assert (snap.status, snap.attempt) == ("succeeded", 5)  # 4 workers lost, each after progress
+    assert snap.result["classified"] == 288
+    _assert_each_document_once(url, "preempted", model)
+
+
 def test_two_workers_given_the_same_job_at_once_run_it_once(workers, service_settings, minilm_artifact, rt_rows):
     url = service_settings.resolved_database_url
     model = _register(url, minilm_artifact)

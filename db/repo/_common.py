@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_
+from sqlalchemy import and_, case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,3 +39,8 @@ def fenced(job_id: int, attempt: int):
     A parked sharded parent is running with no lease: nothing of its attempt may write any more."""
     return and_(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.running.value,
                 Job.lease_expires_at.is_not(None))
+
+
+def streak_after_this_attempt():
+    """attempts_without_progress once the current attempt ends: 0 if it moved the progress mark, else one more."""
+    return case((Job.progress_mark > Job.progress_mark_at_claim, 0), else_=Job.attempts_without_progress + 1)

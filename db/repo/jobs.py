@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidTransition
 from db.models import FINISHED_STATUSES, Job, JobStatus, utcnow
-from db.repo._common import fenced, insert
+from db.repo._common import fenced, insert, streak_after_this_attempt
 from db.repo.shards import Aggregate, finalize_parent, finalize_parent_of
 
 
@@ -75,19 +75,24 @@ def list_jobs(session: Session, *, limit: int = 50, status: str | None = None, k
 def claim_job(session: Session, job_id: int, owner: str, lease_seconds: int, now: datetime | None = None) -> int | None:
     """Atomically take a queued job, or a running one whose lease expired. Returns the new attempt, or None.
 
-    Zero rows means someone else owns it, it is finished, cancelled, or out of attempts.
+    Zero rows means someone else owns it, it is finished, cancelled, or out of attempts: ``max_attempts``
+    attempts in a row ended without durable progress (taking over an expired lease ends its attempt here).
     """
     now = now or utcnow()
+    running = Job.status == JobStatus.running.value
     claimable = or_(
-        Job.status == JobStatus.queued.value,
-        and_(Job.status == JobStatus.running.value, Job.lease_expires_at < now),
+        and_(Job.status == JobStatus.queued.value, Job.attempts_without_progress < Job.max_attempts),
+        and_(running, Job.lease_expires_at < now, streak_after_this_attempt() < Job.max_attempts),
     )
     stmt = (
         update(Job)
-        .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False), Job.attempt < Job.max_attempts)
+        .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False))
         .values(
             status=JobStatus.running.value,
             attempt=Job.attempt + 1,
+            attempts_without_progress=case((running, streak_after_this_attempt()),
+                                           else_=Job.attempts_without_progress),
+            progress_mark_at_claim=Job.progress_mark,
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             started_at=func.coalesce(Job.started_at, now),
@@ -96,6 +101,17 @@ def claim_job(session: Session, job_id: int, owner: str, lease_seconds: int, now
         .returning(Job.attempt)
     )
     return session.execute(stmt).scalar_one_or_none()
+
+
+def attempts_without_progress(session: Session, job_id: int) -> int:
+    """Attempts in a row without durable progress, counting the current one as it ends (read under the fence)."""
+    return session.scalar(select(streak_after_this_attempt()).where(Job.id == job_id))
+
+
+def mark_progress(session: Session, job_id: int, attempt: int) -> bool:
+    """Record durable progress that is not a page (a training checkpoint written), fenced."""
+    return session.execute(update(Job).where(fenced(job_id, attempt)).values(
+        progress_mark=Job.progress_mark + 1, updated_at=utcnow())).rowcount == 1
 
 
 def fence(session: Session, job_id: int, attempt: int) -> bool:
@@ -125,8 +141,9 @@ def set_progress(
     values: dict[str, Any] = {"progress_done": done, "updated_at": utcnow()}
     if total is not None:
         values["progress_total"] = total
-    if cursor is not None:
+    if cursor is not None:  # a committed page: durable progress
         values["cursor"] = cursor
+        values["progress_mark"] = Job.progress_mark + 1
     if detail is not None:
         values["result"] = {"progress": detail}
     return session.execute(update(Job).where(fenced(job_id, attempt)).values(**values)).rowcount == 1
@@ -163,15 +180,17 @@ def finish_job(
     return True
 
 
-def requeue_job(session: Session, job_id: int, attempt: int, error: str, *, aggregate: Aggregate) -> bool:
-    """Give a job back to the queue after a failure worth retrying (fenced); a job asked to cancel ends instead."""
+def requeue_job(session: Session, job_id: int, attempt: int, error: str, *, aggregate: Aggregate,
+                without_progress: int = 0) -> bool:
+    """Give a job back to the queue after a failure worth retrying (fenced); a job asked to cancel ends instead.
+    ``without_progress``: attempts in a row without progress, this one included (attempts_without_progress)."""
     if session.execute(update(Job).where(fenced(job_id, attempt), Job.cancel_requested.is_(True))
                        .values(status=JobStatus.cancelled.value, lease_owner=None, lease_expires_at=None,
                                finished_at=utcnow(), updated_at=utcnow(), error="cancelled on request")).rowcount:
         finalize_parent_of(session, job_id, aggregate)
         return True
     values = {"status": JobStatus.queued.value, "lease_owner": None, "lease_expires_at": None,
-              "error": error, "updated_at": utcnow()}
+              "error": error, "updated_at": utcnow(), "attempts_without_progress": without_progress}
     return session.execute(update(Job).where(fenced(job_id, attempt)).values(**values)).rowcount == 1
 
 

@@ -211,7 +211,8 @@ def _claim(sessions: sessionmaker[Session], job_id: int, kind: JobKind, owner: s
 
 
 def _after_error(ctx: JobContext, exc: Exception, max_attempts: int) -> Outcome:
-    """A permanent error fails the job; any other puts it back in the queue while attempts remain."""
+    """A permanent error fails the job; any other puts it back in the queue, until ``max_attempts`` attempts in a
+    row ended without durable progress (a committed page, a recorded checkpoint): then it is dead."""
     kind = kind_of(exc)
     if kind is ErrorKind.permanent:
         ctx.end(JobStatus.failed, error=one_line(exc))
@@ -222,13 +223,28 @@ def _after_error(ctx: JobContext, exc: Exception, max_attempts: int) -> Outcome:
     else:
         ctx.log.exception("%s error", kind.value)
     reason = f"{type(exc).__name__}: {one_line(exc)}"
-    if ctx.attempt < max_attempts:
-        with ctx.sessions.begin() as s:
+    with ctx.sessions.begin() as s:
+        if not repo.fence(s, ctx.job_id, ctx.attempt):
+            return Outcome.lost
+        streak = repo.attempts_without_progress(s, ctx.job_id)
+        if streak < max_attempts:
             repo.requeue_job(s, ctx.job_id, ctx.attempt, f"attempt {ctx.attempt} failed, will retry: {reason}",
-                            aggregate=parent_outcome)
-        return Outcome.retry
-    ctx.end(JobStatus.dead, error=f"dead after {ctx.attempt} attempts; last error: {reason}")
+                             aggregate=parent_outcome, without_progress=streak)
+            return Outcome.retry
+        repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.dead, aggregate=parent_outcome,
+                        error=f"dead after {streak} attempts in a row without progress ({ctx.attempt} in all); "
+                              f"last error: {reason}")
     return Outcome.dead
+
+
+def retry_countdown(job_id: int, settings: Settings | None = None) -> float:
+    """Seconds before a re-queued job is published again: the retry delay, doubled for every attempt in a row
+    that made no progress (at most 5 minutes)."""
+    settings = settings or get_settings()
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        job = repo.get_job(s, job_id)
+        streak = job.attempts_without_progress if job is not None else 0
+    return min(300.0, settings.retry_delay_seconds * 2 ** max(0, streak - 1))
 
 
 def _fail_unreadable(sessions: sessionmaker[Session], job_id: int, kind: JobKind, owner: str, settings: Settings,

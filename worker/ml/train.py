@@ -93,6 +93,8 @@ def _checkpointing(callbacks: Callbacks, directory: Path | None, key: str) -> Ca
             given(trainer)
         if not trainer.finished:
             save_checkpoint(directory, {"key": key, **trainer.state_dict()})
+            if callbacks.on_checkpoint:
+                callbacks.on_checkpoint(trainer.epoch)
 
     return replace(callbacks, on_epoch_end=on_epoch_end)
 

@@ -33,6 +33,7 @@ class Callbacks:
     on_batch: Callable[[int, float], None] | None = None
     on_epoch_end: Callable[["Trainer"], None] | None = None  # after each epoch's bookkeeping: checkpoints
     should_stop: Callable[[], bool] | None = None  # asked before every batch; True raises Cancelled
+    on_checkpoint: Callable[[int], None] | None = None  # (epoch), once its checkpoint is on disk: durable progress
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The reaper (run periodically by celery beat): recovers jobs whose worker or message was lost.
 
 - a running job whose lease expired goes back to the queue and is published again, or ends ``dead`` once
-  it has used all its attempts (a job that kills its worker every time), or ``cancelled`` if that was asked;
+  ``max_attempts`` attempts in a row made no progress (a job that kills its worker every time at the same
+  place), or ``cancelled`` if that was asked;
 - a queued job untouched for a while is published again (its message may have died with Redis); a
   duplicate message is harmless, since only one claim can win.
 """
@@ -37,21 +38,15 @@ def reap(settings: Settings | None = None, *, now: datetime | None = None) -> Re
     now = now or utcnow()
     report = ReapReport()
     to_publish: list[tuple[int, str]] = []
-    with session_factory_for(settings.resolved_database_url).begin() as s:
-        for job in repo.expired_jobs(s, now):
-            if job.cancel_requested:
-                if repo.release_expired(s, job, now, JobStatus.cancelled, "cancelled on request; its worker was lost",
-                                        aggregate=parent_outcome):
-                    report.cancelled.append(job.id)
-            elif job.attempt >= job.max_attempts:
-                reason = f"dead: the lease expired on attempt {job.attempt} of {job.max_attempts} (worker lost)"
-                if repo.release_expired(s, job, now, JobStatus.dead, reason, aggregate=parent_outcome):
-                    report.dead.append(job.id)
-            elif repo.release_expired(s, job, now, JobStatus.queued,
-                                      f"attempt {job.attempt} lost its worker (lease expired); re-queued",
-                                      aggregate=parent_outcome):
-                report.requeued.append(job.id)
+    sessions = session_factory_for(settings.resolved_database_url)
+    with sessions.begin() as s:
+        expired = repo.expired_job_ids(s, now)
+    for job_id in expired:  # one transaction per job: one stuck row holds up no other
+        with sessions.begin() as s:
+            job = repo.lock_expired(s, job_id, now)
+            if job is not None and _release(s, job, now, report):
                 to_publish.append((job.id, job.kind))
+    with sessions.begin() as s:
         report.cancelled.extend(repo.cancel_pending_queued(s, now, aggregate=parent_outcome))
         cutoff = now - timedelta(seconds=settings.republish_after_seconds)
         for job_id, kind in repo.touch_stale_queued_jobs(s, cutoff):
@@ -66,3 +61,23 @@ def reap(settings: Settings | None = None, *, now: datetime | None = None) -> Re
         log.info("reaper: requeued %s, dead %s, cancelled %s, republished %s",
                  report.requeued, report.dead, report.cancelled, report.republished)
     return report
+
+
+def _release(s, job: repo.ExpiredJob, now: datetime, report: ReapReport) -> bool:
+    """End the lost attempt of a locked expired job: cancelled if asked, dead once ``max_attempts`` attempts in a
+    row made no progress, else re-queued (True: publish it again)."""
+    if job.cancel_requested:
+        if repo.release_expired(s, job, now, JobStatus.cancelled, "cancelled on request; its worker was lost",
+                                aggregate=parent_outcome):
+            report.cancelled.append(job.id)
+    elif job.without_progress >= job.max_attempts:
+        reason = (f"dead: the lease expired on attempt {job.without_progress} of {job.max_attempts} without progress "
+                  f"({job.attempt} attempts in all; worker lost)")
+        if repo.release_expired(s, job, now, JobStatus.dead, reason, aggregate=parent_outcome):
+            report.dead.append(job.id)
+    elif repo.release_expired(s, job, now, JobStatus.queued,
+                              f"attempt {job.attempt} lost its worker (lease expired); re-queued",
+                              aggregate=parent_outcome):
+        report.requeued.append(job.id)
+        return True
+    return False
