@@ -242,6 +242,26 @@ def test_database_connections_terminated_mid_job_then_the_job_recovers(
     _assert_each_document_once(url, "inbox", model)
 
 
+def test_documents_deleted_and_edited_by_another_application_during_a_bulk_job(
+        workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=32)
+    sessions = session_factory_for(url)
+    deleted = 0
+    while not job.snapshot().finished and deleted < 40:  # the first documents after the cursor: the page in flight
+        with sessions.begin() as s:
+            deleted += s.execute(text(
+                "DELETE FROM documents WHERE id IN (SELECT id FROM documents WHERE collection = 'inbox' AND id > "
+                "(SELECT coalesce(cursor, 0) FROM jobs WHERE id = :j) ORDER BY id LIMIT 4)"), {"j": job.id}).rowcount
+            s.execute(text("UPDATE documents SET text = text || ' (edited)', updated_at = now() WHERE id = "
+                           "(SELECT max(id) FROM documents WHERE collection = 'inbox')"))
+        time.sleep(0.3)
+    snap = job.wait(timeout=180)
+    assert (snap.status, snap.attempt) == ("succeeded", 1)
+    assert deleted >= 8 and snap.result["classified"] == 600 - deleted
+    _assert_each_document_once(url, "inbox", model)
+
+
 def test_cancelling_a_running_bulk_job_stops_it_within_a_batch(workers, service_settings, rt_model, rt_rows):
     url, model = service_settings.resolved_database_url, rt_model
     job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=32)
