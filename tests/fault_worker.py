@@ -3,7 +3,9 @@
 - a classification of the collection ``kills-its-worker`` SIGKILLs the process running it, every attempt;
 - a text containing ``POISON`` makes the model's forward pass raise, as a corrupt input might;
 - a classification of the collection ``preempted`` SIGKILLs its process after every second page it commits
-  (a spot instance lost again and again, with progress in between).
+  (a spot instance lost again and again, with progress in between);
+- once the file named by ``BERTJOBS_TEST_FREEZE_FLAG`` exists, the next page write removes it and SIGSTOPs its
+  process inside the page transaction, holding the job's row lock (a frozen VM, a long GC pause).
 
 Run as ``python tests/fault_worker.py [celery worker options]``; the prefork children inherit the patches.
 """
@@ -16,11 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from db import repo  # noqa: E402
 from worker.jobs import classification  # noqa: E402
 from worker.ml import predict  # noqa: E402
 
 _classify = classification._classify
 _commit_page = classification._commit_page
+_upsert_predictions = repo.upsert_predictions
 _logits = predict.Classifier._logits
 
 
@@ -38,6 +42,15 @@ def commit_then_die_every_second_page(ctx, *args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def upsert_then_freeze(session, rows):
+    written = _upsert_predictions(session, rows)
+    flag = os.environ.get("BERTJOBS_TEST_FREEZE_FLAG")
+    if flag and os.path.exists(flag):
+        os.remove(flag)
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return written
+
+
 def logits_or_raise(self, token_ids, batches):
     for batch in batches:
         for i in batch:
@@ -48,6 +61,7 @@ def logits_or_raise(self, token_ids, batches):
 
 classification._classify = classify_or_die
 classification._commit_page = commit_then_die_every_second_page
+repo.upsert_predictions = upsert_then_freeze
 predict.Classifier._logits = logits_or_raise
 
 if __name__ == "__main__":

@@ -169,6 +169,32 @@ def test_a_worker_paused_past_its_lease_has_its_writes_rejected_when_it_resumes(
     _assert_each_document_once(url, "inbox", model)
 
 
+def test_a_worker_frozen_inside_its_page_transaction_holds_up_no_recovery(
+        workers, service_settings, rt_model, rt_rows, tmp_path):
+    url, model = service_settings.resolved_database_url, rt_model
+    flag = tmp_path / "freeze-now"
+    load_documents(url, "inbox", rt_rows[:600])
+    workers.start("a", BERTJOBS_TEST_FREEZE_FLAG=str(flag))
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+    flag.touch()
+    wait_for(lambda: not flag.exists(), timeout=30, what="worker a frozen inside its page transaction")
+    frozen_at = time.monotonic()
+    workers.start("b")
+    while job.snapshot().attempt < 2:  # the reaper never waits on the frozen row; the takeover follows its lease
+        started = time.monotonic()
+        reap(service_settings)
+        assert time.monotonic() - started < 3
+        assert time.monotonic() - frozen_at < 30, "not taken over within the lease and a reaper interval"
+        time.sleep(0.5)
+    snap = job.wait(timeout=180)
+    assert (snap.status, snap.attempt) == ("succeeded", 2)
+    workers.signal("a", signal.SIGCONT)
+    wait_for(lambda: "no longer owns the job" in workers.log("a"), timeout=60, what="worker a's writes rejected")
+    assert job.snapshot().attempt == 2
+    _assert_each_document_once(url, "inbox", model)
+
+
 @pytest.fixture
 def private_redis(tmp_path):
     """A Redis server of this test's own, so it can be killed and restarted."""

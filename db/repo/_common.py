@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, case
+from sqlalchemy import and_, case, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,3 +44,10 @@ def fenced(job_id: int, attempt: int):
 def streak_after_this_attempt():
     """attempts_without_progress once the current attempt ends: 0 if it moved the progress mark, else one more."""
     return case((Job.progress_mark > Job.progress_mark_at_claim, 0), else_=Job.attempts_without_progress + 1)
+
+
+def short_lock_timeout(session: Session, seconds: float = 2.0) -> None:
+    """PostgreSQL: in this transaction, give up on a row lock after ``seconds`` (LockNotAvailable, SQLSTATE 55P03)
+    instead of waiting behind a frozen holder. SQLite has one writer at a time and its own busy timeout."""
+    if is_postgresql(session):
+        session.execute(text(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"))

@@ -12,10 +12,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import OperationalError
+
 from db import repo
 from db.models import JobStatus, utcnow
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
+from worker.jobs.runtime import one_line
 from worker.publish import publish
 from worker.jobs.shards import parent_outcome
 
@@ -41,12 +44,17 @@ def reap(settings: Settings | None = None, *, now: datetime | None = None) -> Re
     sessions = session_factory_for(settings.resolved_database_url)
     with sessions.begin() as s:
         expired = repo.expired_job_ids(s, now)
-    for job_id in expired:  # one transaction per job: one stuck row holds up no other
-        with sessions.begin() as s:
-            job = repo.lock_expired(s, job_id, now)
-            if job is not None and _release(s, job, now, report):
-                to_publish.append((job.id, job.kind))
+    for job_id in expired:  # one transaction per job, skipping locked rows: one stuck row holds up no other
+        try:
+            with sessions.begin() as s:
+                repo.short_lock_timeout(s)
+                job = repo.lock_expired(s, job_id, now)
+                if job is not None and _release(s, job, now, report):
+                    to_publish.append((job.id, job.kind))
+        except OperationalError as exc:  # a lock held by a frozen worker (its parent's row): the next pass
+            log.warning("job %s: left for the next pass: %s", job_id, one_line(exc))
     with sessions.begin() as s:
+        repo.short_lock_timeout(s)
         report.cancelled.extend(repo.cancel_pending_queued(s, now, aggregate=parent_outcome))
         cutoff = now - timedelta(seconds=settings.republish_after_seconds)
         for job_id, kind in repo.touch_stale_queued_jobs(s, cutoff):
