@@ -4,6 +4,8 @@
 - a text containing ``POISON`` makes the model's forward pass raise, as a corrupt input might;
 - a classification of the collection ``preempted`` SIGKILLs its process after every second page it commits
   (a spot instance lost again and again, with progress in between);
+- with ``BERTJOBS_TEST_BROKEN_MODEL`` set, every forward pass raises RuntimeError with that message (a broken
+  model, a poisoned CUDA context);
 - once the file named by ``BERTJOBS_TEST_FREEZE_FLAG`` exists, the next page write removes it and SIGSTOPs its
   process inside the page transaction, holding the job's row lock (a frozen VM, a long GC pause).
 
@@ -52,6 +54,8 @@ def upsert_then_freeze(session, rows):
 
 
 def logits_or_raise(self, token_ids, batches):
+    if os.environ.get("BERTJOBS_TEST_BROKEN_MODEL"):
+        raise RuntimeError(os.environ["BERTJOBS_TEST_BROKEN_MODEL"])
     for batch in batches:
         for i in batch:
             if "poison" in self.tokenizer.decode(token_ids[i]):

@@ -337,6 +337,23 @@ def test_poison_documents_fail_alone_and_the_rest_of_the_batch_is_classified(
     _assert_each_document_once(url, "inbox", model)
 
 
+@pytest.mark.parametrize("broken", ["the model is broken", "CUDA error: an illegal memory access was encountered"])
+def test_a_model_that_fails_every_document_writes_no_failure_rows_and_the_job_ends_dead(
+        broken, workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    load_documents(url, "inbox", rt_rows[:64])
+    workers.start("a", BERTJOBS_TEST_BROKEN_MODEL=broken)
+    job = submit_classification("inbox", model, settings=service_settings)
+    [snap] = _reap_until_finished([job], service_settings)
+    assert (snap.status, snap.attempt) == ("dead", 3)
+    assert f": all 32 documents failed the same way: RuntimeError: {broken}" in snap.error
+    with session_factory_for(url).begin() as s:
+        assert s.scalar(text("SELECT count(*) FROM predictions")) == 0
+    if broken.startswith("CUDA"):  # each attempt ended its worker process; prefork started another
+        assert workers.log("a").count("this worker process ends") == 3
+        assert workers.procs["a"].poll() is None
+
+
 def test_a_long_task_redelivered_after_a_short_visibility_timeout_does_not_run_twice(
         workers, service_settings, minilm_artifact, rt_rows):
     url = service_settings.resolved_database_url

@@ -34,6 +34,10 @@ class SystemicError(BertjobsError):
     """Everything fails the same way (every document, a poisoned CUDA context): retry the attempt."""
 
 
+class AcceleratorPoisoned(SystemicError):
+    """A CUDA error: the process's accelerator context is unusable. The attempt is retried, the process ends."""
+
+
 class InvalidJob(PermanentError, ValueError):
     """The job's parameters or data are wrong (unknown model, empty collection...)."""
 
@@ -72,6 +76,6 @@ def kind_of(exc: BaseException) -> ErrorKind:
     return ErrorKind.unexpected
 
 
-__all__ = ["BertjobsError", "PermanentError", "TransientError", "SystemicError", "InvalidJob", "InvalidName",
+__all__ = ["BertjobsError", "PermanentError", "TransientError", "SystemicError", "AcceleratorPoisoned", "InvalidJob", "InvalidName",
            "JobFailed", "JobCancelled", "LeaseLost", "Cancelled", "MLError", "ErrorKind", "PERMANENT_ERRORS",
            "TRANSIENT_ERRORS", "kind_of"]

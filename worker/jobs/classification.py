@@ -18,6 +18,7 @@ from worker.jobs.paging import walk_pages
 from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, one_line, run_attempt
 from worker.jobs.params import ClassifyParams
 from worker.jobs.shards import parent_outcome
+from worker.jobs.systemic import check_systemic
 
 # How often the documents of the page in flight are published for display, and how long one piece of a page runs.
 INFLIGHT_EVERY_SECONDS = 2.0
@@ -113,7 +114,8 @@ def _predict_page(ctx: JobContext, classifier, texts: list[str], piece: int) -> 
     while len(out) < len(texts):
         chunk = texts[len(out):len(out) + piece]
         started = time.perf_counter()
-        out.extend(classifier.predict_or_fail(chunk, settings.classify_batch_size, settings.max_text_chars))
+        out.extend(check_systemic(classifier.predict_or_fail(chunk, settings.classify_batch_size,
+                                                             settings.max_text_chars)))
         elapsed = time.perf_counter() - started
         if elapsed > 0:
             piece = max(settings.classify_batch_size, min(len(texts), int(len(chunk) * PIECE_SECONDS / elapsed)))

@@ -21,7 +21,7 @@ from db import repo
 from db.models import JobKind, JobStatus
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
-from worker.errors import Cancelled, ErrorKind, LeaseLost, kind_of
+from worker.errors import AcceleratorPoisoned, Cancelled, ErrorKind, LeaseLost, kind_of
 from worker.jobs.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.jobs")
@@ -242,11 +242,27 @@ def _after_error(ctx: JobContext, exc: Exception, max_attempts: int) -> Outcome:
         if streak < max_attempts:
             repo.requeue_job(s, ctx.job_id, ctx.attempt, f"attempt {ctx.attempt} failed, will retry: {reason}",
                              aggregate=parent_outcome, without_progress=streak)
-            return Outcome.retry
-        repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.dead, aggregate=parent_outcome,
-                        error=f"dead after {streak} attempts in a row without progress ({ctx.attempt} in all); "
-                              f"last error: {reason}")
-    return Outcome.dead
+        else:
+            repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.dead, aggregate=parent_outcome,
+                            error=f"dead after {streak} attempts in a row without progress ({ctx.attempt} in all); "
+                                  f"last error: {reason}")
+    end_if_poisoned(ctx, exc, requeued=streak < max_attempts)
+    return Outcome.retry if streak < max_attempts else Outcome.dead
+
+
+def end_if_poisoned(ctx: JobContext, exc: Exception, *, requeued: bool) -> None:
+    """After a CUDA error the process's accelerator is unusable: end it (prefork starts a fresh child). The
+    attempt's end is committed first; a re-queued job is published again here, or by the reaper."""
+    if not isinstance(exc, AcceleratorPoisoned):
+        return
+    ctx.log.error("the accelerator is poisoned (%s); this worker process ends", one_line(exc))
+    if requeued and ctx.publish is not None:
+        try:
+            ctx.publish(ctx.job_id, ctx.log.extra.get("kind") or "classify")
+        except Exception as pub_exc:  # noqa: BLE001 - the reaper publishes it again
+            ctx.log.warning("could not publish the retry: %s", one_line(pub_exc))
+    logging.shutdown()
+    os._exit(70)
 
 
 def retry_countdown(job_id: int, settings: Settings | None = None) -> float:
