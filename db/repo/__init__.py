@@ -9,7 +9,7 @@ the transaction. Callers use the package (``from db import repo; repo.claim_job(
 - ``predictions``: the bulk upsert of predictions and the reads of results.
 """
 from db.names import parse_model_ref
-from db.repo._common import short_lock_timeout
+from db.repo._common import clock, database_now, short_lock_timeout
 from db.repo.documents import (
     FILTER_KEYS,
     LabelledSet,
@@ -93,7 +93,7 @@ __all__ = [
     "Aggregate", "ParentOutcome", "ShardRow", "add_progress", "create_shards", "finalize_parent",
     "finalize_parent_of",
     # reaper
-    "ExpiredJob", "cancel_pending_queued", "short_lock_timeout", "expired_job_ids", "lock_expired", "release_expired", "touch_stale_queued_jobs",
+    "ExpiredJob", "cancel_pending_queued", "short_lock_timeout", "clock", "database_now", "expired_job_ids", "lock_expired", "release_expired", "touch_stale_queued_jobs",
     # registry
     "add_evaluation", "alias_history", "alias_holder", "alias_stack", "aliases_by_version", "list_evaluations",
     "list_model_versions", "model_name_exists", "next_model_version", "parse_model_ref", "register_model_version",

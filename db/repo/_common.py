@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, case, text
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.errors import UnsupportedDatabase
-from db.models import Job, JobStatus
+from db.models import Job, JobStatus, utcnow
 
 # Rows per INSERT statement: well under SQLite's 32k bound parameters and PostgreSQL's 65k.
 ROWS_PER_STATEMENT = 500
@@ -51,3 +53,14 @@ def short_lock_timeout(session: Session, seconds: float = 2.0) -> None:
     instead of waiting behind a frozen holder. SQLite has one writer at a time and its own busy timeout."""
     if is_postgresql(session):
         session.execute(text(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"))
+
+
+def clock(session: Session):
+    """Now by the database's clock, for leases, expiry and stamps: on PostgreSQL now() (this transaction's start)
+    as an SQL expression, so hosts with skewed clocks agree; SQLite's clock is this host's."""
+    return func.now() if is_postgresql(session) else utcnow()
+
+
+def database_now(session: Session) -> datetime:
+    """The database's clock read as a value (see ``clock``)."""
+    return session.scalar(select(func.now())) if is_postgresql(session) else utcnow()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import OperationalError
 
 from db import repo
-from db.models import JobStatus, utcnow
+from db.models import JobStatus
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
 from worker.jobs.runtime import one_line
@@ -38,11 +38,11 @@ class ReapReport:
 
 def reap(settings: Settings | None = None, *, now: datetime | None = None) -> ReapReport:
     settings = settings or get_settings()
-    now = now or utcnow()
     report = ReapReport()
     to_publish: list[tuple[int, str]] = []
     sessions = session_factory_for(settings.resolved_database_url)
     with sessions.begin() as s:
+        now = repo.database_now(s) if now is None else now  # the database's clock: hosts' clocks may be skewed
         expired = repo.expired_job_ids(s, now)
     for job_id in expired:  # one transaction per job, skipping locked rows: one stuck row holds up no other
         try:
