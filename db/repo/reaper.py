@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidTransition
-from db.models import FINISHED_STATUSES, Job, JobStatus, utcnow
-from db.repo._common import streak_after_this_attempt
+from db.models import FINISHED_STATUSES, Job, JobStatus
+from db.repo._common import clock, streak_after_this_attempt
 from db.repo.shards import Aggregate, finalize_parent_of
 
 
@@ -80,5 +80,5 @@ def touch_stale_queued_jobs(session: Session, older_than: datetime, limit: int =
         select(Job.id, Job.kind).where(Job.status == JobStatus.queued.value, Job.updated_at < older_than,
                                        Job.cancel_requested.is_(False)).order_by(Job.id).limit(limit)))
     if rows:
-        session.execute(update(Job).where(Job.id.in_([r[0] for r in rows])).values(updated_at=utcnow()))
+        session.execute(update(Job).where(Job.id.in_([r[0] for r in rows])).values(updated_at=clock(session)))
     return [(i, k) for i, k in rows]
