@@ -119,3 +119,30 @@ def test_a_requeued_job_says_which_attempt_failed_and_why(any_db_url, make_setti
     with session_factory_for(any_db_url).begin() as s:
         job = repo.get_job(s, job_id)
         assert (job.status, job.error) == ("queued", "attempt 1 failed, will retry: SystemicError: all 64 documents failed")
+
+
+def test_a_storage_hiccup_while_reading_an_artifact_is_transient_but_a_bad_hash_or_missing_file_is_not(
+        minilm_artifact, monkeypatch, tmp_path):
+    import builtins
+    import errno
+
+    from worker.ml.artifact import verify_artifact
+    from worker.ml.errors import StorageUnavailable
+
+    path, sha = minilm_artifact
+    with pytest.raises(CorruptArtifact) as bad_hash:
+        verify_artifact(path, "0" * 64)
+    with pytest.raises(CorruptArtifact) as missing:
+        verify_artifact(tmp_path, sha)
+    assert kind_of(bad_hash.value) is kind_of(missing.value) is ErrorKind.permanent
+    real_open = builtins.open
+
+    def nfs_hiccup(file, *args, **kwargs):
+        if str(file).endswith("model.safetensors"):
+            raise OSError(errno.EIO, "Input/output error", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", nfs_hiccup)
+    with pytest.raises(StorageUnavailable) as hiccup:
+        verify_artifact(path, sha)
+    assert kind_of(hiccup.value) is ErrorKind.transient and "Input/output error" in str(hiccup.value)

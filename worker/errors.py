@@ -6,7 +6,8 @@
 
 The job runtime reads the type only, never the message (``kind_of``). Errors defined where this module cannot be
 imported count by their own base: ``InvalidName`` (db may import only db) and ``MLError`` (worker/ml imports
-nothing of ours) are permanent; SQLAlchemy's operational errors and disconnects are transient.
+nothing of ours) are permanent; SQLAlchemy's operational errors and disconnects, and ``StorageUnavailable`` (a
+storage error other than a missing or unreadable file while an artifact is read), are transient.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import enum
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from db.names import InvalidName
-from worker.ml.errors import Cancelled, MLError
+from worker.ml.errors import Cancelled, MLError, StorageUnavailable
 
 
 class BertjobsError(Exception):
@@ -62,7 +63,8 @@ class ErrorKind(str, enum.Enum):
 
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (PermanentError, InvalidName, MLError)
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError, DisconnectionError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError, DisconnectionError,
+                                                    StorageUnavailable)
 
 
 def kind_of(exc: BaseException) -> ErrorKind:
