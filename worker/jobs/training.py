@@ -133,13 +133,16 @@ def _callbacks(ctx: JobContext, config):
                      record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
                      record["accuracy"], record["macro_f1"], record["seconds"])
 
-    def on_checkpoint(epoch: int) -> None:  # durable progress: the attempt budget starts again (runtime.py)
+    def commit_checkpoint(rename) -> None:
+        """The checkpoint goes in place only while this attempt owns the job (the row locked), and counts as
+        durable progress (the attempt budget starts again, runtime.py)."""
         with ctx.sessions.begin() as s:
             ctx.fenced(s)
+            rename()
             repo.mark_progress(s, ctx.job_id, ctx.attempt)
 
     return Callbacks(on_step=on_step, on_epoch=on_epoch, on_batch=on_batch, should_stop=ctx.should_stop,
-                     on_checkpoint=on_checkpoint)
+                     commit_checkpoint=commit_checkpoint)
 
 
 def _hyperparameters(result, config) -> dict:
