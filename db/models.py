@@ -107,6 +107,12 @@ class Job(Base):
     progress_done: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     progress_total: Mapped[int | None] = mapped_column(BigInteger)
     cursor: Mapped[int | None] = mapped_column(BigInteger)
+    # The attempt budget counts attempts without progress: progress_mark moves with every durable step (a
+    # committed page, a recorded checkpoint); an attempt that ends (an error, a lost worker) without moving it
+    # adds one to attempts_without_progress, one that moved it sets it to 0; the job is dead at max_attempts.
+    progress_mark: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    progress_mark_at_claim: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    attempts_without_progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())

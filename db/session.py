@@ -47,14 +47,22 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-_factories: dict[str, sessionmaker[Session]] = {}
+_factories: dict[tuple[str, float | None], sessionmaker[Session]] = {}
 
 
-def session_factory_for(url: str) -> sessionmaker[Session]:
-    """One engine and session factory per URL per process (created lazily, so a forked child makes its own)."""
-    if url not in _factories:
-        _factories[url] = make_session_factory(make_engine(url))
-    return _factories[url]
+def session_factory_for(url: str, *, idle_in_transaction_seconds: float | None = None) -> sessionmaker[Session]:
+    """One engine and session factory per URL per process (created lazily, so a forked child makes its own).
+
+    ``idle_in_transaction_seconds`` (PostgreSQL): the server ends a session idle inside a transaction that long
+    (default a minute). Workers pass about their lease, so a frozen worker's row locks go with its lease."""
+    key = (url, idle_in_transaction_seconds)
+    if key not in _factories:
+        kwargs = {}
+        if idle_in_transaction_seconds is not None and make_url(url).get_backend_name() == "postgresql":
+            timeout_ms = max(1000, int(idle_in_transaction_seconds * 1000))
+            kwargs["connect_args"] = {"options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}
+        _factories[key] = make_session_factory(make_engine(url, **kwargs))
+    return _factories[key]
 
 
 def dispose_all() -> None:

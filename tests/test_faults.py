@@ -147,6 +147,18 @@ def test_a_job_that_kills_its_worker_every_time_ends_dead_and_the_others_finish(
     _assert_each_document_once(url, "inbox", model)
 
 
+def test_a_job_preempted_again_and_again_with_progress_in_between_succeeds(
+        workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    load_documents(url, "preempted", rt_rows[:288])  # 9 pages of 32: each attempt commits 2, then its worker dies
+    workers.start("a")
+    job = submit_classification("preempted", model, settings=service_settings)  # max_attempts 3
+    [snap] = _reap_until_finished([job], service_settings, timeout=240)
+    assert (snap.status, snap.attempt) == ("succeeded", 5)  # 4 workers lost, each after progress
+    assert snap.result["classified"] == 288
+    _assert_each_document_once(url, "preempted", model)
+
+
 def test_two_workers_given_the_same_job_at_once_run_it_once(workers, service_settings, minilm_artifact, rt_rows):
     url = service_settings.resolved_database_url
     model = _register(url, minilm_artifact)
@@ -172,6 +184,32 @@ def test_a_worker_paused_past_its_lease_has_its_writes_rejected_when_it_resumes(
     workers.signal("a", signal.SIGCONT)
     wait_for(lambda: "no longer owns the job" in workers.log("a") or "lost its lease" in workers.log("a"),
              timeout=60, what="the stale worker noticing it lost the job")
+    assert job.snapshot().attempt == 2
+    _assert_each_document_once(url, "inbox", model)
+
+
+def test_a_worker_frozen_inside_its_page_transaction_holds_up_no_recovery(
+        workers, service_settings, rt_model, rt_rows, tmp_path):
+    url, model = service_settings.resolved_database_url, rt_model
+    flag = tmp_path / "freeze-now"
+    load_documents(url, "inbox", rt_rows[:600])
+    workers.start("a", BERTJOBS_TEST_FREEZE_FLAG=str(flag))
+    job = submit_classification("inbox", model, settings=service_settings)
+    wait_for(lambda: _running_with_progress(job, 64), timeout=120, what="progress")
+    flag.touch()
+    wait_for(lambda: not flag.exists(), timeout=30, what="worker a frozen inside its page transaction")
+    frozen_at = time.monotonic()
+    workers.start("b")
+    while job.snapshot().attempt < 2:  # the reaper never waits on the frozen row; the takeover follows its lease
+        started = time.monotonic()
+        reap(service_settings)
+        assert time.monotonic() - started < 3
+        assert time.monotonic() - frozen_at < 30, "not taken over within the lease and a reaper interval"
+        time.sleep(0.5)
+    snap = job.wait(timeout=180)
+    assert (snap.status, snap.attempt) == ("succeeded", 2)
+    workers.signal("a", signal.SIGCONT)
+    wait_for(lambda: "no longer owns the job" in workers.log("a"), timeout=60, what="worker a's writes rejected")
     assert job.snapshot().attempt == 2
     _assert_each_document_once(url, "inbox", model)
 
@@ -249,6 +287,26 @@ def test_database_connections_terminated_mid_job_then_the_job_recovers(
     _assert_each_document_once(url, "inbox", model)
 
 
+def test_documents_deleted_and_edited_by_another_application_during_a_bulk_job(
+        workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=32)
+    sessions = session_factory_for(url)
+    deleted = 0
+    while not job.snapshot().finished and deleted < 40:  # the first documents after the cursor: the page in flight
+        with sessions.begin() as s:
+            deleted += s.execute(text(
+                "DELETE FROM documents WHERE id IN (SELECT id FROM documents WHERE collection = 'inbox' AND id > "
+                "(SELECT coalesce(cursor, 0) FROM jobs WHERE id = :j) ORDER BY id LIMIT 4)"), {"j": job.id}).rowcount
+            s.execute(text("UPDATE documents SET text = text || ' (edited)', updated_at = now() WHERE id = "
+                           "(SELECT max(id) FROM documents WHERE collection = 'inbox')"))
+        time.sleep(0.3)
+    snap = job.wait(timeout=180)
+    assert (snap.status, snap.attempt) == ("succeeded", 1)
+    assert deleted >= 8 and snap.result["classified"] == 600 - deleted
+    _assert_each_document_once(url, "inbox", model)
+
+
 def test_cancelling_a_running_bulk_job_stops_it_before_its_next_page(workers, service_settings, rt_model, rt_rows):
     url, model = service_settings.resolved_database_url, rt_model
     job = _bulk_job_under_way(workers, service_settings, model, rt_rows[:600], at_least=32)
@@ -296,6 +354,23 @@ def test_poison_documents_fail_alone_and_the_rest_of_the_batch_is_classified(
     assert errors["huge"].startswith("text is longer than 100000 characters")
     assert errors["poison-1"] == errors["poison-2"] == "prediction failed: RuntimeError: the model choked on this input"
     _assert_each_document_once(url, "inbox", model)
+
+
+@pytest.mark.parametrize("broken", ["the model is broken", "CUDA error: an illegal memory access was encountered"])
+def test_a_model_that_fails_every_document_writes_no_failure_rows_and_the_job_ends_dead(
+        broken, workers, service_settings, rt_model, rt_rows):
+    url, model = service_settings.resolved_database_url, rt_model
+    load_documents(url, "inbox", rt_rows[:64])
+    workers.start("a", BERTJOBS_TEST_BROKEN_MODEL=broken)
+    job = submit_classification("inbox", model, settings=service_settings)
+    [snap] = _reap_until_finished([job], service_settings)
+    assert (snap.status, snap.attempt) == ("dead", 3)
+    assert f": all 32 documents failed the same way: RuntimeError: {broken}" in snap.error
+    with session_factory_for(url).begin() as s:
+        assert s.scalar(text("SELECT count(*) FROM predictions")) == 0
+    if broken.startswith("CUDA"):  # each attempt ended its worker process; prefork started another
+        assert workers.log("a").count("this worker process ends") == 3
+        assert workers.procs["a"].poll() is None
 
 
 def test_a_long_task_redelivered_after_a_short_visibility_timeout_does_not_run_twice(

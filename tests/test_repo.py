@@ -299,3 +299,34 @@ def test_a_sharded_parent_ends_in_the_transaction_of_its_last_shard_with_their_t
     assert {k: parent.result[k] for k in ("shards", "model", "documents", "classified", "failed")} == {
         "shards": ids, "model": "m:1", "documents": 10, "classified": 9, "failed": 1}
     assert repo.finalize_parent(pg_session, parent.id, parent_outcome) is False  # once only
+
+
+def test_leases_expiry_and_stamps_follow_the_database_clock_not_this_hosts(clean_pg, make_settings, monkeypatch):
+    """This host's clock runs an hour fast: the lease it takes is still a minute by PostgreSQL's clock, the reaper
+    leaves the job alone, and a page read now is not stamped an hour in the future."""
+    import sys
+
+    from db.session import session_factory_for
+    from helpers import insert_job
+    from worker.jobs.paging import walk_pages
+    from worker.ops.reaper import reap
+
+    def fast():
+        return datetime.now(timezone.utc) + timedelta(hours=1)
+
+    for module in [m for name, m in list(sys.modules.items()) if name.split(".")[0] in ("db", "worker")]:
+        if getattr(module, "utcnow", None) is utcnow:
+            monkeypatch.setattr(module, "utcnow", fast)
+    job_id = insert_job(clean_pg, "classify", {"collection": "c", "model": "m"})
+    sessions = session_factory_for(clean_pg)
+    with sessions.begin() as s:
+        assert repo.claim_job(s, job_id, "w1", lease_seconds=60) == 1
+        repo.upsert_documents(s, "c", [{"external_id": "a", "text": "hello"}])
+    report = reap(make_settings(clean_pg))
+    assert report.requeued == report.dead == []
+    with sessions.begin() as s:
+        left = s.scalar(text("SELECT extract(epoch FROM lease_expires_at - now()) FROM jobs WHERE id = :i"),
+                        {"i": job_id})
+        assert 50 < left <= 60
+    [(_, _, read_at)] = list(walk_pages(sessions, "c", None, 10))
+    assert read_at < datetime.now(timezone.utc) + timedelta(minutes=5)

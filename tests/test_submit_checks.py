@@ -212,3 +212,25 @@ def test_a_sqlite_row_whose_params_are_not_json_fails_on_its_first_claim(sqlite_
         status, attempt, error = s.execute(text("SELECT status, attempt, error FROM jobs WHERE id = :i"),
                                            {"i": job_id}).one()
     assert (status, attempt) == ("failed", 1) and error.startswith("job parameters are not JSON: ")
+
+
+def test_a_base_model_outside_the_allow_list_is_refused_at_submit_and_by_the_worker(
+        any_db_url, env_db, tiny_base_model, tmp_path, capsys):
+    from helpers import insert_job
+    from worker.config import get_settings
+
+    allowed = f"{tiny_base_model}/,sentence-transformers/,bert-base-uncased"
+    env_db(any_db_url, broker_url="redis://127.0.0.1:1/0", allowed_base_models=allowed)
+    load_documents(any_db_url, "train", sentiment_rows(8))
+    for base in ("/etc", "evil-org/model", "bert-base-uncased-evil", str(tmp_path)):
+        assert main(["train", "--collection", "train", "--base-model", base]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: base model {base!r} is not allowed here; BERTJOBS_ALLOWED_BASE_MODELS allows " \
+                      f"{allowed.replace(',', ', ')}\n", err
+    assert _job_count(any_db_url) == 0
+    # A row written with SQL skips the submit checks; the worker fails it, with the same line, at once.
+    job_id = insert_job(any_db_url, "train", {"collection": "train", "base_model": "/etc", "model_name": "x"})
+    assert jobs.run_training(job_id, settings=get_settings()) is jobs.Outcome.failed
+    with session_factory_for(any_db_url).begin() as s:
+        job = repo.get_job(s, job_id)
+        assert (job.status, job.attempt) == ("failed", 1) and "is not allowed here" in job.error

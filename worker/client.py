@@ -21,7 +21,8 @@ from db.models import FINISHED_STATUSES, JobKind
 from db.session import session_factory_for
 from worker.config import Settings, SettingsError, check_engine, get_settings
 from worker.errors import InvalidJob, JobFailed  # noqa: F401 - JobFailed is part of this API
-from worker.jobs.params import ClassifyParams, EvaluateParams, TrainParams, check_local_base_model
+from worker.jobs.params import (ClassifyParams, EvaluateParams, TrainParams, check_allowed_base_model,
+                                check_local_base_model)
 from worker.publish import publish
 from worker.jobs.shards import parent_outcome
 
@@ -193,11 +194,14 @@ def submit_training(
     """Queue a fine-tuning job on the labelled documents of ``collection``. Options: see TrainConfig.
 
     Raises InvalidJob (and queues nothing) for an unknown collection, a filter matching no document, no labelled
-    documents, unlabelled ones without ``skip_unlabelled``, or a local base-model folder without config and weights.
+    documents, unlabelled ones without ``skip_unlabelled``, a local base-model folder without config and weights,
+    or a base model outside BERTJOBS_ALLOWED_BASE_MODELS.
     """
     params = TrainParams(collection=collection, base_model=base_model, model_name=model_name or collection,
                          options=dict(options or {}), skip_unlabelled=skip_unlabelled, filter=filter,
                          description=description, tags=dict(tags or {}))
+    settings = settings or get_settings()
+    check_allowed_base_model(params.base_model, settings.allowed_base_models)
     return _submit(JobKind.train, params.to_dict(), settings, idempotency_key, max_attempts, enqueue)
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     nightly_collections: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Collections the nightly run classifies.")
     nightly_time: str = Field("02:00", description="When beat starts the nightly run, HH:MM in UTC.")
 
+    # Comma-separated, as nightly_collections. Enforced at submit and by workers (a job row is SQL anyone may write).
+    allowed_base_models: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "Base models a training job may name: folder prefixes (absolute paths) and hub id prefixes "
+        "('org/' or an exact id); empty: any."))
+
     max_text_chars: int = Field(100_000, ge=1, description="Longest document text accepted on import and classified.")
     classify_chunk_size: int = Field(512, ge=1, description="Documents per page of a classification job: read, "
                                      "classified and committed together with the job's progress.")
@@ -59,7 +64,7 @@ class Settings(BaseSettings):
     ui_port: int = Field(8000, ge=1, le=65535, description="Port of `bertjobs ui`.")
     ui_token: str = Field("", description="Token the web view asks for (required when it is not on loopback).")
 
-    @field_validator("nightly_collections", mode="before")
+    @field_validator("nightly_collections", "allowed_base_models", mode="before")
     @classmethod
     def _comma_separated(cls, value):
         if isinstance(value, str):

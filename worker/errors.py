@@ -6,7 +6,8 @@
 
 The job runtime reads the type only, never the message (``kind_of``). Errors defined where this module cannot be
 imported count by their own base: ``InvalidName`` (db may import only db) and ``MLError`` (worker/ml imports
-nothing of ours) are permanent; SQLAlchemy's operational errors and disconnects are transient.
+nothing of ours) are permanent; SQLAlchemy's operational errors and disconnects, and ``StorageUnavailable`` (a
+storage error other than a missing or unreadable file while an artifact is read), are transient.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import enum
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from db.names import InvalidName
-from worker.ml.errors import Cancelled, MLError
+from worker.ml.errors import Cancelled, MLError, StorageUnavailable
 
 
 class BertjobsError(Exception):
@@ -32,6 +33,10 @@ class TransientError(BertjobsError):
 
 class SystemicError(BertjobsError):
     """Everything fails the same way (every document, a poisoned CUDA context): retry the attempt."""
+
+
+class AcceleratorPoisoned(SystemicError):
+    """A CUDA error: the process's accelerator context is unusable. The attempt is retried, the process ends."""
 
 
 class InvalidJob(PermanentError, ValueError):
@@ -58,7 +63,8 @@ class ErrorKind(str, enum.Enum):
 
 
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (PermanentError, InvalidName, MLError)
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError, DisconnectionError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, OperationalError, DisconnectionError,
+                                                    StorageUnavailable)
 
 
 def kind_of(exc: BaseException) -> ErrorKind:
@@ -72,6 +78,6 @@ def kind_of(exc: BaseException) -> ErrorKind:
     return ErrorKind.unexpected
 
 
-__all__ = ["BertjobsError", "PermanentError", "TransientError", "SystemicError", "InvalidJob", "InvalidName",
+__all__ = ["BertjobsError", "PermanentError", "TransientError", "SystemicError", "AcceleratorPoisoned", "InvalidJob", "InvalidName",
            "JobFailed", "JobCancelled", "LeaseLost", "Cancelled", "MLError", "ErrorKind", "PERMANENT_ERRORS",
            "TRANSIENT_ERRORS", "kind_of"]

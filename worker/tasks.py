@@ -10,7 +10,6 @@ from worker import jobs
 from worker.ops import nightly, reaper
 from worker.celery_app import TASKS, app
 from worker.client import JobHandle
-from worker.config import get_settings
 from worker.errors import JobCancelled, JobFailed
 from worker.publish import publish
 
@@ -19,7 +18,7 @@ _ENDED_BADLY = {jobs.Outcome.failed, jobs.Outcome.dead, jobs.Outcome.cancelled}
 
 def _finish(task, job_id: int, outcome: jobs.Outcome) -> str:
     if outcome is jobs.Outcome.retry:
-        task.apply_async(args=[job_id], countdown=get_settings().retry_delay_seconds)
+        task.apply_async(args=[job_id], countdown=jobs.retry_countdown(job_id))
     if outcome in _ENDED_BADLY:
         reason = JobHandle(job_id).snapshot().error or outcome.value
         if outcome is jobs.Outcome.cancelled:

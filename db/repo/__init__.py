@@ -9,6 +9,7 @@ the transaction. Callers use the package (``from db import repo; repo.claim_job(
 - ``predictions``: the bulk upsert of predictions and the reads of results.
 """
 from db.names import parse_model_ref
+from db.repo._common import clock, database_now, short_lock_timeout
 from db.repo.documents import (
     FILTER_KEYS,
     LabelledSet,
@@ -25,6 +26,7 @@ from db.repo.documents import (
 )
 from db.repo.jobs import (
     active_jobs,
+    attempts_without_progress,
     claim_job,
     create_job,
     fence,
@@ -34,6 +36,7 @@ from db.repo.jobs import (
     job_by_dedupe_key,
     job_kind,
     list_jobs,
+    mark_progress,
     request_cancel,
     requeue_job,
     set_progress,
@@ -49,7 +52,8 @@ from db.repo.predictions import (
 from db.repo.reaper import (
     ExpiredJob,
     cancel_pending_queued,
-    expired_jobs,
+    expired_job_ids,
+    lock_expired,
     release_expired,
     touch_stale_queued_jobs,
 )
@@ -84,13 +88,13 @@ __all__ = [
     "FILTER_KEYS", "LabelledSet", "UpsertCounts", "collection_exists", "count_documents", "count_labelled",
     "document_filter", "id_ranges", "load_labelled", "max_document_id", "read_documents", "upsert_documents",
     # jobs
-    "active_jobs", "claim_job", "create_job", "fence", "finish_job", "get_job", "heartbeat", "job_by_dedupe_key",
-    "job_kind", "list_jobs", "request_cancel", "requeue_job", "set_progress", "set_progress_detail",
+    "active_jobs", "attempts_without_progress", "claim_job", "create_job", "fence", "finish_job", "get_job", "heartbeat", "job_by_dedupe_key",
+    "job_kind", "list_jobs", "mark_progress", "request_cancel", "requeue_job", "set_progress", "set_progress_detail",
     # shards
     "Aggregate", "ParentOutcome", "ShardRow", "add_progress", "create_shards", "finalize_parent",
     "finalize_parent_of",
     # reaper
-    "ExpiredJob", "cancel_pending_queued", "expired_jobs", "release_expired", "touch_stale_queued_jobs",
+    "ExpiredJob", "cancel_pending_queued", "short_lock_timeout", "clock", "database_now", "expired_job_ids", "lock_expired", "release_expired", "touch_stale_queued_jobs",
     # registry
     "add_evaluation", "alias_history", "alias_holder", "alias_stack", "aliases_by_version", "list_evaluations",
     "list_model_versions", "model_name_exists", "next_model_version", "parse_model_ref", "register_model_version",

@@ -28,7 +28,7 @@ class UpsertCounts:
 # for none) and become jsonb server-side.
 _PG_UPSERT_DOCUMENTS = text("""
 INSERT INTO documents (collection, external_id, text, label, labels, created_at, updated_at)
-SELECT :collection, e, t, l, CAST(ls AS JSONB), :now, :now
+SELECT :collection, e, t, l, CAST(ls AS JSONB), clock_timestamp(), clock_timestamp()
 FROM unnest(CAST(:e AS TEXT[]), CAST(:t AS TEXT[]), CAST(:l AS TEXT[]), CAST(:ls AS TEXT[])) AS u(e, t, l, ls)
 ON CONFLICT (collection, external_id) DO UPDATE
 SET text = EXCLUDED.text, label = EXCLUDED.label, labels = EXCLUDED.labels, updated_at = EXCLUDED.updated_at
@@ -61,7 +61,7 @@ def _upsert_postgresql(session: Session, collection: str, rows: list[dict[str, A
     inserted = updated = 0
     for chunk in chunks(rows, 5000):
         written = session.execute(_PG_UPSERT_DOCUMENTS, {
-            "collection": collection, "now": utcnow(), "e": [r["external_id"] for r in chunk],
+            "collection": collection, "e": [r["external_id"] for r in chunk],
             "t": [r["text"] for r in chunk], "l": [r.get("label") for r in chunk],
             "ls": [None if (ls := _label_set(r)) is None else json.dumps(ls, ensure_ascii=False)
                    for r in chunk]}).scalars().all()

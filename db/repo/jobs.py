@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidTransition
-from db.models import FINISHED_STATUSES, Job, JobStatus, utcnow
-from db.repo._common import fenced, insert
+from db.models import FINISHED_STATUSES, Job, JobStatus
+from db.repo._common import clock, fenced, insert, streak_after_this_attempt
 from db.repo.shards import Aggregate, finalize_parent, finalize_parent_of
 
 
@@ -75,19 +75,24 @@ def list_jobs(session: Session, *, limit: int = 50, status: str | None = None, k
 def claim_job(session: Session, job_id: int, owner: str, lease_seconds: int, now: datetime | None = None) -> int | None:
     """Atomically take a queued job, or a running one whose lease expired. Returns the new attempt, or None.
 
-    Zero rows means someone else owns it, it is finished, cancelled, or out of attempts.
+    Zero rows means someone else owns it, it is finished, cancelled, or out of attempts: ``max_attempts``
+    attempts in a row ended without durable progress (taking over an expired lease ends its attempt here).
     """
-    now = now or utcnow()
+    now = clock(session) if now is None else now
+    running = Job.status == JobStatus.running.value
     claimable = or_(
-        Job.status == JobStatus.queued.value,
-        and_(Job.status == JobStatus.running.value, Job.lease_expires_at < now),
+        and_(Job.status == JobStatus.queued.value, Job.attempts_without_progress < Job.max_attempts),
+        and_(running, Job.lease_expires_at < now, streak_after_this_attempt() < Job.max_attempts),
     )
     stmt = (
         update(Job)
-        .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False), Job.attempt < Job.max_attempts)
+        .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False))
         .values(
             status=JobStatus.running.value,
             attempt=Job.attempt + 1,
+            attempts_without_progress=case((running, streak_after_this_attempt()),
+                                           else_=Job.attempts_without_progress),
+            progress_mark_at_claim=Job.progress_mark,
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             started_at=func.coalesce(Job.started_at, now),
@@ -98,15 +103,26 @@ def claim_job(session: Session, job_id: int, owner: str, lease_seconds: int, now
     return session.execute(stmt).scalar_one_or_none()
 
 
+def attempts_without_progress(session: Session, job_id: int) -> int:
+    """Attempts in a row without durable progress, counting the current one as it ends (read under the fence)."""
+    return session.scalar(select(streak_after_this_attempt()).where(Job.id == job_id))
+
+
+def mark_progress(session: Session, job_id: int, attempt: int) -> bool:
+    """Record durable progress that is not a page (a training checkpoint written), fenced."""
+    return session.execute(update(Job).where(fenced(job_id, attempt)).values(
+        progress_mark=Job.progress_mark + 1, updated_at=clock(session))).rowcount == 1
+
+
 def fence(session: Session, job_id: int, attempt: int) -> bool:
     """Lock the job row if this attempt still owns it. Call first in every transaction that writes results."""
-    result = session.execute(update(Job).where(fenced(job_id, attempt)).values(updated_at=utcnow()))
+    result = session.execute(update(Job).where(fenced(job_id, attempt)).values(updated_at=clock(session)))
     return result.rowcount == 1
 
 
 def heartbeat(session: Session, job_id: int, attempt: int, lease_seconds: int) -> bool | None:
     """Extend the lease. Returns cancel_requested, or None when this attempt no longer owns the job."""
-    now = utcnow()
+    now = clock(session)
     stmt = (
         update(Job)
         .where(fenced(job_id, attempt))
@@ -122,11 +138,12 @@ def set_progress(
 ) -> bool:
     """Record progress (fenced). ``detail`` is for display only (``result["progress"]`` while the job runs:
     epoch and loss, documents in flight); the job's outcome replaces it when it finishes."""
-    values: dict[str, Any] = {"progress_done": done, "updated_at": utcnow()}
+    values: dict[str, Any] = {"progress_done": done, "updated_at": clock(session)}
     if total is not None:
         values["progress_total"] = total
-    if cursor is not None:
+    if cursor is not None:  # a committed page: durable progress
         values["cursor"] = cursor
+        values["progress_mark"] = Job.progress_mark + 1
     if detail is not None:
         values["result"] = {"progress": detail}
     return session.execute(update(Job).where(fenced(job_id, attempt)).values(**values)).rowcount == 1
@@ -152,7 +169,7 @@ def finish_job(
     if status not in FINISHED_STATUSES:
         raise InvalidTransition(f"a job cannot finish {getattr(status, 'value', status)!r}; its final statuses are "
                                 f"{', '.join(s.value for s in FINISHED_STATUSES)}")
-    now = utcnow()
+    now = clock(session)
     values: dict[str, Any] = {"status": status.value, "finished_at": now, "updated_at": now,
                               "lease_owner": None, "lease_expires_at": None, "error": error}
     if result is not None:
@@ -163,15 +180,18 @@ def finish_job(
     return True
 
 
-def requeue_job(session: Session, job_id: int, attempt: int, error: str, *, aggregate: Aggregate) -> bool:
-    """Give a job back to the queue after a failure worth retrying (fenced); a job asked to cancel ends instead."""
+def requeue_job(session: Session, job_id: int, attempt: int, error: str, *, aggregate: Aggregate,
+                without_progress: int = 0) -> bool:
+    """Give a job back to the queue after a failure worth retrying (fenced); a job asked to cancel ends instead.
+    ``without_progress``: attempts in a row without progress, this one included (attempts_without_progress)."""
     if session.execute(update(Job).where(fenced(job_id, attempt), Job.cancel_requested.is_(True))
                        .values(status=JobStatus.cancelled.value, lease_owner=None, lease_expires_at=None,
-                               finished_at=utcnow(), updated_at=utcnow(), error="cancelled on request")).rowcount:
+                               finished_at=clock(session), updated_at=clock(session),
+                               error="cancelled on request")).rowcount:
         finalize_parent_of(session, job_id, aggregate)
         return True
     values = {"status": JobStatus.queued.value, "lease_owner": None, "lease_expires_at": None,
-              "error": error, "updated_at": utcnow()}
+              "error": error, "updated_at": clock(session), "attempts_without_progress": without_progress}
     return session.execute(update(Job).where(fenced(job_id, attempt)).values(**values)).rowcount == 1
 
 
@@ -182,7 +202,7 @@ def request_cancel(session: Session, job_id: int, *, aggregate: Aggregate) -> Jo
         return None
     if job.status in {s.value for s in FINISHED_STATUSES}:
         return job
-    now = utcnow()
+    now = clock(session)
     values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
     unfinished = Job.status.not_in([st.value for st in FINISHED_STATUSES])
     # Shards first, then the job: the same lock order as a shard's own transaction (child, then parent).

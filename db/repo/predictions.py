@@ -26,10 +26,16 @@ _UPDATED_ON_CONFLICT = tuple(c for c in _PREDICTION_COLUMNS if c not in _PREDICT
 # Measured side by side with pages of 512 (bench/README.md): 1.1-1.2x the eight unnest() arrays this
 # replaces, whose per-element array adaptation in the driver cost twice the client CPU; COPY into a temporary
 # staging table saved as much client CPU but gave it back in slower commits.
+#
+# Only rows whose document still exists are written: another application may delete documents while a job
+# runs. FOR KEY SHARE waits for a delete in flight and then skips its row, so no foreign-key violation fails
+# the page (the caller retries a page that still meets one).
 _PG_UPSERT_PREDICTIONS = text(f"""
 INSERT INTO predictions ({", ".join(_PREDICTION_COLUMNS)})
-SELECT {", ".join(_PREDICTION_COLUMNS)}
-FROM json_populate_recordset(CAST(NULL AS predictions), CAST(:rows AS JSON))
+SELECT {", ".join(f"r.{c}" for c in _PREDICTION_COLUMNS)}
+FROM json_populate_recordset(CAST(NULL AS predictions), CAST(:rows AS JSON)) AS r
+JOIN documents AS d ON d.id = r.document_id
+FOR KEY SHARE OF d
 ON CONFLICT ({", ".join(_PREDICTION_KEY)}) DO UPDATE SET
 {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED_ON_CONFLICT)}
 """)
@@ -67,6 +73,7 @@ def _predictions_json(rows: Sequence[dict[str, Any]]) -> str:
 
 def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Write predictions keyed by (document, model version), many rows per statement. Re-running overwrites.
+    A row whose document no longer exists (deleted while the job ran) is left out.
 
     Runs in the caller's transaction and never commits. On PostgreSQL a (document, model version) may appear
     once in ``rows`` (twice is an error, as before); a NaN inside ``scores`` is a ValueError (JSON has none).
@@ -74,8 +81,13 @@ def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
     if is_postgresql(session):
-        session.execute(_PG_UPSERT_PREDICTIONS, {"rows": _predictions_json(rows)})
-        return len(rows)
+        return session.execute(_PG_UPSERT_PREDICTIONS, {"rows": _predictions_json(rows)}).rowcount
+    # SQLite: the caller's fenced write holds the database's one write lock, so no delete comes in between.
+    wanted = {r["document_id"] for r in rows}
+    present = set()
+    for chunk in chunks(sorted(wanted)):
+        present.update(session.scalars(select(Document.id).where(Document.id.in_(chunk))))
+    rows = [r for r in rows if r["document_id"] in present]
     for chunk in chunks(rows):
         stmt = insert(session, Prediction)
         stmt = stmt.on_conflict_do_update(

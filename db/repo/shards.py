@@ -13,8 +13,8 @@ from typing import Any, Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import FINISHED_STATUSES, Job, JobStatus, utcnow
-from db.repo._common import fenced
+from db.models import FINISHED_STATUSES, Job, JobStatus
+from db.repo._common import clock, database_now, fenced
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ Aggregate = Callable[[list[ShardRow], datetime | None, datetime], ParentOutcome]
 def create_shards(session: Session, parent_id: int, attempt: int, params: list[dict[str, Any]],
                   max_attempts: int, total: int) -> list[int]:
     """Insert queued child jobs and park the parent (running, no lease: it finishes with its last shard)."""
-    now = utcnow()
+    now = clock(session)
     ids = []
     for p in params:
         job = Job(kind="classify", params=p, max_attempts=max_attempts, parent_id=parent_id,
@@ -59,7 +59,7 @@ def add_progress(session: Session, job_id: int, done: int) -> None:
 
 def finalize_parent(session: Session, parent_id: int, aggregate: Aggregate) -> bool:
     """Finish a sharded job once the database says all its shards have finished. True if it did."""
-    now = utcnow()
+    now = database_now(session)
     # Lock the parent row: two shards finishing at once are serialized here.
     locked = session.execute(update(Job).where(Job.id == parent_id, Job.status == JobStatus.running.value,
                                                Job.lease_expires_at.is_(None)).values(updated_at=now))

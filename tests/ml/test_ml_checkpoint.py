@@ -77,3 +77,20 @@ def test_a_saved_trainer_state_restores_every_random_generator_the_run_draws_fro
 
     assert draws() == first
     assert trainer.resumed_from_epoch == 0
+
+
+def test_a_checkpoint_whose_commit_refuses_leaves_the_current_one_in_place(tmp_path):
+    """A stale attempt's checkpoint is written under its own name and never renamed over the current one."""
+    from worker.ml.checkpoint import save_checkpoint
+
+    class StaleAttempt(Exception):
+        pass
+
+    def refuse(rename):
+        raise StaleAttempt("a newer attempt owns the job")
+
+    save_checkpoint(tmp_path, {"key": "k", "epoch": 2}, commit=lambda rename: rename())
+    with pytest.raises(StaleAttempt):
+        save_checkpoint(tmp_path, {"key": "k", "epoch": 1}, commit=refuse)
+    assert load_checkpoint(tmp_path, "k")["epoch"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]

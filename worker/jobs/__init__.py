@@ -11,8 +11,10 @@ from worker.jobs.classification import run_classification
 from worker.jobs.evaluation import run_evaluation
 from worker.jobs.inline import run_inline
 from worker.jobs.paging import walk_pages
-from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, default_owner, log, one_line
+from worker.jobs.runtime import (JobContext, Outcome, Publish, ReportProgress, default_owner, log, one_line,
+                                 retry_countdown)
 from worker.jobs.training import run_training
 
-__all__ = ["JobContext", "Outcome", "Publish", "ReportProgress", "default_owner", "log", "one_line", "run_classification",
+__all__ = ["JobContext", "Outcome", "Publish", "ReportProgress", "default_owner", "log", "one_line", "retry_countdown",
+           "run_classification",
            "run_evaluation", "run_inline", "run_training", "walk_pages"]

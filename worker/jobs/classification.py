@@ -8,21 +8,28 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
+
 from db import repo
 from db.models import JobKind, JobStatus
 from worker.config import Settings
 from worker.errors import Cancelled, InvalidJob
 from worker.jobs.paging import walk_pages
 from worker.jobs.pipeline import run_pipeline
-from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
+from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, one_line, run_attempt
 from worker.jobs.params import ClassifyParams
 from worker.jobs.shards import parent_outcome
+from worker.jobs.systemic import check_systemic
 
 # How often the documents of the page in flight are published for display, and how long one piece of a page runs.
 INFLIGHT_EVERY_SECONDS = 2.0
 PIECE_SECONDS = 1.0
 # Pages tokenized ahead of the model, and finished pages waiting for their commit (worker/jobs/pipeline.py).
 PIPELINE_DEPTH = 2
+# A page write that raced another application's writes is tried again: a foreign-key violation (a document
+# deleted at that very moment), a deadlock, a serialization failure (PostgreSQL SQLSTATEs).
+RACED_A_WRITER = {"23503", "40P01", "40001"}
+PAGE_WRITE_TRIES = 3
 
 
 def run_classification(job_id: int, *, settings: Settings | None = None, owner: str | None = None,
@@ -110,7 +117,7 @@ def _predict_page(ctx: JobContext, predict, size: int, piece: int) -> tuple[list
     shown = time.monotonic()
     while len(out) < size:
         started = time.perf_counter()
-        chunk = predict(len(out), min(size, len(out) + piece))
+        chunk = check_systemic(predict(len(out), min(size, len(out) + piece)))
         out.extend(chunk)
         elapsed = time.perf_counter() - started
         if elapsed > 0:
@@ -185,20 +192,28 @@ def _pipelined_pages(ctx: JobContext, target: _Target, classifier, pages, todo: 
 
 def _commit_page(ctx: JobContext, target: _Target, page: list, predictions: list, read_at, cursor: int,
                  done: int) -> None:
-    """A page's predictions, the cursor that covers them and the progress, in one fenced transaction."""
+    """A page's predictions, the cursor that covers them and the progress, in one fenced transaction. A page
+    that raced another application's writes (a document deleted at that moment, a deadlock) is written again."""
     rows = [
         {"document_id": doc_id, "model_version_id": target.model_version_id, "label": p.label,
          "labels": p.labels, "score": p.score, "scores": p.scores, "error": p.error, "job_id": ctx.job_id,
          "created_at": read_at}
         for (doc_id, _), p in zip(page, predictions)
     ]
-    with ctx.sessions.begin() as s:
-        ctx.fenced(s)
-        repo.upsert_predictions(s, rows)
-        repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor,
-                          detail={"unit": "documents"})
-        if target.parent_id is not None:
-            repo.add_progress(s, target.parent_id, len(page))
+    for tries in range(1, PAGE_WRITE_TRIES + 1):
+        try:
+            with ctx.sessions.begin() as s:
+                ctx.fenced(s)
+                repo.upsert_predictions(s, rows)  # a document deleted meanwhile gets no row
+                repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor,
+                                  detail={"unit": "documents"})
+                if target.parent_id is not None:
+                    repo.add_progress(s, target.parent_id, len(page))
+            return
+        except DBAPIError as exc:
+            if tries == PAGE_WRITE_TRIES or getattr(exc.orig, "sqlstate", None) not in RACED_A_WRITER:
+                raise
+            ctx.log.warning("page up to id %s raced another writer, writing it again: %s", cursor, one_line(exc))
 
 
 def _finish(ctx: JobContext, params: ClassifyParams, target: _Target, done: int, *, this_attempt: int,

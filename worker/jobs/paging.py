@@ -4,7 +4,6 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repo
-from db.models import utcnow
 
 
 def walk_pages(sessions: sessionmaker[Session], collection: str, cursor: int | None, limit: int, *,
@@ -26,8 +25,8 @@ def walk_pages(sessions: sessionmaker[Session], collection: str, cursor: int | N
     span = limit * 4
     while cursor < last:
         window_end = min(cursor + span, last)
-        read_at = utcnow()
         with sessions.begin() as s:
+            read_at = repo.database_now(s)  # before the read, by the clock that stamps documents.updated_at
             page = repo.read_documents(s, collection, cursor, limit, unpredicted_by=unpredicted_by,
                                        up_to_id=window_end, where=where)
         if len(page) == limit:

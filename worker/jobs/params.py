@@ -58,6 +58,24 @@ def check_description(description: Any, tags: Any) -> None:
         raise InvalidJob(f"bad tag key {bad[0]!r}: 1 to 64 characters without '='")
 
 
+def check_allowed_base_model(base_model: str, allowed: list[str]) -> None:
+    """With an allow-list (BERTJOBS_ALLOWED_BASE_MODELS), a base model must be a folder under one of its folders
+    or a hub id under one of its hub prefixes ('org/' prefixes, or an exact id)."""
+    if not allowed or _allowed(base_model, allowed):
+        return
+    raise InvalidJob(f"base model {base_model!r} is not allowed here; BERTJOBS_ALLOWED_BASE_MODELS allows "
+                     f"{', '.join(allowed)}")
+
+
+def _allowed(base_model: str, allowed: list[str]) -> bool:
+    if looks_local(base_model):
+        folder = Path(base_model).expanduser().resolve()
+        return any(folder.is_relative_to(Path(p).expanduser().resolve()) for p in allowed if looks_local(p))
+    hub = [p for p in allowed if not looks_local(p)]
+    return any(base_model.startswith(p) if p.endswith("/") else base_model in (p,) or base_model.startswith(p + "/")
+               for p in hub)
+
+
 class _JsonParams:
     """Parameters stored as the job's JSON: built from it with a clear error, written back as a dict."""
 

@@ -14,16 +14,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repo
 from db.models import JobKind, JobStatus
 from db.session import session_factory_for
 from worker.config import Settings, get_settings
-from worker.errors import Cancelled, ErrorKind, LeaseLost, kind_of
+from worker.errors import AcceleratorPoisoned, Cancelled, ErrorKind, LeaseLost, kind_of
 from worker.jobs.shards import parent_outcome
 
 log = logging.getLogger("bertjobs.jobs")
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ends a wait
 
 # How a job hands new jobs (shards) to the queue: the Celery task passes client.publish; the embedded
 # runner collects them to run in-process. Jobs never import Celery.
@@ -158,7 +160,8 @@ def run_attempt(job_id: int, kind: JobKind, body: Callable[[JobContext], None], 
                 report: ReportProgress | None = None) -> Outcome:
     """Claim the job (one attempt), run ``body`` under a heartbeat, and record how it ended."""
     settings = settings or get_settings()
-    sessions = session_factory_for(settings.resolved_database_url)
+    # A frozen worker's transaction (and its row locks) ends about when its lease does.
+    sessions = session_factory_for(settings.resolved_database_url, idle_in_transaction_seconds=settings.lease_seconds)
     owner = owner or default_owner()
     claim = _claim(sessions, job_id, kind, owner, settings)
     if isinstance(claim, Outcome):
@@ -194,16 +197,24 @@ def _claim(sessions: sessionmaker[Session], job_id: int, kind: JobKind, owner: s
             repo.get_job(s, job_id)
     except ValueError as exc:  # params that are not JSON at all (SQLite stores any text): fail on this claim
         return _fail_unreadable(sessions, job_id, kind, owner, settings, f"job parameters are not JSON: {one_line(exc)}")
-    with sessions.begin() as s:
-        job = repo.get_job(s, job_id)
-        if job is None or job.kind != kind.value:
-            log.error("job %s: no %s job with this id", job_id, kind.value)
-            return Outcome.skipped
-        attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
-        # Copied if it is an object; anything else (a SQL row's [1, 2], "abc", null) stays as it is and fails
-        # the job on this claim when the body parses it (TrainParams/ClassifyParams.from_dict).
-        params = dict(job.params) if isinstance(job.params, dict) else job.params
-        max_attempts, status = job.max_attempts, job.status
+    try:
+        with sessions.begin() as s:
+            job = repo.get_job(s, job_id)
+            if job is None or job.kind != kind.value:
+                log.error("job %s: no %s job with this id", job_id, kind.value)
+                return Outcome.skipped
+            repo.short_lock_timeout(s)
+            attempt = repo.claim_job(s, job_id, owner, settings.lease_seconds)
+            # Copied if it is an object; anything else (a SQL row's [1, 2], "abc", null) stays as it is and fails
+            # the job on this claim when the body parses it (TrainParams/ClassifyParams.from_dict).
+            params = dict(job.params) if isinstance(job.params, dict) else job.params
+            max_attempts, status = job.max_attempts, job.status
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        # Its row is locked by a frozen worker's transaction: the reaper re-queues the job once that ends.
+        log.info("job %s: its row is locked by another transaction; leaving it to the reaper", job_id)
+        return Outcome.skipped
     if attempt is None:
         log.info("job %s: not claimable (status %s); leaving it", job_id, status)
         return Outcome.skipped
@@ -211,7 +222,8 @@ def _claim(sessions: sessionmaker[Session], job_id: int, kind: JobKind, owner: s
 
 
 def _after_error(ctx: JobContext, exc: Exception, max_attempts: int) -> Outcome:
-    """A permanent error fails the job; any other puts it back in the queue while attempts remain."""
+    """A permanent error fails the job; any other puts it back in the queue, until ``max_attempts`` attempts in a
+    row ended without durable progress (a committed page, a recorded checkpoint): then it is dead."""
     kind = kind_of(exc)
     if kind is ErrorKind.permanent:
         ctx.end(JobStatus.failed, error=one_line(exc))
@@ -222,13 +234,45 @@ def _after_error(ctx: JobContext, exc: Exception, max_attempts: int) -> Outcome:
     else:
         ctx.log.exception("%s error", kind.value)
     reason = f"{type(exc).__name__}: {one_line(exc)}"
-    if ctx.attempt < max_attempts:
-        with ctx.sessions.begin() as s:
+    with ctx.sessions.begin() as s:
+        if not repo.fence(s, ctx.job_id, ctx.attempt):
+            ctx.log.warning("attempt %s no longer owns the job; nothing written", ctx.attempt)
+            return Outcome.lost
+        streak = repo.attempts_without_progress(s, ctx.job_id)
+        if streak < max_attempts:
             repo.requeue_job(s, ctx.job_id, ctx.attempt, f"attempt {ctx.attempt} failed, will retry: {reason}",
-                            aggregate=parent_outcome)
-        return Outcome.retry
-    ctx.end(JobStatus.dead, error=f"dead after {ctx.attempt} attempts; last error: {reason}")
-    return Outcome.dead
+                             aggregate=parent_outcome, without_progress=streak)
+        else:
+            repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.dead, aggregate=parent_outcome,
+                            error=f"dead after {streak} attempts in a row without progress ({ctx.attempt} in all); "
+                                  f"last error: {reason}")
+    end_if_poisoned(ctx, exc, requeued=streak < max_attempts)
+    return Outcome.retry if streak < max_attempts else Outcome.dead
+
+
+def end_if_poisoned(ctx: JobContext, exc: Exception, *, requeued: bool) -> None:
+    """After a CUDA error the process's accelerator is unusable: end it (prefork starts a fresh child). The
+    attempt's end is committed first; a re-queued job is published again here, or by the reaper."""
+    if not isinstance(exc, AcceleratorPoisoned):
+        return
+    ctx.log.error("the accelerator is poisoned (%s); this worker process ends", one_line(exc))
+    if requeued and ctx.publish is not None:
+        try:
+            ctx.publish(ctx.job_id, ctx.log.extra.get("kind") or "classify")
+        except Exception as pub_exc:  # noqa: BLE001 - the reaper publishes it again
+            ctx.log.warning("could not publish the retry: %s", one_line(pub_exc))
+    logging.shutdown()
+    os._exit(70)
+
+
+def retry_countdown(job_id: int, settings: Settings | None = None) -> float:
+    """Seconds before a re-queued job is published again: the retry delay, doubled for every attempt in a row
+    that made no progress (at most 5 minutes)."""
+    settings = settings or get_settings()
+    with session_factory_for(settings.resolved_database_url).begin() as s:
+        job = repo.get_job(s, job_id)
+        streak = job.attempts_without_progress if job is not None else 0
+    return min(300.0, settings.retry_delay_seconds * 2 ** max(0, streak - 1))
 
 
 def _fail_unreadable(sessions: sessionmaker[Session], job_id: int, kind: JobKind, owner: str, settings: Settings,

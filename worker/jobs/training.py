@@ -18,7 +18,7 @@ from db.models import JobKind, JobStatus
 from worker.config import Settings
 from worker.errors import InvalidJob, LeaseLost
 from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, run_attempt
-from worker.jobs.params import TrainParams, check_local_base_model
+from worker.jobs.params import TrainParams, check_allowed_base_model, check_local_base_model
 from worker.ops.report import write_model_report
 from worker.jobs.shards import parent_outcome
 
@@ -57,6 +57,7 @@ def _train(ctx: JobContext) -> None:
     from worker.ops.quantize import after_training, discard
 
     params = TrainParams.from_dict(ctx.params)
+    check_allowed_base_model(params.base_model, ctx.settings.allowed_base_models)  # a job row is SQL anyone may write
     check_local_base_model(params.base_model)
     config = params.train_config()
     data, data_check = _load_checked(ctx, params, config)
@@ -159,7 +160,16 @@ def _callbacks(ctx: JobContext, config):
                      record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
                      record["accuracy"], record["macro_f1"], record["seconds"])
 
-    return Callbacks(on_step=on_step, on_epoch=on_epoch, on_batch=on_batch, should_stop=ctx.should_stop)
+    def commit_checkpoint(rename) -> None:
+        """The checkpoint goes in place only while this attempt owns the job (the row locked), and counts as
+        durable progress (the attempt budget starts again, runtime.py)."""
+        with ctx.sessions.begin() as s:
+            ctx.fenced(s)
+            rename()
+            repo.mark_progress(s, ctx.job_id, ctx.attempt)
+
+    return Callbacks(on_step=on_step, on_epoch=on_epoch, on_batch=on_batch, should_stop=ctx.should_stop,
+                     commit_checkpoint=commit_checkpoint)
 
 
 def _hyperparameters(result, config) -> dict:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from worker.ml.errors import CorruptArtifact
+from worker.ml.errors import CorruptArtifact, artifact_read_error
 from worker.ml.files import fsync_dir, temporary_sibling
 
 METADATA_FILE = "bertjobs.json"
@@ -76,14 +76,20 @@ def verify_artifact(path: Path, expected_sha256: str | None) -> None:
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if missing:
         raise CorruptArtifact(f"model artifact {path} is missing {', '.join(missing)}")
-    if expected_sha256 and artifact_sha256(path) != expected_sha256:
+    try:
+        actual = artifact_sha256(path) if expected_sha256 else None
+    except OSError as exc:
+        raise artifact_read_error(exc, f"model artifact {path}") from exc
+    if expected_sha256 and actual != expected_sha256:
         raise CorruptArtifact(f"model artifact {path} does not match its registered sha256")
 
 
 def read_metadata(path: Path) -> dict:
     try:
         meta = json.loads((Path(path) / METADATA_FILE).read_text())
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise artifact_read_error(exc, f"model artifact {path}: {METADATA_FILE}") from exc
+    except ValueError as exc:
         raise CorruptArtifact(f"model artifact {path}: unreadable {METADATA_FILE}: {exc}") from exc
     if not (isinstance(meta, dict) and isinstance(meta.get("labels"), list) and isinstance(meta.get("max_length"), int)):
         raise CorruptArtifact(f"model artifact {path}: {METADATA_FILE} lacks labels or max_length")

@@ -1,25 +1,42 @@
-"""Per-epoch training checkpoints, each written atomically over the last one (worker/ml/files.py).
+"""Per-epoch training checkpoints, each written atomically over the last one (a writer's own temporary, renamed).
 
 A checkpoint carries a ``key`` (the data and configuration it belongs to); one with another key is ignored,
 so a job whose data changed between attempts starts over instead of resuming the wrong run.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from worker.ml.files import atomic_file
+from worker.ml.files import fsync_dir, temporary_sibling
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(directory: Path, state: dict[str, Any],
+                    commit: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """Write the checkpoint under a name of this writer's own, then rename it into place through ``commit``
+    (which may refuse by raising: a job renames only while its attempt still owns the job)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_file(directory / CHECKPOINT_FILE) as fh:
-        torch.save(state, fh)
+    path = directory / CHECKPOINT_FILE
+    tmp = temporary_sibling(path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+        def rename() -> None:
+            os.replace(tmp, path)
+            fsync_dir(directory)
+
+        (commit or (lambda replace: replace()))(rename)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(directory: Path | None, key: str) -> dict[str, Any] | None:

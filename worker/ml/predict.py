@@ -13,7 +13,7 @@ import torch
 from worker.ml.artifact import read_metadata, verify_artifact
 from worker.ml.batching import average_by_owner, batch_logits, encode, encode_capped, token_budget_batches
 from worker.ml.device import quantize_int8, resolve_device, resolve_precision
-from worker.ml.errors import CorruptArtifact
+from worker.ml.errors import CorruptArtifact, artifact_read_error
 from worker.ml.hf import quiet_transformers
 from worker.ml.text import text_problem
 
@@ -22,6 +22,8 @@ from worker.ml.text import text_problem
 def _reading_artifact(path: str | Path):
     try:
         yield
+    except OSError as exc:  # a storage hiccup is retried; a missing or unreadable file is a bad artifact
+        raise artifact_read_error(exc, f"cannot load model artifact {path}") from exc
     except Exception as exc:  # noqa: BLE001 - safetensors, json and tokenizer errors all mean a bad artifact
         raise CorruptArtifact(f"cannot load model artifact {path}: {type(exc).__name__}: {exc}") from exc
 

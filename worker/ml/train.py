@@ -97,7 +97,7 @@ def _checkpointing(callbacks: Callbacks, directory: Path | None, key: str) -> Ca
         if given:
             given(trainer)
         if not trainer.finished:
-            save_checkpoint(directory, {"key": key, **trainer.state_dict()})
+            save_checkpoint(directory, {"key": key, **trainer.state_dict()}, commit=callbacks.commit_checkpoint)
 
     return replace(callbacks, on_epoch_end=on_epoch_end)
 

@@ -33,6 +33,9 @@ class Callbacks:
     on_batch: Callable[[int, float], None] | None = None
     on_epoch_end: Callable[["Trainer"], None] | None = None  # after each epoch's bookkeeping: checkpoints
     should_stop: Callable[[], bool] | None = None  # asked before every batch; True raises Cancelled
+    # Runs the rename that puts an epoch's checkpoint in place (a job: under its fence, recording the progress, so a
+    # stale attempt never replaces the current one's checkpoint); None: the rename just runs.
+    commit_checkpoint: Callable[[Callable[[], None]], None] | None = None
 
 
 @dataclass
