@@ -17,24 +17,17 @@ import torch  # noqa: I001
 from common import emit_json, print_table
 
 from worker.demo import base_model_path, load_corpus
-from worker.ml.batching import encode
 from worker.ml.calibration import expected_calibration_error, fit_label_temperatures, fit_temperature, multilabel_ece
 from worker.ml.config import TrainConfig
-from worker.ml.split import split_without_leaks, strata
-from worker.ml.train import document_logits, fine_tune
+from worker.ml.train import fine_tune
 
 
 def validation_logits(texts, labels, config) -> tuple[torch.Tensor, list, list[str]]:
-    """(logits, targets, label names) on the validation split fine_tune made."""
+    """(logits, targets, label names) of the kept epoch on the validation split fine_tune made."""
     result = fine_tune(texts, labels, config)
-    _, val, _ = split_without_leaks(texts, strata(labels), config.val_fraction, config.seed)
-    ids, owners = encode(result.tokenizer, [texts[i] for i in val], result.max_length)
-    logits = document_logits(result.model, ids, len(val), len(result.label_map), result.tokenizer.pad_token_id or 0,
-                             torch.device("cpu"), "fp32")
+    logits, val = torch.as_tensor(result.val_logits), result.split.val_idx
     names = list(result.label_map.labels)
-    if config.multi_label:
-        return logits, [[int(n in labels[i]) for n in names] for i in val], names
-    return logits, [names.index(labels[i]) for i in val], names
+    return logits, [result.split.y[i] for i in val], names
 
 
 def halves(n: int) -> tuple[list[int], list[int]]:

@@ -36,7 +36,9 @@ from worker.ml.batching import encode, iter_batches, length_grouped_batches, tok
 from worker.ml.intervals import wilson_interval
 from worker.ml.longdocs import encode_head_tail, pool_logits, sample_windows
 from worker.ml.split import stratified_split
-from worker.ml.train import _param_groups, _scheduler, document_logits, seed_everything
+from worker.ml.train import seed_everything
+from worker.ml.trainer import make_scheduler, param_groups
+from worker.ml.validation import document_logits
 
 LABELS = ["fresh", "rotten"]
 DEFAULT_METHODS = ["tfidf", "truncate", "head_tail", "windows", "sample1"]
@@ -98,9 +100,9 @@ def train(ids, y, args, pick=None, on_epoch=None, epochs: int | None = None) -> 
     model = new_model(args.seed).to(device).train()
     per_epoch = len(pick(random.Random(0))) if pick else len(ids)
     total_steps = math.ceil(per_epoch / args.batch_size) * epochs
-    optimizer = torch.optim.AdamW(_param_groups(model, 0.01), lr=args.learning_rate)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=args.learning_rate)
     recipe = SimpleNamespace(lr_schedule="linear", warmup_ratio=0.1)
-    scheduler = _scheduler(optimizer, recipe, total_steps)
+    scheduler = make_scheduler(optimizer, recipe, total_steps)
     seconds, trained = 0.0, 0
     for epoch in range(epochs):
         rng = random.Random(args.seed * 1_000_003 + epoch)

@@ -23,7 +23,7 @@ from worker.ml.batching import tokenize
 from worker.ml.intervals import point_scores
 from worker.ml.selection import choose_epoch
 from worker.ml.split import split_without_leaks, stratified_split
-from worker.ml.train import document_logits
+from worker.ml.validation import document_logits
 
 RULES = {"best": None, "later": "later", "lower loss": "lower_loss"}
 
