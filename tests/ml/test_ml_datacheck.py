@@ -58,3 +58,46 @@ def test_the_training_check_caps_max_length_at_the_tokenizers_maximum_as_trainin
 def test_the_training_check_names_a_base_model_without_a_tokenizer(tmp_path):
     with pytest.raises(ModelNotFound, match="no tokenizer could be loaded"):
         check_training_data(str(tmp_path / "nothing"), ["a", "b"], ["x", "y"], TrainConfig("x"))
+
+
+def test_windows_needed_counts_overlapping_windows_up_to_the_cap():
+    from worker.ml.datacheck import windows_needed
+
+    # max_length 10: 8 text tokens per window; overlap 2: each next window starts 6 tokens on.
+    assert windows_needed(10, 10, 2, 16) == 1  # 8 text tokens fit one window
+    assert windows_needed(11, 10, 2, 16) == 2
+    assert windows_needed(2 + 8 + 6 * 3, 10, 2, 16) == 4
+    assert windows_needed(2 + 8 + 6 * 3 + 1, 10, 2, 16) == 5
+    assert windows_needed(10_000, 10, 2, 16) == 16
+
+
+def test_long_texts_get_a_suggestion_with_what_windows_would_cost():
+    texts = [" ".join(f"w{i}" for i in range(n)) for n in (4, 20, 40, 6)]
+    report = check_data(texts, ["a", "b", "a", "b"], max_length=10, window_overlap=2, max_windows=4)
+    # words + 2 per text: 6, 22, 42, 8 -> windows 1, 3, 4 (6 needed, cut at 4), 1
+    assert report["windows"] == {"model_inputs": 9, "per_document": 2.25, "window_overlap": 2, "max_windows": 4,
+                                 "texts_cut_at_max_windows": 1}
+    [advice] = [w for w in report["warnings"] if "--long-documents windows" in w]
+    assert "9 model inputs for 4 texts, 2.2x" in advice and "--max-windows 4" in advice
+    assert isinstance(report["length"]["median"], int) and report["length"]["median"] == 15  # (8 + 22) / 2
+
+    windows = check_data(texts, ["a", "b", "a", "b"], max_length=10, window_overlap=2, max_windows=4,
+                         long_documents="windows")
+    assert not any("--long-documents windows" in w for w in windows["warnings"])
+    assert any("1 texts need more than --max-windows 4" in w for w in windows["warnings"])
+
+
+def test_data_check_takes_the_window_flags_of_the_training_that_would_follow(env_db, sqlite_url, capsys):
+    import json
+
+    from helpers import load_documents
+    from worker.cli import main
+
+    env_db(sqlite_url)
+    rows = [{"external_id": f"d{i}", "text": " ".join(["word"] * (30 + i)), "label": "ab"[i % 2]} for i in range(8)]
+    load_documents(sqlite_url, "long", rows)
+    assert main(["data", "check", "--collection", "long", "--max-length", "16", "--long-documents", "windows",
+                 "--window-overlap", "4", "--max-windows", "8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["windows"]["window_overlap"] == 4 and report["windows"]["max_windows"] == 8
+    assert report["windows"]["per_document"] > 2

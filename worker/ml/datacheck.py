@@ -24,8 +24,13 @@ def _percentile(values: Sequence[int], q: float) -> int:
 
 
 def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=None,
-               max_length: int = TrainConfig.max_length, examples: int = 5) -> dict:
-    """A report (plain JSON types) with ``blocking`` problems that must stop a training job, and ``warnings``."""
+               max_length: int = TrainConfig.max_length, examples: int = 5,
+               long_documents: str = TrainConfig.long_documents, window_overlap: int = TrainConfig.window_overlap,
+               max_windows: int = TrainConfig.max_windows) -> dict:
+    """A report (plain JSON types) with ``blocking`` problems that must stop a training job, and ``warnings``.
+
+    ``long_documents``, ``window_overlap`` and ``max_windows`` are the training's: with truncation, texts over
+    ``max_length`` get a suggestion with what windows would cost; with windows, the model inputs they make."""
     n = len(texts)
     if any(isinstance(label, (list, tuple)) for label in labels):  # multi-label: count each label of each set
         counts = Counter(label for s in labels if s for label in set(s))
@@ -50,7 +55,8 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
         report["warnings"].append(f"{len(empty)} empty texts")
 
     _check_duplicates(report, texts, labels, examples)
-    _check_lengths(report, texts, tokenizer, max_length)
+    lengths = _check_lengths(report, texts, tokenizer, max_length)
+    _long_text_advice(report, lengths, max_length, long_documents, window_overlap, max_windows)
     if counts and report["imbalance_ratio"] >= 5:
         report["warnings"].append(f"classes are imbalanced {report['imbalance_ratio']}:1; prefer macro-F1")
     return report
@@ -76,7 +82,7 @@ def _check_duplicates(report: dict, texts: Sequence[str], labels: Sequence, exam
         report["warnings"].append(f"{len(conflicts)} texts appear with conflicting labels")
 
 
-def _check_lengths(report: dict, texts: Sequence[str], tokenizer, max_length: int) -> None:
+def _check_lengths(report: dict, texts: Sequence[str], tokenizer, max_length: int) -> list[int]:
     """The length distribution (tokens, or words without a tokenizer) and the share over ``max_length``."""
     if tokenizer is not None:
         lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
@@ -85,11 +91,43 @@ def _check_lengths(report: dict, texts: Sequence[str], tokenizer, max_length: in
         lengths = [len(t.split()) + 2 for t in texts]
         unit = "words (+2)"
     n, truncated = len(texts), sum(1 for length in lengths if length > max_length)
-    report["length"] = {"unit": unit, "min": min(lengths), "median": statistics.median(lengths),
+    # Whole numbers throughout (a median of an even count is rounded, so runs print alike).
+    report["length"] = {"unit": unit, "min": min(lengths), "median": int(round(statistics.median(lengths))),
                         "p95": _percentile(lengths, 0.95), "max": max(lengths), "max_length": max_length,
                         "truncated_share": round(truncated / n, 4)}
     if truncated / n > 0.05:
         report["warnings"].append(f"{truncated / n:.0%} of texts are longer than max_length {max_length}")
+    return lengths
+
+
+def windows_needed(length: int, max_length: int, overlap: int, max_windows: int) -> int:
+    """How many model inputs a text of ``length`` tokens (special tokens included) makes as overlapping
+    ``max_length`` windows that share ``overlap`` tokens, at most ``max_windows``: each window holds
+    ``max_length - 2`` of the text's tokens and starts ``max_length - 2 - overlap`` after the one before."""
+    content, room = max(0, length - 2), max(1, max_length - 2)
+    step = max(1, room - overlap)
+    return min(max_windows, 1 + -(-max(0, content - room) // step))
+
+
+def _long_text_advice(report: dict, lengths: list[int], max_length: int, long_documents: str, overlap: int,
+                      max_windows: int) -> None:
+    """What reading long texts whole would cost (``report["windows"]``), and a suggestion when truncation drops
+    much: the model inputs per epoch, and so roughly the training time, grow by the ratio."""
+    if not lengths:
+        return
+    inputs = [windows_needed(length, max_length, overlap, max_windows) for length in lengths]
+    ratio = sum(inputs) / len(lengths)
+    cut = sum(1 for length in lengths if windows_needed(length, max_length, overlap, 10**9) > max_windows)
+    report["windows"] = {"model_inputs": sum(inputs), "per_document": round(ratio, 2), "window_overlap": overlap,
+                         "max_windows": max_windows, "texts_cut_at_max_windows": cut}
+    if long_documents == "truncate" and report["length"]["truncated_share"] > 0.05:
+        report["warnings"].append(
+            f"to read them whole, train with --long-documents windows (--window-overlap {overlap}, --max-windows "
+            f"{max_windows}): {sum(inputs)} model inputs for {len(lengths)} texts, {ratio:.1f}x, so about {ratio:.1f}x "
+            "the training time per epoch of truncation")
+    elif long_documents == "windows" and cut:
+        report["warnings"].append(f"{cut} texts need more than --max-windows {max_windows} windows; their ends are "
+                                  "not read")
 
 
 
@@ -119,7 +157,9 @@ def check_training_data(base_model: str | None, texts: Sequence[str], labels: Se
     many validation texts (training's split: ``config.val_fraction`` and ``config.seed``) also appear in training
     and are therefore left out of validation."""
     tokenizer = _tokenizer(base_model) if base_model else None
-    report = check_data(texts, labels, tokenizer=tokenizer, max_length=capped_max_length(config.max_length, tokenizer))
+    report = check_data(texts, labels, tokenizer=tokenizer, max_length=capped_max_length(config.max_length, tokenizer),
+                        long_documents=config.long_documents, window_overlap=config.window_overlap,
+                        max_windows=config.max_windows)
     if report["blocking"]:
         return report
     removed = split_without_leaks(texts, strata(labels), config.val_fraction, config.seed)[2]
