@@ -211,3 +211,23 @@ def test_a_sharded_job_shows_its_shards_and_counts_what_they_wrote(seeded):
     assert set(shards) <= {job["id"] for job in client.get("/api/jobs?shards=1").json()["jobs"]}
     page = client.get(f"/jobs/{parent}").text
     assert page.count('data-job="') == 3 and "Shards (2)" in page
+
+
+def test_a_flagged_version_page_leads_with_its_warnings_and_shows_the_tfidf_baseline(seeded):
+    from db import repo
+    from db.session import session_factory_for
+    from webdata import metrics
+
+    client, _, url = seeded
+    flagged = {**metrics(0.59), "trust_warnings": ["macro-F1 0.370 is not clearly above the majority baseline 0.370"],
+               "tfidf_baseline": {"accuracy": 0.81, "macro_f1": 0.80, "fit_seconds": 1.5},
+               "tfidf_comparison": {"clearly_better": False, "line": "the model is not clearly better than TF-IDF"}}
+    with session_factory_for(url).begin() as s:
+        repo.register_model_version(s, name="onecls", base_model="tiny", status="ready", artifact_path="/m/onecls",
+                                    artifact_sha256="cd" * 32, labels=["neg", "pos"], hyperparameters={},
+                                    metrics=flagged, lineage={"collection": "reviews"})
+    page = client.get("/models/onecls/1").text
+    warning_at, summary_at = page.index("not clearly above the majority baseline"), page.index("validation accuracy")
+    assert warning_at < summary_at  # the warnings come first
+    assert "the model is not clearly better than TF-IDF" in page and "models promote --force" in page
+    assert "0.8100" in page or "0.810" in page  # the TF-IDF baseline's accuracy, beside the model's
