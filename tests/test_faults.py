@@ -209,7 +209,8 @@ def test_a_worker_frozen_inside_its_page_transaction_holds_up_no_recovery(
     snap = job.wait(timeout=180)
     assert (snap.status, snap.attempt) == ("succeeded", 2)
     workers.signal("a", signal.SIGCONT)
-    wait_for(lambda: "no longer owns the job" in workers.log("a"), timeout=60, what="worker a's writes rejected")
+    wait_for(lambda: "no longer owns the job" in workers.log("a") or "lost its lease" in workers.log("a"),
+             timeout=60, what="worker a noticing it lost the job")
     assert job.snapshot().attempt == 2
     _assert_each_document_once(url, "inbox", model)
 

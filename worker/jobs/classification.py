@@ -174,6 +174,7 @@ def _pipelined_pages(ctx: JobContext, target: _Target, classifier, pages, todo: 
 
     def forward(_item, encoded):
         ctx.check()
+        ctx.report_progress(state["done"], todo.total)  # from this thread: Celery's task state is per thread
         predictions, state["piece"] = _predict_page(ctx, lambda lo, hi: classifier.run(
             encoded.piece(lo, hi), settings.classify_batch_size), encoded.size, state["piece"])
         return predictions
@@ -183,10 +184,10 @@ def _pipelined_pages(ctx: JobContext, target: _Target, classifier, pages, todo: 
         page, scanned_to, read_at = item
         _commit_page(ctx, target, page, predictions, read_at, scanned_to, state["done"])
         state["done"] += len(page)
-        ctx.report_progress(state["done"], todo.total)
 
     with classifier.own_tokenizer() as tokenizer:  # the reader's own: a fast tokenizer is not shared across threads
         run_pipeline(pages, prepare, forward, commit, depth=PIPELINE_DEPTH)
+    ctx.report_progress(state["done"], todo.total)
     return state["done"]
 
 
