@@ -34,7 +34,7 @@ from worker.client import submit_classification
 from worker.config import Settings
 from worker.demo import base_model_path
 from worker.jobs import classification
-from worker.ml import batching, predict as predict_module
+from worker.ml import batching, loader as loader_module, predict as predict_module
 from worker.ml.predict import Classifier, read_tokenizer
 
 _spec = importlib.util.spec_from_file_location("bench_db", Path(__file__).with_name("db.py"))
@@ -127,9 +127,9 @@ class Bench:
                             lease_seconds=600, heartbeat_seconds=60, classify_pipeline=pipelined)
         os.environ["TOKENIZERS_PARALLELISM"] = "true" if pipelined else "false"  # read by the tokenizer per call
         batching.collate = real_collate if pipelined else loop_collate
-        predict_module._cache.clear()
+        loader_module._cache.clear()
         key = (ARTIFACT, SHA, settings.device, settings.classify_precision, settings.classify_engine)
-        predict_module._cache[key] = StandIn(self.tokenizer, rate)
+        loader_module._cache[key] = StandIn(self.tokenizer, rate)
         with session_factory_for(self.url).begin() as s:  # a new version each run, so every document is new
             mv = repo.register_model_version(s, name="standin", base_model="bench", status="ready",
                                              artifact_path=ARTIFACT, artifact_sha256=SHA, labels=LABELS,
