@@ -173,6 +173,15 @@ def test_two_workers_given_the_same_job_at_once_run_it_once(workers, service_set
     _assert_each_document_once(url, "inbox", model)
 
 
+def _resumed_worker_a_changes_nothing(workers, job, url, model):
+    """Wake the stale worker ``a``: it notices it lost the job, and attempt 2's rows stay the only ones."""
+    workers.signal("a", signal.SIGCONT)
+    wait_for(lambda: "no longer owns the job" in workers.log("a") or "lost its lease" in workers.log("a"),
+             timeout=60, what="worker a noticing it lost the job")
+    assert job.snapshot().attempt == 2
+    _assert_each_document_once(url, "inbox", model)
+
+
 def test_a_worker_paused_past_its_lease_has_its_writes_rejected_when_it_resumes(
         workers, service_settings, rt_model, rt_rows):
     url, model = service_settings.resolved_database_url, rt_model
@@ -181,11 +190,7 @@ def test_a_worker_paused_past_its_lease_has_its_writes_rejected_when_it_resumes(
     workers.start("b")
     [snap] = _reap_until_finished([job], service_settings)
     assert (snap.status, snap.attempt) == ("succeeded", 2)
-    workers.signal("a", signal.SIGCONT)
-    wait_for(lambda: "no longer owns the job" in workers.log("a") or "lost its lease" in workers.log("a"),
-             timeout=60, what="the stale worker noticing it lost the job")
-    assert job.snapshot().attempt == 2
-    _assert_each_document_once(url, "inbox", model)
+    _resumed_worker_a_changes_nothing(workers, job, url, model)
 
 
 def test_a_worker_frozen_inside_its_page_transaction_holds_up_no_recovery(
@@ -208,11 +213,7 @@ def test_a_worker_frozen_inside_its_page_transaction_holds_up_no_recovery(
         time.sleep(0.5)
     snap = job.wait(timeout=180)
     assert (snap.status, snap.attempt) == ("succeeded", 2)
-    workers.signal("a", signal.SIGCONT)
-    wait_for(lambda: "no longer owns the job" in workers.log("a") or "lost its lease" in workers.log("a"),
-             timeout=60, what="worker a noticing it lost the job")
-    assert job.snapshot().attempt == 2
-    _assert_each_document_once(url, "inbox", model)
+    _resumed_worker_a_changes_nothing(workers, job, url, model)
 
 
 @pytest.fixture
