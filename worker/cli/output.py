@@ -205,7 +205,7 @@ def print_drift(collection: str, model: str, runs, threshold: float, window: int
         psi = f"{drift.psi:.3f}" if drift.psi is not None else "-"
         print(f"{run.job_id:>6}  {fmt_time(run.finished_at):19}  {run.model_name + ':' + str(run.model_version):20}  "
               f"{run.scope:5}  {run.tally.classified:>10}  {run.tally.failed:>6}  {score:>5}  "
-              f"{_share_cells(run.tally, columns)}  {psi:>6}  {_drift_notes(drift, run, previous)}")
+              f"{_share_cells(run.tally, columns)}  {psi:>6}  {_drift_notes(drift, run, previous)}".rstrip())
         previous = run
 
 
