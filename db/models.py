@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -188,6 +189,8 @@ class Prediction(Base):
         # Label counts per model version and low-confidence lists stay index scans at millions of rows.
         Index("ix_predictions_model_version_id_label", "model_version_id", "label"),
         Index("ix_predictions_model_version_id_score", "model_version_id", "score"),
+        # What one job wrote: its label shares when it finishes (ClassificationRun), deleting a job (SET NULL).
+        Index("ix_predictions_job_id", "job_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -222,3 +225,47 @@ class Evaluation(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+
+class ClassificationRun(Base):
+    """What a classification job that succeeded wrote, counted when it finished (one row per job a user started:
+    a sharded job's row sums its shards). ``label_drift`` (a view) and ``bertjobs drift`` read it."""
+
+    __tablename__ = "classification_runs"
+    __table_args__ = (Index("ix_classification_runs_collection_finished_at", "collection", "finished_at"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True,
+                                        autoincrement=False)
+    collection: Mapped[str] = mapped_column(String(200))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    only_missing: Mapped[bool] = mapped_column(Boolean)  # only documents without a current prediction (new, changed)
+    filter: Mapped[dict[str, Any] | None] = mapped_column(NullableJSONType)  # the job's document filter, if any
+    classified: Mapped[int] = mapped_column(BigInteger)
+    failed: Mapped[int] = mapped_column(BigInteger)
+    mean_score: Mapped[float | None] = mapped_column(Float)  # mean top score of the classified documents
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ClassificationRunLabel(Base):
+    """A run's classified documents by predicted label (NULL: a multi-label model gave none)."""
+
+    __tablename__ = "classification_run_labels"
+    __table_args__ = (UniqueConstraint("job_id", "label"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("classification_runs.job_id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    documents: Mapped[int] = mapped_column(BigInteger)
+    mean_score: Mapped[float | None] = mapped_column(Float)
+
+
+class ViewSettings(Base):
+    """One row of settings the SQL views read (``bertjobs db upgrade`` writes it from the environment)."""
+
+    __tablename__ = "view_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    low_confidence_threshold: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow,
+                                                 server_default=func.now())

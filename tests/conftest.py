@@ -78,7 +78,7 @@ def redis_url():
     client.flushdb()
 
 
-TABLES = "predictions, model_aliases, model_versions, jobs, documents"
+TABLES = "predictions, model_aliases, model_versions, jobs, documents, view_settings"
 
 
 @pytest.fixture

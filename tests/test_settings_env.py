@@ -48,6 +48,10 @@ def test_nightly_collections_read_the_readme_form(env, sqlite_url, value, expect
     ("lease_seconds", "soon", "BERTJOBS_LEASE_SECONDS: Input should be a valid integer"),
     ("nightly_collections", "[oops", "BERTJOBS_NIGHTLY_COLLECTIONS: expected names separated by commas"),
     ("heartbeat_seconds", "400", "BERTJOBS_HEARTBEAT_SECONDS (400.0) must be at most half"),
+    ("low_confidence_threshold", "1.5", "BERTJOBS_LOW_CONFIDENCE_THRESHOLD: Input should be less than 1"),
+    ("low_confidence_threshold", "0", "BERTJOBS_LOW_CONFIDENCE_THRESHOLD: Input should be greater than 0"),
+    ("drift_psi_threshold", "-0.1", "BERTJOBS_DRIFT_PSI_THRESHOLD: Input should be greater than 0"),
+    ("drift_baseline_runs", "0", "BERTJOBS_DRIFT_BASELINE_RUNS: Input should be greater than or equal to 1"),
 ])
 def test_a_wrong_setting_is_one_line_naming_the_variable(env, sqlite_url, name, value, says, capsys):
     env(database_url=sqlite_url, **{name: value})

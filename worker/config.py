@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     classify_engine: str = Field("torch", description="torch, openvino (CPU, the bertjobs[openvino] extra) or auto "
                                                       "(OpenVINO on the CPU where it is installed) for bulk jobs.")
 
+    low_confidence_threshold: float = Field(0.6, gt=0, lt=1, description=(
+        "The low_confidence_predictions view lists production predictions whose top score is below this; "
+        "`bertjobs db upgrade` writes it where the view reads it (the view_settings table)."))
+    drift_psi_threshold: float = Field(0.2, gt=0, description=(
+        "`bertjobs drift` flags a run whose label shares moved this much (population-stability index) "
+        "from the runs before it."))
+    drift_baseline_runs: int = Field(7, ge=1, description=(
+        "How many runs before a run its label shares are compared with (their mean shares)."))
+
     ui_host: str = Field("127.0.0.1", description="Address `bertjobs ui` binds to; any but loopback needs ui_token.")
     ui_port: int = Field(8000, ge=1, le=65535, description="Port of `bertjobs ui`.")
     ui_token: str = Field("", description="Token the web view asks for (required when it is not on loopback).")

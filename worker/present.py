@@ -48,6 +48,32 @@ def prediction_json(doc, pred, mv) -> dict[str, Any]:
     }
 
 
+def label_shares(tally) -> list[dict[str, Any]]:
+    """A run's classified documents by label (db.repo.Tally): count, share and mean top score."""
+    total = tally.classified
+    return [{"label": t.label, "documents": t.documents, "share": t.documents / total if total else None,
+             "mean_score": t.mean_score} for t in tally.labels]
+
+
+def run_drift_json(item) -> dict[str, Any]:
+    """A classification run and its drift against the runs before it (worker.ops.drift.RunDrift)."""
+    run, drift = item.run, item.drift
+    return {
+        "job_id": run.job_id, "finished_at": iso(run.finished_at), "model": f"{run.model_name}:{run.model_version}",
+        "model_version": run.model_version, "scope": run.scope, "filter": run.filter,
+        "classified": run.tally.classified, "failed": run.tally.failed, "mean_score": run.tally.mean_score,
+        "labels": label_shares(run.tally), "psi": drift.psi, "shifted": drift.shifted,
+        "baseline": list(drift.baseline), "version_changed": drift.version_changed,
+        "scope_changed": drift.scope_changed, "note": drift.note,
+    }
+
+
+def drift_json(collection: str, model_name: str, runs: list, *, threshold: float, baseline_runs: int) -> dict[str, Any]:
+    """``bertjobs drift``: how runs are compared, and the runs, oldest first."""
+    return {"collection": collection, "model": model_name, "threshold": threshold, "baseline_runs": baseline_runs,
+            "runs": [run_drift_json(r) for r in runs]}
+
+
 def print_json(value: Any, stream=None) -> None:
     """One JSON document, keys sorted, then a newline."""
     stream = stream or sys.stdout

@@ -6,7 +6,9 @@ the transaction. Callers use the package (``from db import repo; repo.claim_job(
 - ``shards``: the child jobs of a bulk classification and the end of their parent;
 - ``reaper``: expired leases, cancels that raced a re-queue, queued jobs whose message may be lost;
 - ``registry``: model versions, aliases and their history, evaluations;
-- ``predictions``: the bulk upsert of predictions and the reads of results.
+- ``predictions``: the bulk upsert of predictions and the reads of results;
+- ``runs``: what a classification job wrote, counted when it finished (label drift between runs);
+- ``view_settings``: the one row of settings the SQL views read.
 """
 from db.names import parse_model_ref
 from db.repo._common import clock, database_now, short_lock_timeout
@@ -73,6 +75,16 @@ from db.repo.registry import (
     set_alias,
     set_lineage_fields,
 )
+from db.repo.runs import (
+    LabelTally,
+    RunRow,
+    Tally,
+    classification_runs,
+    record_run,
+    run_series,
+    tally_predictions,
+)
+from db.repo.view_settings import read_view_settings, write_view_settings
 from db.repo.shards import (
     Aggregate,
     ParentOutcome,
@@ -101,4 +113,8 @@ __all__ = [
     "resolve_model_version", "rollback_alias", "set_alias", "set_lineage_fields",
     # predictions
     "analyze_if_stale", "list_predictions", "prediction_counts", "unpredicted_filter", "upsert_predictions",
+    # runs
+    "LabelTally", "RunRow", "Tally", "classification_runs", "record_run", "run_series", "tally_predictions",
+    # view settings
+    "read_view_settings", "write_view_settings",
 ]

@@ -1,5 +1,5 @@
-"""The ``bertjobs`` command: db, import, train, classify, predict, evaluate, jobs, results, models, data, worker,
-beat, reap, nightly, metrics, demo, completion.
+"""The ``bertjobs`` command: db, import, train, classify, predict, evaluate, jobs, results, drift, models, data,
+worker, beat, reap, nightly, metrics, demo, completion.
 
 One module per noun registers its subcommands (``register(subparsers)``) and holds their ``cmd_*`` functions;
 worker/cli/output.py prints for people, worker/present.py shapes ``--json``. A user error of any layer (the
@@ -16,7 +16,7 @@ from typing import Sequence
 
 from sqlalchemy.exc import DBAPIError
 
-from worker.cli import data, db, evaluate, imports, jobs, models, ops, results, submit
+from worker.cli import data, db, drift, evaluate, imports, jobs, models, ops, results, submit
 from worker.cli.common import CliError, safe_url
 from worker.config import SettingsError, get_settings
 from worker.errors import BertjobsError, InvalidName, MLError
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"bertjobs {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for register in (db.register, imports.register, submit.register, evaluate.register, jobs.register,
-                     results.register, models.register, ops.register_services, data.register, ops.register_tools):
+                     results.register, drift.register, models.register, ops.register_services, data.register, ops.register_tools):
         register(sub)
     from worker.web.command import register as register_ui  # the web view (worker/web/): imports nothing heavy
 

@@ -111,7 +111,7 @@ def register_tools(sub) -> None:
     """The nightly run now, metrics, the demo and shell completion."""
     ng = sub.add_parser("nightly", help="start today's nightly classification now (what beat runs at nightly_time)")
     ng.set_defaults(func=cmd_nightly)
-    mt = sub.add_parser("metrics", help="Prometheus metrics: jobs by status, queue depth, documents per second")
+    mt = sub.add_parser("metrics", help="Prometheus metrics: jobs by status, queue depth, documents per second, label drift")
     mt.add_argument("--textfile", help="write atomically to this file (node_exporter textfile collector)")
     mt.set_defaults(func=cmd_metrics)
     dm = sub.add_parser("demo", help="import Rotten Tomatoes, train on part of it, classify the rest")

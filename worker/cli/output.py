@@ -180,3 +180,64 @@ def print_alias_history(moves, versions: dict[int, str]) -> None:
     for m in moves:
         print(f"{fmt_time(m.created_at):19}  {m.alias:12}  {versions.get(m.model_version_id, '?'):16}  "
               f"{versions.get(m.previous_version_id, '-'):16}  {m.command:15}  {m.actor or '-'}")
+
+
+# ---------------------------------------------------------------- drift
+
+DRIFT_LABEL_COLUMNS = 8  # more labels than this: the most frequent ones, the rest summed as "other"
+
+
+def print_drift(collection: str, model: str, runs, threshold: float, window: int) -> None:
+    """`bertjobs drift`: runs (worker.ops.drift.RunDrift) oldest first, a column of shares per label."""
+    print(f"{model} over {collection!r}: label shares run by run, each run against the mean shares of up to {window} "
+          f"runs before it (PSI; SHIFT at >= {threshold:g})")
+    if not runs:
+        print("no classification run of this model over this collection has finished yet")
+        return
+    columns = _label_columns([item.run.tally for item in runs])
+    names = ["other" if label is _OTHER else "(none)" if label is None else label[:8] for label in columns]
+    print(f"{'job':>6}  {'finished':19}  {'model':20}  {'scope':5}  {'classified':>10}  {'failed':>6}  {'score':>5}  "
+          + "  ".join(f"{n:>8}" for n in names) + f"  {'PSI':>6}")
+    previous = None
+    for item in runs:
+        run, drift = item.run, item.drift
+        score = f"{run.tally.mean_score:.3f}" if run.tally.mean_score is not None else "-"
+        psi = f"{drift.psi:.3f}" if drift.psi is not None else "-"
+        print(f"{run.job_id:>6}  {fmt_time(run.finished_at):19}  {run.model_name + ':' + str(run.model_version):20}  "
+              f"{run.scope:5}  {run.tally.classified:>10}  {run.tally.failed:>6}  {score:>5}  "
+              f"{_share_cells(run.tally, columns)}  {psi:>6}  {_drift_notes(drift, run, previous)}".rstrip())
+        previous = run
+
+
+_OTHER = object()  # the column of the labels beyond DRIFT_LABEL_COLUMNS
+
+
+def _label_columns(tallies) -> list:
+    """The labels of the runs, most documents first; past DRIFT_LABEL_COLUMNS, the rest as one column."""
+    totals: dict = {}
+    for tally in tallies:
+        for t in tally.labels:
+            totals[t.label] = totals.get(t.label, 0) + t.documents
+    ranked = sorted(totals, key=lambda label: (-totals[label], label is None, label or ""))
+    return ranked if len(ranked) <= DRIFT_LABEL_COLUMNS else [*ranked[:DRIFT_LABEL_COLUMNS - 1], _OTHER]
+
+
+def _share_cells(tally, columns: list) -> str:
+    counts = {t.label: t.documents for t in tally.labels}
+    named = sum(counts.get(label, 0) for label in columns if label is not _OTHER)
+    cells = [tally.classified - named if label is _OTHER else counts.get(label, 0) for label in columns]
+    return "  ".join(f"{100 * n / tally.classified:7.1f}%" if tally.classified else f"{'-':>8}" for n in cells)
+
+
+def _drift_notes(drift, run, previous) -> str:
+    """SHIFT, a new model version, other documents than the run before, and why there is no PSI."""
+    notes = ["SHIFT"] if drift.shifted else []
+    if drift.version_changed:
+        was = f" (was {previous.model_name}:{previous.model_version})" if previous is not None else ""
+        notes.append("new model version" + was)
+    if drift.scope_changed:
+        was = f" (was {previous.scope}{' with a filter' if previous.filter else ''})" if previous is not None else ""
+        notes.append("other documents than the run before" + was)
+    if drift.note:
+        notes.append(drift.note)
+    return "; ".join(notes)

@@ -18,6 +18,7 @@ from worker.jobs.paging import walk_pages
 from worker.jobs.pipeline import run_pipeline
 from worker.jobs.runtime import JobContext, Outcome, Publish, ReportProgress, one_line, run_attempt
 from worker.jobs.params import ClassifyParams
+from worker.jobs.runs import record_finished_run
 from worker.jobs.shards import parent_outcome
 from worker.jobs.systemic import check_systemic
 
@@ -221,9 +222,10 @@ def _finish(ctx: JobContext, params: ClassifyParams, target: _Target, done: int,
             seconds: float, made_by: dict) -> None:
     with ctx.sessions.begin() as s:
         ctx.fenced(s)
-        counts = repo.prediction_counts(s, target.model_version_id, job_id=ctx.job_id)
+        tally = repo.tally_predictions(s, ctx.job_id)  # classified, failed and label counts (worker/jobs/runs.py)
         repo.finish_job(s, ctx.job_id, ctx.attempt, JobStatus.succeeded, result={
             "model": target.ref, "model_version_id": target.model_version_id, "collection": params.collection,
-            "documents": done, **counts, "seconds": round(seconds, 3),
+            "documents": done, **tally.to_json(), "seconds": round(seconds, 3),
             "documents_per_second": round(this_attempt / seconds, 2) if seconds > 0 else None, **made_by,
         }, aggregate=parent_outcome)
+        record_finished_run(s, target.parent_id if target.parent_id is not None else ctx.job_id)

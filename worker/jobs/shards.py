@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from db.models import JobStatus
-from db.repo import ParentOutcome, ShardRow
+from db.repo import ParentOutcome, ShardRow, Tally
 
 _COUNTS = ("documents", "classified", "failed")
 
@@ -27,6 +27,9 @@ def _result(shards: list[ShardRow], started: datetime | None, now: datetime) -> 
     first = next((sh.result for sh in shards if sh.result and "model" in sh.result), {}) or {}
     result = {"shards": [sh.id for sh in shards], "model": first.get("model"),
               "model_version_id": first.get("model_version_id"), "collection": first.get("collection"), **totals}
+    tallies = [Tally.from_json(sh.result) for sh in shards]
+    if all(t is not None for t in tallies):  # the label counts of the run (worker/jobs/runs.py)
+        result.update(Tally.merge(tallies).to_json())
     if started is not None:
         seconds = (now - (started if started.tzinfo else started.replace(tzinfo=now.tzinfo))).total_seconds()
         result["seconds"] = round(seconds, 3)
