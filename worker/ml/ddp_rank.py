@@ -1,0 +1,173 @@
+"""The ranks of a parallel training run (worker/ml/distributed.py): rank 0 is the process that calls
+``fine_tune_parallel`` (a worker's prefork child, never the worker's parent); the others are started from it as
+``python -m worker.ml.ddp_rank``, one per extra GPU (or CPU process in tests).
+
+Plain subprocesses, not multiprocessing: a prefork child is daemonic under billiard, and daemonic processes may
+not start multiprocessing children; a spawned child would also re-import Celery's ``__main__``. Each rank reads
+its run (texts, labels, configuration, checkpoint folder, rendezvous port) as one JSON line on its stdin, then
+keeps reading: when rank 0 ends (a killed worker included) the pipe closes and the rank ends itself, so no rank
+outlives its run. Ranks above 0 never touch the database or the checkpoint folder's files, except to read the
+checkpoint they resume from.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from worker.ml.config import TrainConfig
+from worker.ml.distributed import Parallel, rank_device, serve_store, threads_per_rank
+from worker.ml.errors import Cancelled
+
+ROOT = Path(__file__).resolve().parents[2]
+GRACE_SECONDS = 10.0  # how long rank 0 waits for the others to end (after the run, or after closing their pipes)
+
+
+class RankFailed(RuntimeError):
+    """Another rank of the run ended with an error (its traceback is in the worker's log)."""
+
+
+def fine_tune_parallel(texts: Sequence[str], labels: Sequence, config: TrainConfig, callbacks,
+                       checkpoint_dir: Path | None, world: int):
+    """``fine_tune`` over ``world`` processes, this one rank 0: the callbacks and the result are this one's."""
+    from worker.ml.train import prepare_run
+
+    config.validate()
+    store = serve_store(world)
+    run = {"texts": list(texts), "labels": [x if isinstance(x, str) else list(x) for x in labels],
+           "config": config.to_dict(), "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
+           "world": world, "port": store.port}
+    device = rank_device(config.device, 0)
+    with _other_ranks(run, device) as ranks, _cpu_threads(device, world):
+        parallel = Parallel.start(store, 0, world, device)
+        try:
+            prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, parallel)
+            trainer.run()
+        finally:
+            parallel.close()
+        ranks.finish()
+    return prepared.result(trainer)
+
+
+class _Ranks:
+    def __init__(self, procs: list[subprocess.Popen]):
+        self.procs = procs
+
+    def finish(self) -> None:
+        """After the run: every rank ends by itself, with success."""
+        for rank, proc in enumerate(self.procs, 1):
+            try:
+                code = proc.wait(timeout=GRACE_SECONDS * 6)
+            except subprocess.TimeoutExpired:
+                raise RankFailed(f"training rank {rank} did not end after the run") from None
+            if code != 0:
+                raise RankFailed(f"training rank {rank} ended with exit code {code} (see the worker's log)")
+
+    def stop(self) -> list[str]:
+        """Close every rank's pipe (it ends itself), kill those still running after the grace time; the ranks
+        that had already failed, as words."""
+        failed = [f"rank {r} (exit code {p.returncode})" for r, p in enumerate(self.procs, 1)
+                  if p.poll() not in (None, 0)]
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return failed
+
+
+@contextlib.contextmanager
+def _other_ranks(run: dict, device: str) -> Iterator[_Ranks]:
+    """Start ranks 1 .. world-1 and hand each its run; on any error in rank 0, stop them all."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if device == "cpu":
+        env["OMP_NUM_THREADS"] = str(threads_per_rank(run["world"]))
+    ranks = _Ranks([])
+    try:
+        line = (json.dumps(run) + "\n").encode()
+        for rank in range(1, run["world"]):
+            proc = subprocess.Popen([sys.executable, "-m", "worker.ml.ddp_rank", str(rank)], stdin=subprocess.PIPE,
+                                    env=env, cwd=str(ROOT))
+            ranks.procs.append(proc)
+            proc.stdin.write(line)
+            proc.stdin.flush()
+        yield ranks
+    except BaseException as exc:
+        failed = ranks.stop()
+        if failed and not isinstance(exc, (Cancelled, RankFailed)):
+            raise RankFailed(f"training {', '.join(failed)} failed (see the worker's log)") from exc
+        raise
+    else:
+        ranks.stop()
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: str, world: int) -> Iterator[None]:
+    """On the CPU, this process's share of the cores while the run lasts."""
+    if device != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads_per_rank(world))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _end_when_orphaned() -> None:
+    """Read stdin to its end: rank 0 closed it (stopping the run) or died; either way this rank ends now."""
+    with contextlib.suppress(OSError):
+        while os.read(0, 1 << 16):  # the file descriptor, not sys.stdin: no lock held at the interpreter's exit
+            pass
+    os._exit(3)
+
+
+def main(rank: int) -> int:
+    from worker.ml.train import prepare_run
+
+    run = json.loads(sys.stdin.buffer.readline() or "null")
+    if run is None:
+        return 2
+    threading.Thread(target=_end_when_orphaned, name="orphan-check", daemon=True).start()
+    config = TrainConfig.from_dict(run["config"])
+    device = rank_device(config.device, rank)
+    if device == "cpu":
+        torch.set_num_threads(threads_per_rank(run["world"]))
+    parallel = Parallel.join(rank, run["world"], run["port"], device)
+    directory = Path(run["checkpoint_dir"]) if run["checkpoint_dir"] else None
+    try:
+        _, trainer = prepare_run(run["texts"], run["labels"], config, None, directory, parallel)
+        trainer.run()
+    except Cancelled:
+        pass  # every rank stops at the same step; rank 0 reports it
+    finally:
+        parallel.close()
+    return 0
+
+
+def _run(rank: int) -> int:
+    try:
+        return main(rank)
+    except Exception:  # noqa: BLE001 - the traceback goes to the worker's log; rank 0 reports the failure
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    code = _run(int(sys.argv[1]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # at once: the orphan check's thread is still reading stdin
