@@ -51,6 +51,7 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
 
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
+    from worker.ml.distributed import world_size
     from worker.ml.quantize import calibration_file
     from worker.ml.search import search
     from worker.ml.train import fine_tune
@@ -64,7 +65,11 @@ def _train(ctx: JobContext) -> None:
     store = ctx.settings.resolved_model_store.resolve()
     checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
     train = search if config.trials else fine_tune
-    result = train(data.texts, data.labels, config, _callbacks(ctx, config), checkpoint_dir=checkpoints)
+    processes = world_size(ctx.settings.train_processes, config.device)  # this worker's GPUs, or 1
+    if processes > 1:
+        ctx.log.info("training over %d processes (DistributedDataParallel)", processes)
+    result = train(data.texts, data.labels, config, _callbacks(ctx, config), checkpoint_dir=checkpoints,
+                   processes=processes)
     ctx.check()
     if result.resumed_from_epoch:
         ctx.log.info("resumed from the checkpoint of epoch %d", result.resumed_from_epoch)

@@ -31,8 +31,9 @@ def _trial_callbacks(callbacks: Callbacks, index: int, count: int) -> Callbacks:
 
 
 def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, callbacks: Callbacks | None = None,
-           checkpoint_dir: Path | None = None) -> TrainResult:
-    """Run ``config.trials`` trials; the best trial's result, with every trial in ``result.trials``."""
+           checkpoint_dir: Path | None = None, processes: int = 1) -> TrainResult:
+    """Run ``config.trials`` trials (each over ``processes`` processes, see ``fine_tune``); the best trial's result,
+    with every trial in ``result.trials``."""
     callbacks = callbacks or Callbacks()
     config.validate()
     configs = config.trial_configs()
@@ -47,7 +48,8 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
             continue
         started = time.perf_counter()
         trial_dir = _trial_dir(checkpoint_dir, index)
-        result = fine_tune(texts, labels, trial_config, _trial_callbacks(callbacks, index, len(configs)), trial_dir)
+        result = fine_tune(texts, labels, trial_config, _trial_callbacks(callbacks, index, len(configs)), trial_dir,
+                           processes)
         trials.append({"trial": index + 1, "options": {name: getattr(trial_config, name) for name in varied},
                        "accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
                        "best_epoch": result.best_epoch, "epochs_run": len(result.history),
@@ -61,7 +63,7 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
         # the checkpoint of its second-to-last epoch (none after one epoch): only its last epoch runs again, from the
         # saved weights and generator states, so the model is the same.
         best = (winner, fine_tune(texts, labels, configs[winner], _trial_callbacks(callbacks, winner, len(configs)),
-                                  _trial_dir(checkpoint_dir, winner)))
+                                  _trial_dir(checkpoint_dir, winner), processes))
     result = best[1]
     for record in trials:
         record["selected"] = record["trial"] == winner + 1
