@@ -46,6 +46,12 @@ def _rank_under(worker_pid: int) -> tuple[int, int] | None:
     return None
 
 
+def _load(url: str, n: int) -> None:
+    texts, labels = sentiment_corpus(n)
+    load_documents(url, "reviews", [{"external_id": f"r{i}", "text": t, "label": label}
+                                    for i, (t, label) in enumerate(zip(texts, labels))])
+
+
 def _reap_until_finished(job, settings, timeout: float):
     def finished():
         reap(settings)
@@ -59,9 +65,7 @@ def _reap_until_finished(job, settings, timeout: float):
 def test_a_two_process_training_job_killed_mid_run_resumes_from_its_checkpoint_and_registers_once(
         workers, service_settings, tiny_base_model):
     url = service_settings.resolved_database_url
-    texts, labels = sentiment_corpus(96)
-    load_documents(url, "reviews", [{"external_id": f"r{i}", "text": t, "label": label}
-                                    for i, (t, label) in enumerate(zip(texts, labels))])
+    _load(url, 96)
     proc = workers.start("a", queues="train,maintenance", BERTJOBS_TRAIN_PROCESSES="2")
     job = submit_training("reviews", tiny_base_model, model_name="ddp", settings=service_settings, options=OPTIONS)
     checkpoint = Path(service_settings.resolved_model_store) / ".checkpoints" / f"job{job.id}" / "checkpoint.pt"
@@ -84,6 +88,24 @@ def test_a_two_process_training_job_killed_mid_run_resumes_from_its_checkpoint_a
     assert workers.log("a").count("training over 2 processes (DistributedDataParallel)") == 2
     wait_for(lambda: not checkpoint.parent.exists(), timeout=10, what="checkpoints removed after registration")
     assert not [p for c in _children(proc.pid) for p in _children(c)]  # no rank outlives its run
+
+
+@pytest.mark.slow
+def test_cancelling_a_two_process_training_job_stops_both_ranks_and_registers_nothing(
+        workers, service_settings, tiny_base_model):
+    url = service_settings.resolved_database_url
+    _load(url, 96)
+    proc = workers.start("a", queues="train,maintenance", BERTJOBS_TRAIN_PROCESSES="2")
+    job = submit_training("reviews", tiny_base_model, model_name="ddp", settings=service_settings,
+                          options={**OPTIONS, "epochs": 200})
+    _, rank1 = wait_for(lambda: _rank_under(proc.pid), timeout=120, what="rank 1 of the run")
+    wait_for(lambda: job.snapshot().progress_done >= 1, timeout=120, what="a training step")
+    job.cancel()
+    assert job.wait(timeout=60).status == "cancelled"
+    wait_for(lambda: not _alive(rank1), timeout=15, what="rank 1 stopping with rank 0")
+    with session_factory_for(url).begin() as s:
+        assert s.scalar(select(ModelVersion.id)) is None
+    assert "Traceback" not in workers.log("a")
 
 
 @pytest.mark.slow

@@ -6,8 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from helpers import sentiment_corpus  # noqa: E402
+from helpers import sentiment_corpus, topic_corpus  # noqa: E402
 from worker.ml.checkpoint import load_checkpoint  # noqa: E402
+from worker.ml.ddp_rank import fine_tune_parallel  # noqa: E402
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.distributed import world_size  # noqa: E402
 from worker.ml.errors import Cancelled  # noqa: E402
@@ -46,7 +47,7 @@ def _curve(result) -> list[float]:
 def test_two_gloo_processes_train_the_run_of_one_process_on_the_same_effective_batch(no_dropout_model):
     texts, labels = sentiment_corpus(80)
     one = fine_tune(texts, labels, _config(no_dropout_model))
-    two = fine_tune(texts, labels, _config(no_dropout_model), processes=2)
+    two = fine_tune_parallel(texts, labels, _config(no_dropout_model), processes=2)
     assert _curve(two) == pytest.approx(_curve(one), rel=1e-4, abs=1e-5)
     assert (two.best_epoch, two.val_predictions) == (one.best_epoch, one.val_predictions)
     assert two.metrics["accuracy"] == one.metrics["accuracy"] == 1.0  # it learned: the curves say something
@@ -55,16 +56,25 @@ def test_two_gloo_processes_train_the_run_of_one_process_on_the_same_effective_b
         torch.testing.assert_close(two.model.state_dict()[name], weight, rtol=1e-3, atol=1e-4)
 
 
+def test_a_multi_label_run_over_two_processes_has_the_loss_curve_of_one(no_dropout_model):
+    texts, label_sets = topic_corpus(48)
+    config = _config(no_dropout_model, epochs=2, multi_label=True)  # "auto" weights: BCE's pos_weight per label
+    one = fine_tune(texts, label_sets, config)
+    two = fine_tune_parallel(texts, label_sets, config, processes=2)
+    assert _curve(two) == pytest.approx(_curve(one), rel=1e-4, abs=1e-5)
+    assert two.thresholds == pytest.approx(one.thresholds)
+
+
 def test_a_parallel_run_checkpoints_every_epoch_and_a_stop_request_stops_every_rank(no_dropout_model, tmp_path):
     texts, labels = sentiment_corpus(40)
     config = _config(no_dropout_model, epochs=3, gradient_accumulation=2)  # accumulation: DDP's no_sync steps
     steps: list[int] = []
     callbacks = Callbacks(on_step=lambda step, total: steps.append(step), should_stop=lambda: len(steps) >= 7)
     with pytest.raises(Cancelled):  # epoch 1 has 5 batches: the stop comes in epoch 2, after its checkpoint
-        fine_tune(texts, labels, config, callbacks, checkpoint_dir=tmp_path, processes=2)
+        fine_tune_parallel(texts, labels, config, callbacks, checkpoint_dir=tmp_path, processes=2)
     saved = load_checkpoint(tmp_path, checkpoint_key(texts, labels, config))
     assert saved["epoch"] == 1 and len(saved["rank_rng"]) == 2
-    resumed = fine_tune(texts, labels, config, checkpoint_dir=tmp_path, processes=2)
+    resumed = fine_tune_parallel(texts, labels, config, checkpoint_dir=tmp_path, processes=2)
     assert resumed.resumed_from_epoch == 1
     assert _curve(resumed) == pytest.approx(_curve(fine_tune(texts, labels, config)), rel=1e-4, abs=1e-5)
 

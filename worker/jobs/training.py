@@ -53,8 +53,8 @@ def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
     from worker.ml.distributed import world_size
     from worker.ml.quantize import calibration_file
+    from worker.ml.ddp_rank import fine_tune_parallel
     from worker.ml.search import search
-    from worker.ml.train import fine_tune
     from worker.ops.quantize import after_training, discard
 
     params = TrainParams.from_dict(ctx.params)
@@ -64,7 +64,7 @@ def _train(ctx: JobContext) -> None:
     data, data_check = _load_checked(ctx, params, config)
     store = ctx.settings.resolved_model_store.resolve()
     checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
-    train = search if config.trials else fine_tune
+    train = search if config.trials else fine_tune_parallel
     processes = world_size(ctx.settings.train_processes, config.device)  # this worker's GPUs, or 1
     if processes > 1:
         ctx.log.info("training over %d processes (DistributedDataParallel)", processes)

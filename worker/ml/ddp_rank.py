@@ -26,6 +26,7 @@ import torch
 from worker.ml.config import TrainConfig
 from worker.ml.distributed import Parallel, rank_device, serve_store, threads_per_rank
 from worker.ml.errors import Cancelled
+from worker.ml.train import TrainResult, fine_tune, prepare_run
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 10.0  # how long rank 0 waits for the others to end (after the run, or after closing their pipes)
@@ -35,11 +36,13 @@ class RankFailed(RuntimeError):
     """Another rank of the run ended with an error (its traceback is in the worker's log)."""
 
 
-def fine_tune_parallel(texts: Sequence[str], labels: Sequence, config: TrainConfig, callbacks,
-                       checkpoint_dir: Path | None, world: int):
-    """``fine_tune`` over ``world`` processes, this one rank 0: the callbacks and the result are this one's."""
-    from worker.ml.train import prepare_run
-
+def fine_tune_parallel(texts: Sequence[str], labels: Sequence, config: TrainConfig, callbacks=None,
+                       checkpoint_dir: Path | None = None, processes: int = 1) -> TrainResult:
+    """``worker.ml.train.fine_tune`` over ``processes`` processes, this one rank 0 (its callbacks run, it returns
+    the result); with one process, ``fine_tune`` itself."""
+    if processes <= 1:
+        return fine_tune(texts, labels, config, callbacks, checkpoint_dir)
+    world = processes
     config.validate()
     store = serve_store(world)
     run = {"texts": list(texts), "labels": [x if isinstance(x, str) else list(x) for x in labels],
@@ -136,8 +139,6 @@ def _end_when_orphaned() -> None:
 
 
 def main(rank: int) -> int:
-    from worker.ml.train import prepare_run
-
     run = json.loads(sys.stdin.buffer.readline() or "null")
     if run is None:
         return 2

@@ -69,8 +69,7 @@ class TrainResult:
 
 
 def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[str]], config: TrainConfig,
-              callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None,
-              processes: int = 1) -> TrainResult:
+              callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None) -> TrainResult:
     """Fine-tune ``config.base_model`` on (texts, labels); return the best epoch's model and its metrics.
 
     ``labels`` holds a label per text, or with ``config.multi_label`` a list of labels per text.
@@ -78,13 +77,8 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
     With ``checkpoint_dir``, the state after every epoch is saved there, and a run that finds a checkpoint of
     the same data and configuration resumes after its epoch instead of starting over.
 
-    With ``processes`` above 1, this process is rank 0 of a DistributedDataParallel run over that many processes
-    (worker/ml/ddp_rank.py): the same run, the same checkpoints, ``config.batch_size`` still the effective batch.
+    The same run over several processes (DistributedDataParallel): ``worker.ml.ddp_rank.fine_tune_parallel``.
     """
-    if processes > 1:
-        from worker.ml.ddp_rank import fine_tune_parallel
-
-        return fine_tune_parallel(texts, labels, config, callbacks, checkpoint_dir, processes)
     prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir)
     trainer.run()
     return prepared.result(trainer)
