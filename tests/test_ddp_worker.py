@@ -83,6 +83,7 @@ def test_a_two_process_training_job_killed_mid_run_resumes_from_its_checkpoint_a
         versions = s.scalars(select(ModelVersion).where(ModelVersion.name == "ddp")).all()
         assert [v.version for v in versions] == [1]
         history = versions[0].metrics["history"]
+        assert versions[0].lineage["train_processes"] == 2
     assert [h["epoch"] for h in history] == list(range(1, OPTIONS["epochs"] + 1))
     assert history[-1]["accuracy"] == 1.0  # the resumed run went on learning
     assert workers.log("a").count("training over 2 processes (DistributedDataParallel)") == 2

@@ -83,9 +83,10 @@ def _train(ctx: JobContext) -> None:
     metrics = {**_metrics(result), **card}
     metrics.update(after_training(ctx.settings, ctx.log, destination, sha, data.texts, data.labels,
                                   result.config.val_fraction, result.config.seed))  # OpenVINO int8, if it is used
+    lineage = {**_lineage(params, config, data, result, data_check), "train_processes": processes}
     try:
         mv = _register(ctx, params, sha, destination, list(result.label_map.labels), _hyperparameters(result, config),
-                       metrics, _lineage(params, config, data, result, data_check))
+                       metrics, lineage)
     except LeaseLost:
         shutil.rmtree(destination, ignore_errors=True)
         discard(destination)

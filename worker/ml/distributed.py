@@ -31,6 +31,8 @@ def world_size(requested: int, device: str) -> int:
     """Processes for one training run: ``requested`` if above 0, else every visible GPU when training runs on
     CUDA (``device`` auto or cuda; a pinned ``cuda:N`` is one GPU), else 1. More than the visible GPUs is refused."""
     cuda = device in ("auto", "cuda") and torch.cuda.is_available()
+    if requested > 1 and device == "mps":
+        raise ValueError("training over several processes runs on CUDA GPUs or on the CPU, not on mps")
     if requested > 0:
         if cuda and requested > torch.cuda.device_count():
             raise ValueError(f"BERTJOBS_TRAIN_PROCESSES={requested}, but this worker sees "
