@@ -26,7 +26,7 @@ import torch
 from worker.ml.config import TrainConfig
 from worker.ml.distributed import Parallel, rank_device, serve_store, threads_per_rank
 from worker.ml.errors import Cancelled
-from worker.ml.train import TrainResult, fine_tune, prepare_run
+from worker.ml.train import TrainResult, checkpoint_key, fine_tune, prepare_run
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 10.0  # how long rank 0 waits for the others to end (after the run, or after closing their pipes)
@@ -47,12 +47,12 @@ def fine_tune_parallel(texts: Sequence[str], labels: Sequence, config: TrainConf
     store = serve_store(world)
     run = {"texts": list(texts), "labels": [x if isinstance(x, str) else list(x) for x in labels],
            "config": config.to_dict(), "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
-           "world": world, "port": store.port}
+           "world": world, "port": store.port, "key": checkpoint_key(texts, labels, config)}
     device = rank_device(config.device, 0)
     with _other_ranks(run, device) as ranks, _cpu_threads(device, world):
         parallel = Parallel.start(store, 0, world, device)
         try:
-            prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, parallel)
+            prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, parallel, run["key"])
             trainer.run()
         finally:
             parallel.close()
@@ -150,7 +150,7 @@ def main(rank: int) -> int:
     parallel = Parallel.join(rank, run["world"], run["port"], device)
     directory = Path(run["checkpoint_dir"]) if run["checkpoint_dir"] else None
     try:
-        _, trainer = prepare_run(run["texts"], run["labels"], config, None, directory, parallel)
+        _, trainer = prepare_run(run["texts"], run["labels"], config, None, directory, parallel, run["key"])
         trainer.run()
     except Cancelled:
         pass  # every rank stops at the same step; rank 0 reports it

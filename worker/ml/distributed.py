@@ -122,6 +122,14 @@ class Parallel:
         dist.all_reduce(flags)
         return bool(flags[0].item() > 0), flags[1].item()
 
+    def same(self, value: int, what: str) -> None:
+        """Every rank holds the same ``value`` (one that read another checkpoint would train another run)."""
+        bounds = torch.tensor([value, -value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
+        if bounds[0].item() != -bounds[1].item():
+            raise RuntimeError(f"the ranks of a training run disagree on the {what}: {-bounds[1].item()} to "
+                               f"{bounds[0].item()}")
+
     def evaluated(self, evaluate: Callable[[Any], dict], model) -> dict:
         """Rank 0 evaluates; every rank gets its metrics (the same epoch choice and early stopping everywhere)."""
         box = [evaluate(model) if self.main else None]

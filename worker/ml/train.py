@@ -85,11 +85,12 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
 
 
 def prepare_run(texts: Sequence[str], labels: Sequence, config: TrainConfig, callbacks: Callbacks | None,
-                checkpoint_dir: Path | None, parallel=None) -> tuple["Prepared", Trainer]:
+                checkpoint_dir: Path | None, parallel=None, key: str | None = None) -> tuple["Prepared", Trainer]:
     """A run ready to start: prepared data and model, and a trainer that checkpoints into ``checkpoint_dir``
-    (rank 0 only, in a parallel run) after resuming from the checkpoint found there, if any."""
+    (rank 0 only, in a parallel run) after resuming from the checkpoint found there, if any (``key``: the
+    checkpoint's, where the caller computed it)."""
     prepared = prepare(texts, labels, config, device=str(parallel.device) if parallel else None)
-    key = checkpoint_key(texts, labels, config)
+    key = key or checkpoint_key(texts, labels, config)
     if parallel:
         parallel.reseed(config.seed)
     writes = parallel is None or parallel.main
@@ -98,6 +99,8 @@ def prepare_run(texts: Sequence[str], labels: Sequence, config: TrainConfig, cal
     resumed = load_checkpoint(checkpoint_dir, key)
     if resumed is not None:
         trainer.load_state_dict(resumed)
+    if parallel:
+        parallel.same(trainer.epoch, "epoch to resume after")
     return prepared, trainer
 
 
