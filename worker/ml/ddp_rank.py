@@ -72,12 +72,12 @@ class _Ranks:
             except subprocess.TimeoutExpired:
                 raise RankFailed(f"training rank {rank} did not end after the run") from None
             if code != 0:
-                raise RankFailed(f"training rank {rank} ended with exit code {code} (see the worker's log)")
+                raise RankFailed(f"training rank {rank} ended with {_how(code)} (see the worker's log)")
 
     def stop(self) -> list[str]:
         """Close every rank's pipe (it ends itself), kill those still running after the grace time; the ranks
         that had already failed, as words."""
-        failed = [f"rank {r} (exit code {p.returncode})" for r, p in enumerate(self.procs, 1)
+        failed = [f"rank {r} ({_how(p.returncode)})" for r, p in enumerate(self.procs, 1)
                   if p.poll() not in (None, 0)]
         for proc in self.procs:
             with contextlib.suppress(OSError):
@@ -89,6 +89,10 @@ class _Ranks:
                 proc.kill()
                 proc.wait()
         return failed
+
+
+def _how(code: int) -> str:
+    return f"signal {-code}" if code < 0 else f"exit code {code}"
 
 
 @contextlib.contextmanager
