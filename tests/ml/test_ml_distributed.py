@@ -2,13 +2,17 @@
 effective batch: the same loss curve and validation metrics, the same checkpoints, the same stop."""
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from helpers import sentiment_corpus, topic_corpus  # noqa: E402
 from worker.ml.checkpoint import load_checkpoint  # noqa: E402
-from worker.ml.ddp_rank import fine_tune_parallel  # noqa: E402
+from worker.ml.ddp_rank import RankFailed, fine_tune_parallel  # noqa: E402
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.distributed import world_size  # noqa: E402
 from worker.ml.errors import Cancelled  # noqa: E402
@@ -77,6 +81,19 @@ def test_a_parallel_run_checkpoints_every_epoch_and_a_stop_request_stops_every_r
     resumed = fine_tune_parallel(texts, labels, config, checkpoint_dir=tmp_path, processes=2)
     assert resumed.resumed_from_epoch == 1
     assert _curve(resumed) == pytest.approx(_curve(fine_tune(texts, labels, config)), rel=1e-4, abs=1e-5)
+
+
+def test_a_rank_that_dies_fails_the_run_at_once_instead_of_hanging_it(no_dropout_model):
+    texts, labels = sentiment_corpus(40)
+    me = os.getpid()
+
+    def kill_rank_1(step: int, total: int) -> None:
+        if step == 3:  # rank 1 is this process's only child
+            for child in Path(f"/proc/{me}/task/{me}/children").read_text().split():
+                os.kill(int(child), signal.SIGKILL)
+
+    with pytest.raises(RankFailed, match=r"rank 1 \(signal 9\)"):
+        fine_tune_parallel(texts, labels, _config(no_dropout_model), Callbacks(on_step=kill_rank_1), processes=2)
 
 
 def test_the_world_size_on_a_cpu_is_one_unless_asked():

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -49,20 +50,29 @@ def fine_tune_parallel(texts: Sequence[str], labels: Sequence, config: TrainConf
            "config": config.to_dict(), "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
            "world": world, "port": store.port, "key": checkpoint_key(texts, labels, config)}
     device = rank_device(config.device, 0)
-    with _other_ranks(run, device) as ranks, _cpu_threads(device, world):
-        parallel = Parallel.start(store, 0, world, device)
-        try:
-            prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, parallel, run["key"])
-            trainer.run()
-        finally:
-            parallel.close()
-        ranks.finish()
+    with _cpu_threads(device, world), _group(run, device, store) as parallel:
+        prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, parallel, run["key"])
+        trainer.run()
     return prepared.result(trainer)
 
 
 class _Ranks:
-    def __init__(self, procs: list[subprocess.Popen]):
-        self.procs = procs
+    """Ranks 1 .. world-1, each a subprocess holding the read end of its stdin pipe."""
+
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, run: dict, device: str) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        if device == "cpu":
+            env["OMP_NUM_THREADS"] = str(threads_per_rank(run["world"]))
+        line = (json.dumps(run) + "\n").encode()
+        for rank in range(1, run["world"]):
+            proc = subprocess.Popen([sys.executable, "-m", "worker.ml.ddp_rank", str(rank)], stdin=subprocess.PIPE,
+                                    env=env, cwd=str(ROOT))
+            self.procs.append(proc)
+            proc.stdin.write(line)
+            proc.stdin.flush()
 
     def finish(self) -> None:
         """After the run: every rank ends by itself, with success."""
@@ -74,11 +84,18 @@ class _Ranks:
             if code != 0:
                 raise RankFailed(f"training rank {rank} ended with {_how(code)} (see the worker's log)")
 
-    def stop(self) -> list[str]:
-        """Close every rank's pipe (it ends itself), kill those still running after the grace time; the ranks
-        that had already failed, as words."""
-        failed = [f"rank {r} ({_how(p.returncode)})" for r, p in enumerate(self.procs, 1)
-                  if p.poll() not in (None, 0)]
+    def failed(self) -> list[str]:
+        """The ranks that ended with an error, as words; a rank whose death broke rank 0's collective may not
+        have been reaped yet, so each gets a moment."""
+        deadline = time.monotonic() + 1.0
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return [f"rank {r} ({_how(p.returncode)})" for r, p in enumerate(self.procs, 1) if p.poll() not in (None, 0)]
+
+    def stop(self) -> None:
+        """Close every rank's pipe (a rank still in the run ends itself), kill those still running after the
+        grace time."""
         for proc in self.procs:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
@@ -88,7 +105,6 @@ class _Ranks:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        return failed
 
 
 def _how(code: int) -> str:
@@ -96,28 +112,25 @@ def _how(code: int) -> str:
 
 
 @contextlib.contextmanager
-def _other_ranks(run: dict, device: str) -> Iterator[_Ranks]:
-    """Start ranks 1 .. world-1 and hand each its run; on any error in rank 0, stop them all."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    if device == "cpu":
-        env["OMP_NUM_THREADS"] = str(threads_per_rank(run["world"]))
-    ranks = _Ranks([])
+def _group(run: dict, device: str, store) -> Iterator[Parallel]:
+    """Start ranks 1 .. world-1, then join the group as rank 0. On any error in rank 0, the other ranks are
+    stopped before the group closes (closing it first would break their collectives: a failure of their own)."""
+    ranks, parallel = _Ranks(), None
     try:
-        line = (json.dumps(run) + "\n").encode()
-        for rank in range(1, run["world"]):
-            proc = subprocess.Popen([sys.executable, "-m", "worker.ml.ddp_rank", str(rank)], stdin=subprocess.PIPE,
-                                    env=env, cwd=str(ROOT))
-            ranks.procs.append(proc)
-            proc.stdin.write(line)
-            proc.stdin.flush()
-        yield ranks
+        ranks.start(run, device)
+        parallel = Parallel.start(store, 0, run["world"], device)
+        yield parallel
+        ranks.finish()
     except BaseException as exc:
-        failed = ranks.stop()
+        failed = ranks.failed()
+        ranks.stop()
         if failed and not isinstance(exc, (Cancelled, RankFailed)):
             raise RankFailed(f"training {', '.join(failed)} failed (see the worker's log)") from exc
         raise
-    else:
+    finally:
         ranks.stop()
+        if parallel is not None:
+            parallel.close()
 
 
 @contextlib.contextmanager
