@@ -47,6 +47,15 @@ def test_workers_wait_for_the_migration_and_healthy_services():
         assert "healthcheck" in services[name] and services[name]["volumes"]
 
 
+def test_the_multi_gpu_training_worker_owns_the_gpus_it_reserves_and_waits_for_its_profile():
+    service = _compose()["services"]["worker-train-multigpu"]
+    args = build_parser().parse_args(service["command"])
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert (args.gpus, args.queues) == ("0,1,2,3", "train") and service["profiles"] == ["multigpu"]
+    assert len(devices[0]["device_ids"]) == len(args.gpus.split(",")) and devices[0]["capabilities"] == ["gpu"]
+    assert service["shm_size"]  # NCCL's shared memory
+
+
 def test_the_environment_names_real_settings():
     fields = {f"BERTJOBS_{name.upper()}" for name in Settings.model_fields}
     for service in _compose()["services"].values():

@@ -46,6 +46,7 @@ def test_a_training_job_registers_a_model_version_with_metrics_lineage_and_a_has
         assert mv.lineage["row_count"] == 48 and mv.lineage["label_counts"] == {"neg": 24, "pos": 24}
         assert mv.lineage["seed"] == 7 and len(mv.lineage["content_sha256"]) == 64
         assert {"torch", "transformers"} <= set(mv.lineage["libraries"])
+        assert mv.lineage["train_processes"] == 1  # a CPU worker without BERTJOBS_TRAIN_PROCESSES: one process
         check = mv.lineage["data_check"]
         assert check["class_counts"] == {"neg": 24, "pos": 24} and check["blocking"] == []
         assert check["length"]["unit"] == "tokens" and "validation_texts_seen_in_training" in check

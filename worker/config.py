@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     classify_pipeline: bool = Field(True, description="on: a bulk job reads and tokenizes the next pages and commits "
                                                       "finished ones while the model runs; off: one stage at a time.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    train_processes: int = Field(0, ge=0, le=64, description="Processes one training job runs on "
+                                 "(DistributedDataParallel, one per GPU): 0 = every GPU this worker sees when "
+                                 "training runs on CUDA, else 1; N = N (on the CPU: gloo processes, for testing).")
     classify_precision: str = Field("auto", description="auto, fp32, bf16, fp16 or int8 (CPU, opt-in) for bulk jobs.")
     classify_engine: str = Field("torch", description="torch, openvino (CPU, the bertjobs[openvino] extra) or auto "
                                                       "(OpenVINO on the CPU where it is installed) for bulk jobs.")

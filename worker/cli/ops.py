@@ -7,23 +7,37 @@ import os
 import sys
 from pathlib import Path
 
+from worker.cli.common import CliError
 from worker.config import get_settings
 
 
+def gpu_list(value: str) -> list[str]:
+    """``--gpus 0,1,2,3``: distinct GPU numbers, in the order given."""
+    gpus = [g.strip() for g in value.split(",")]
+    if not all(g.isdigit() for g in gpus) or len(set(map(int, gpus))) != len(gpus):
+        raise CliError(f"--gpus takes distinct GPU numbers separated by commas (0,1,2,3), not {value!r}")
+    return [str(int(g)) for g in gpus]
+
+
 def cmd_worker(args) -> int:
-    """Exec a Celery worker: prefork, concurrency 1, pinned to one GPU with --gpu."""
+    """Exec a Celery worker: prefork, concurrency 1, pinned to one GPU with --gpu, or owning several with --gpus
+    (a training job then runs over all of them: BERTJOBS_TRAIN_PROCESSES, worker/ml/distributed.py)."""
     from worker.config import check_engine
 
-    check_engine(get_settings())  # BERTJOBS_CLASSIFY_ENGINE=openvino without OpenVINO: refused before it starts
+    settings = get_settings()
+    check_engine(settings)  # BERTJOBS_CLASSIFY_ENGINE=openvino without OpenVINO: refused before it starts
+    gpus = [str(args.gpu)] if args.gpu is not None else gpu_list(args.gpus) if args.gpus is not None else None
+    if gpus and settings.train_processes > len(gpus):
+        raise CliError(f"BERTJOBS_TRAIN_PROCESSES={settings.train_processes}, but this worker owns {len(gpus)} GPU(s)")
     env = dict(os.environ)
-    if args.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
-    if get_settings().device.startswith("cuda"):
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    if settings.device.startswith("cuda"):
         from worker.config import check_device
 
         os.environ.update(env)  # this process is replaced by celery below; no CUDA context is created here
-        check_device(get_settings())
-    hostname = args.hostname or (f"gpu{args.gpu}@%h" if args.gpu is not None else "bertjobs@%h")
+        check_device(settings)
+    hostname = args.hostname or (f"gpu{'-'.join(gpus)}@%h" if gpus else "bertjobs@%h")
     celery_args = args.celery_args[1:] if args.celery_args[:1] == ["--"] else args.celery_args
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork",
             "--concurrency", "1", "--prefetch-multiplier", "1", "-Q", args.queues, "--hostname", hostname,
@@ -92,8 +106,12 @@ def cmd_completion(args) -> int:
 
 def register_services(sub) -> None:
     """The long-running processes and the reaper's one run."""
-    wk = sub.add_parser("worker", help="start a Celery worker (one per GPU)")
-    wk.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
+    wk = sub.add_parser("worker", help="start a Celery worker (one per GPU, or one training worker for several)")
+    pin = wk.add_mutually_exclusive_group()
+    pin.add_argument("--gpu", type=int, help="pin this worker to GPU N (sets CUDA_VISIBLE_DEVICES)")
+    pin.add_argument("--gpus", metavar="N,N,...",
+                     help="give this worker these GPUs (CUDA_VISIBLE_DEVICES): a training job runs over all of them "
+                          "with DistributedDataParallel, one process per GPU (use with --queues train)")
     wk.add_argument("--queues", default="train,classify",
                     help="queues to consume (default train,classify; the reaper's is `maintenance`)")
     wk.add_argument("--hostname")

@@ -51,9 +51,10 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
 
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
+    from worker.ml.distributed import world_size
     from worker.ml.quantize import calibration_file
+    from worker.ml.ddp_rank import fine_tune_parallel
     from worker.ml.search import search
-    from worker.ml.train import fine_tune
     from worker.ops.quantize import after_training, discard
 
     params = TrainParams.from_dict(ctx.params)
@@ -63,8 +64,12 @@ def _train(ctx: JobContext) -> None:
     data, data_check = _load_checked(ctx, params, config)
     store = ctx.settings.resolved_model_store.resolve()
     checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
-    train = search if config.trials else fine_tune
-    result = train(data.texts, data.labels, config, _callbacks(ctx, config), checkpoint_dir=checkpoints)
+    train = search if config.trials else fine_tune_parallel
+    processes = world_size(ctx.settings.train_processes, config.device)  # this worker's GPUs, or 1
+    if processes > 1:
+        ctx.log.info("training over %d processes (DistributedDataParallel)", processes)
+    result = train(data.texts, data.labels, config, _callbacks(ctx, config), checkpoint_dir=checkpoints,
+                   processes=processes)
     ctx.check()
     if result.resumed_from_epoch:
         ctx.log.info("resumed from the checkpoint of epoch %d", result.resumed_from_epoch)
@@ -78,9 +83,10 @@ def _train(ctx: JobContext) -> None:
     metrics = {**_metrics(result), **card}
     metrics.update(after_training(ctx.settings, ctx.log, destination, sha, data.texts, data.labels,
                                   result.config.val_fraction, result.config.seed))  # OpenVINO int8, if it is used
+    lineage = {**_lineage(params, config, data, result, data_check), "train_processes": processes}
     try:
         mv = _register(ctx, params, sha, destination, list(result.label_map.labels), _hyperparameters(result, config),
-                       metrics, _lineage(params, config, data, result, data_check))
+                       metrics, lineage)
     except LeaseLost:
         shutil.rmtree(destination, ignore_errors=True)
         discard(destination)

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from worker.ml.checkpoint import load_checkpoint, save_checkpoint
 from worker.ml.config import SEARCH_SPACE, TrainConfig
-from worker.ml.train import Callbacks, TrainResult, checkpoint_key, fine_tune
+from worker.ml.ddp_rank import fine_tune_parallel
+from worker.ml.train import Callbacks, TrainResult, checkpoint_key
 
 
 def _trial_callbacks(callbacks: Callbacks, index: int, count: int) -> Callbacks:
@@ -31,8 +32,9 @@ def _trial_callbacks(callbacks: Callbacks, index: int, count: int) -> Callbacks:
 
 
 def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, callbacks: Callbacks | None = None,
-           checkpoint_dir: Path | None = None) -> TrainResult:
-    """Run ``config.trials`` trials; the best trial's result, with every trial in ``result.trials``."""
+           checkpoint_dir: Path | None = None, processes: int = 1) -> TrainResult:
+    """Run ``config.trials`` trials (each over ``processes`` processes: ``fine_tune_parallel``); the best trial's result,
+    with every trial in ``result.trials``."""
     callbacks = callbacks or Callbacks()
     config.validate()
     configs = config.trial_configs()
@@ -47,7 +49,8 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
             continue
         started = time.perf_counter()
         trial_dir = _trial_dir(checkpoint_dir, index)
-        result = fine_tune(texts, labels, trial_config, _trial_callbacks(callbacks, index, len(configs)), trial_dir)
+        result = fine_tune_parallel(texts, labels, trial_config, _trial_callbacks(callbacks, index, len(configs)),
+                                    trial_dir, processes)
         trials.append({"trial": index + 1, "options": {name: getattr(trial_config, name) for name in varied},
                        "accuracy": result.metrics["accuracy"], "macro_f1": result.metrics["macro_f1"],
                        "best_epoch": result.best_epoch, "epochs_run": len(result.history),
@@ -60,8 +63,9 @@ def search(texts: Sequence[str], labels: Sequence[str], config: TrainConfig, cal
     if best is None or best[0] != winner:  # the best trial ran in an earlier attempt: train it again. Its run left
         # the checkpoint of its second-to-last epoch (none after one epoch): only its last epoch runs again, from the
         # saved weights and generator states, so the model is the same.
-        best = (winner, fine_tune(texts, labels, configs[winner], _trial_callbacks(callbacks, winner, len(configs)),
-                                  _trial_dir(checkpoint_dir, winner)))
+        best = (winner, fine_tune_parallel(texts, labels, configs[winner],
+                                           _trial_callbacks(callbacks, winner, len(configs)),
+                                           _trial_dir(checkpoint_dir, winner), processes))
     result = best[1]
     for record in trials:
         record["selected"] = record["trial"] == winner + 1

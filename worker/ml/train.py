@@ -76,15 +76,32 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
 
     With ``checkpoint_dir``, the state after every epoch is saved there, and a run that finds a checkpoint of
     the same data and configuration resumes after its epoch instead of starting over.
+
+    The same run over several processes (DistributedDataParallel): ``worker.ml.ddp_rank.fine_tune_parallel``.
     """
-    prepared = prepare(texts, labels, config)
-    key = checkpoint_key(texts, labels, config)
-    trainer = prepared.trainer(_checkpointing(callbacks or Callbacks(), checkpoint_dir, key))
+    prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir)
+    trainer.run()
+    return prepared.result(trainer)
+
+
+def prepare_run(texts: Sequence[str], labels: Sequence, config: TrainConfig, callbacks: Callbacks | None,
+                checkpoint_dir: Path | None, parallel=None, key: str | None = None) -> tuple["Prepared", Trainer]:
+    """A run ready to start: prepared data and model, and a trainer that checkpoints into ``checkpoint_dir``
+    (rank 0 only, in a parallel run) after resuming from the checkpoint found there, if any (``key``: the
+    checkpoint's, where the caller computed it)."""
+    prepared = prepare(texts, labels, config, device=str(parallel.device) if parallel else None)
+    key = key or checkpoint_key(texts, labels, config)
+    if parallel:
+        parallel.reseed(config.seed)
+    writes = parallel is None or parallel.main
+    trainer = prepared.trainer(_checkpointing(callbacks or Callbacks(), checkpoint_dir if writes else None, key),
+                               parallel=parallel)
     resumed = load_checkpoint(checkpoint_dir, key)
     if resumed is not None:
         trainer.load_state_dict(resumed)
-    trainer.run()
-    return prepared.result(trainer)
+    if parallel:
+        parallel.same(trainer.epoch, "epoch to resume after")
+    return prepared, trainer
 
 
 def _checkpointing(callbacks: Callbacks, directory: Path | None, key: str) -> Callbacks:
@@ -200,11 +217,13 @@ class Prepared:
         return score(model, self.val_ids, [self.data.y[i] for i in self.data.val_idx], self.data.label_map,
                      self.train.pad_id, self.device, self.precision, owners=self.val_owner)
 
-    def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None) -> Trainer:
+    def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None,
+                parallel=None) -> Trainer:
         weight = torch.as_tensor(list(self.weights.values()), device=self.device) if self.weights else None
         return Trainer(self.model, self.config, self.train, evaluate or self.evaluate, device=self.device,
                        precision=self.precision, loss_weight=weight, callbacks=callbacks,
-                       val_targets=[self.data.y[i] for i in self.data.val_idx], n_labels=len(self.data.label_map))
+                       val_targets=[self.data.y[i] for i in self.data.val_idx], n_labels=len(self.data.label_map),
+                       parallel=parallel)
 
     def result(self, trainer: Trainer) -> TrainResult:
         """The finished run: the best epoch's model (on the CPU, in eval mode), its metrics and the run's record."""
@@ -226,13 +245,14 @@ class Prepared:
         )
 
 
-def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig) -> Prepared:
-    """Check and split the data, seed every generator, load the tokenizer and the model, encode the inputs."""
+def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device: str | None = None) -> Prepared:
+    """Check and split the data, seed every generator, load the tokenizer and the model, encode the inputs
+    (on ``device`` if given, a parallel run's rank's, else on ``config.device``)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_transformers()
     data = split_data(texts, labels, config)
-    device = resolve_device(config.device)
+    device = resolve_device(device or config.device)
     precision = resolve_precision(device, config.precision, training=True)
     seed_everything(config.seed)  # before the model is built: its new head is drawn from torch's generator
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)

@@ -3,10 +3,12 @@ accumulation, an evaluation after every epoch, the best epoch's weights kept, ea
 
 What the loop knows of the task is injected: the model, the encoded inputs with their targets, and ``evaluate``
 (model -> validation metrics with ``loss`` and the selection metric). ``state_dict()`` holds everything a resumed
-run needs to continue exactly where it stopped, every random number generator included.
+run needs to continue exactly where it stopped, every random number generator included. With ``parallel`` (a rank
+of a DistributedDataParallel run, worker/ml/distributed.py) it trains on its slice of every global batch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -69,8 +71,10 @@ def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
 class Trainer:
     def __init__(self, model, config: TrainConfig, inputs: TrainInputs, evaluate: Evaluate, *, device: torch.device,
                  precision: str, loss_weight: torch.Tensor | None = None, callbacks: Callbacks | None = None,
-                 val_targets: Sequence | None = None, n_labels: int | None = None):
+                 val_targets: Sequence | None = None, n_labels: int | None = None, parallel=None):
         self.model, self.config, self.inputs, self.evaluate = model, config, inputs, evaluate
+        self.parallel = parallel  # a worker.ml.distributed.Parallel, or None: one process
+        self.net = parallel.wrap(model) if parallel else model  # what the training steps run
         # The validation targets (class ids or 0/1 rows) let the epoch choice test near-ties (worker/ml/selection.py)
         # on the predictions ``evaluate`` returns; without them, or without predictions, the best score wins.
         self.val_targets, self.n_labels = val_targets, n_labels
@@ -123,13 +127,14 @@ class Trainer:
         rng = random.Random(self.config.seed * 1_000_003 + epoch)  # the same batches whether resumed or not
         token_ids = self.inputs.token_ids
         batches = length_grouped_batches([len(t) for t in token_ids], self.config.batch_size, rng)
-        for n, (batch, tensors) in enumerate(iter_batches(token_ids, batches, self.inputs.pad_id, self.device), 1):
-            if self.callbacks.should_stop and self.callbacks.should_stop():
+        mine = [self.parallel.shard(b) for b in batches] if self.parallel else batches
+        for n, (batch, tensors) in enumerate(iter_batches(token_ids, mine, self.inputs.pad_id, self.device), 1):
+            if not self.parallel and self._stop_requested():
                 raise Cancelled("training stopped on request")
-            loss = self._loss(batch, tensors)
+            loss = self._loss(batch, tensors, batches[n - 1])
             self._backward(loss, n, len(batches))
-            loss_sum += loss.item() * len(batch)
-            seen += len(batch)
+            loss_sum += self._batch_loss(loss) * len(batches[n - 1])
+            seen += len(batches[n - 1])
             self.step += 1
             if self.callbacks.on_batch:
                 self.callbacks.on_batch(epoch, loss_sum / seen)
@@ -138,10 +143,25 @@ class Trainer:
         self.train_seconds += time.perf_counter() - epoch_start
         return loss_sum, epoch_start
 
-    def _loss(self, batch: Sequence[int], tensors: dict) -> torch.Tensor:
+    def _stop_requested(self) -> bool:
+        return bool(self.callbacks.should_stop and self.callbacks.should_stop())
+
+    def _batch_loss(self, loss: torch.Tensor) -> float:
+        """The global batch's mean loss; in a parallel run, after asking every rank whether to stop (together)."""
+        if not self.parallel:
+            return loss.item()
+        stop, mean = self.parallel.step(loss, self._stop_requested())
+        if stop:
+            raise Cancelled("training stopped on request")
+        return mean
+
+    def _loss(self, batch: Sequence[int], tensors: dict, whole: Sequence[int]) -> torch.Tensor:
         with autocast(self.device, self.precision):
-            logits = self.model(**tensors).logits
+            logits = self.net(**tensors).logits
         targets = [self.inputs.targets[i] for i in batch]
+        if self.parallel:
+            return self.parallel.loss(logits.float(), targets, [self.inputs.targets[i] for i in whole],
+                                      self.loss_weight, self.config.multi_label)
         if self.config.multi_label:
             target = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
             return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target,
@@ -155,8 +175,10 @@ class Trainer:
         every = self.config.gradient_accumulation
         group_start = (n - 1) // every * every
         group = min(every, n_batches - group_start)  # the last group of an epoch may be short
-        self.scaler.scale(loss / group).backward()
-        if n % every == 0 or n == n_batches:
+        stepping = n % every == 0 or n == n_batches
+        with self.parallel.no_sync(self.net, stepping) if self.parallel else contextlib.nullcontext():
+            self.scaler.scale(loss / group).backward()
+        if stepping:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.scaler.step(self.optimizer)
@@ -166,7 +188,7 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, loss_sum: float, epoch_start: float) -> None:
         """Evaluate, record the epoch, and keep its weights if it is the best so far."""
-        metrics = self.evaluate(self.model)
+        metrics = self.parallel.evaluated(self.evaluate, self.model) if self.parallel else self.evaluate(self.model)
         record = {"epoch": epoch, "train_loss": loss_sum / len(self.inputs.token_ids), "val_loss": metrics["loss"],
                   "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                   "seconds": time.perf_counter() - epoch_start}
@@ -181,7 +203,10 @@ class Trainer:
         self.selection = self._choose()
         if self.selection["epoch"] == epoch:  # the choice is this epoch or stays where it was (see _choose)
             self.best_epoch, self.best_metrics = epoch, metrics
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            if not self.parallel or self.parallel.main:  # only rank 0 returns a model
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if self.parallel:
+            self.parallel.gather_rng(rng_state(self.device))
 
     def _choose(self) -> dict:
         """The kept epoch: the best by the selection metric, or a later one that cannot be told apart from it on
@@ -208,6 +233,7 @@ class Trainer:
             "best_state": self.best_state, "best_epoch": self.best_epoch, "best_score": self.best_score,
             "best_metrics": self.best_metrics, "epoch_predictions": self.epoch_predictions,
             "selection": self.selection, **rng_state(self.device),
+            **({"rank_rng": self.parallel.rank_rngs} if self.parallel else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -215,7 +241,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state, self.device)
+        own = self.parallel.own_rng(state) if self.parallel else state
+        if own is not None:
+            set_rng_state(own, self.device)
         self.history, self.step, self.train_seconds = state["history"], state["step"], state["train_seconds"]
         self.best_state, self.best_epoch = state["best_state"], state["best_epoch"]
         self.best_score, self.best_metrics = state["best_score"], state["best_metrics"]
