@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -180,17 +181,26 @@ def compile_properties(precision: str) -> dict:
             "INFERENCE_NUM_THREADS": torch.get_num_threads()}
 
 
-def compiled_model(path: Path, sha256: str, precision: str) -> tuple[object, str]:
-    """(compiled model, where it came from): ``saved``, imported from the compiled model kept for this host, or
-    ``compiled`` from the converted model now (and kept for the next load when the store is writable)."""
+def saved_compiled(path: Path, sha256: str, precision: str):
+    """The compiled model kept for this host beside the artifact's converted model, or None (the reason logged). It
+    reads only the converted folder (its manifest and the compiled model, each checked against its own record), so it
+    may run while the artifact itself is being verified."""
     kind = "int8" if precision == "int8" else "fp32"
-    folder, properties = converted_dir(path, kind), compile_properties(precision)
+    folder = converted_dir(path, kind)
     try:
-        return import_compiled(folder, read_manifest(folder, sha256)["sha256"], properties), "saved"
+        return import_compiled(folder, read_manifest(folder, sha256)["sha256"], compile_properties(precision))
     except ConvertedModelProblem as problem:
         log.info("loading the OpenVINO %s model of %s from its files: it %s", kind, path, problem)
     except CompiledModelProblem as problem:
         log.info("compiling the OpenVINO %s model of %s for this CPU: the compiled model %s", precision, path, problem)
+    return None
+
+
+def compile_converted(path: Path, sha256: str, precision: str):
+    """The converted model of a verified artifact compiled for this CPU now, and kept for the next load when the store
+    is writable (worker/ml/openvino_compiled.py)."""
+    kind = "int8" if precision == "int8" else "fp32"
+    folder, properties = converted_dir(path, kind), compile_properties(precision)
     model, manifest = int8_model(path, sha256) if kind == "int8" else fp32_model(path, sha256)
     compiled = core().compile_model(model, "CPU", properties)
     if "sha256" in manifest:  # kept: a model converted now but not saved has no files to compile from next time
@@ -198,7 +208,7 @@ def compiled_model(path: Path, sha256: str, precision: str) -> tuple[object, str
             export_compiled(folder, compiled, manifest["sha256"], properties)
         except OSError as exc:
             log.warning("could not keep the compiled model in %s (%s); it is compiled again next load", folder, exc)
-    return compiled, "compiled"
+    return compiled
 
 
 class OpenVINOClassifier(Classifier):
@@ -229,13 +239,25 @@ class OpenVINOClassifier(Classifier):
 
 
 def load_openvino(path: str | Path, *, sha256: str | None = None, precision: str = "auto") -> OpenVINOClassifier:
-    """Like ``Classifier.from_artifact``, on OpenVINO: the artifact is verified, then its converted model loaded."""
+    """Like ``Classifier.from_artifact``, on OpenVINO: the artifact is verified, then its converted model loaded.
+
+    With the artifact's registered sha256, the compiled model kept for this host is read, checked and imported on a
+    second thread while this one verifies the artifact and reads its tokenizer (two passes over ~90 MB each for
+    MiniLM, at once); nothing from the artifact is read before its check, and a classifier is made only when both
+    check out. Without a kept compiled model, the converted one is compiled after the artifact's check."""
     require_openvino()
-    path = Path(path)
-    verify_artifact(path, sha256)
-    sha256 = sha256 or artifact_sha256(path)
-    meta = read_metadata(path)
-    precision = resolve_precision(precision)
-    compiled, source = compiled_model(path, sha256, precision)
-    return OpenVINOClassifier(compiled, read_tokenizer(path), meta["labels"], meta["max_length"], precision,
+    path, precision = Path(path), resolve_precision(precision)
+    verified = sha256 is None
+    if verified:
+        verify_artifact(path, None)
+        sha256 = artifact_sha256(path)
+    with ThreadPoolExecutor(1, thread_name_prefix="bertjobs-openvino-load") as pool:
+        saved = pool.submit(saved_compiled, path, sha256, precision)
+        if not verified:
+            verify_artifact(path, sha256)
+        meta, tokenizer = read_metadata(path), read_tokenizer(path)
+        compiled = saved.result()
+    source = "saved" if compiled is not None else "compiled"
+    compiled = compiled if compiled is not None else compile_converted(path, sha256, precision)
+    return OpenVINOClassifier(compiled, tokenizer, meta["labels"], meta["max_length"], precision,
                               compiled_from=source, **metadata_options(meta))
