@@ -244,3 +244,24 @@ def test_a_compiled_model_for_another_openvino_or_setting_is_not_used(artifact, 
     (converted_dir(path, "fp32") / "manifest.json").write_text(json.dumps({**manifest, "openvino": "2023.0.0-0000"}))
     assert load_openvino(path, sha256=sha, precision="fp32").compiled_from == "compiled"
     assert len(_compiled_files(path)) == 1
+
+
+@pytest.mark.slow
+def test_a_compiled_model_that_cannot_be_kept_is_compiled_again_next_time_and_leaves_nothing_behind(artifact, caplog):
+    from worker.ml.openvino_compiled import cache_key, compiled_path
+    from worker.ml.openvino_engine import compile_properties
+
+    path, sha = artifact
+    reference = load_openvino(path, sha256=sha, precision="fp32").predict(TEXTS)
+    [kept] = _compiled_files(path)
+    kept.unlink()
+    assert compiled_path(converted_dir(path, "fp32"), cache_key(compile_properties("fp32"))) == kept
+    kept.mkdir()  # something in the way that cannot be read as a compiled model nor replaced by one
+
+    with caplog.at_level("INFO", logger="bertjobs.openvino"):
+        loads = [load_openvino(path, sha256=sha, precision="fp32") for _ in range(2)]
+
+    assert [c.compiled_from for c in loads] == ["compiled", "compiled"]
+    assert loads[1].predict(TEXTS) == reference
+    assert "could not keep the compiled model" in caplog.text and kept.is_dir()
+    assert not list(converted_dir(path, "fp32").glob(".tmp-*"))
