@@ -1,8 +1,10 @@
 """Compiled models kept beside the converted one: a worker pays OpenVINO's CPU compilation once per kind of host and
 setting, not on every load, and loads a compiled model only after its sha256 checks out, like everything else.
 
-    <artifact>.openvino/<kind>/compiled-<key>.blob    one JSON line (the record below), then the bytes of
-                                                     ``CompiledModel.export_model()``; one file, written atomically
+    <artifact>.openvino/<kind>/compiled-<key>.blob    one JSON line (the key, the sha256 of the converted files it
+                                                     was compiled from, the sha256 and length of the rest), then
+                                                     the bytes of ``CompiledModel.export_model()``; one file,
+                                                     written atomically
 
 The CPU plugin exports the model after its CPU-specific transformations (which read the instruction sets and the
 compile properties) and builds the kernels again on import; OpenVINO's own model cache keys a blob on the OpenVINO
