@@ -13,6 +13,10 @@ Methods, all on the same texts and weights:
   engine (torch; OpenVINO with `--engines torch,openvino`, the default where it is installed) and precision.
 
     python bench/bulk_classify.py --no-baselines --docs 256 --repeats 4   # the engines only, alternating rounds
+    python bench/bulk_classify.py --load-only --load-rounds 5             # conversion, calibration and loading only
+
+Loading is measured in fresh processes (bench/engines.py), the engines taking turns: a worker's first load after it
+starts, and a second load of the same artifact in that process.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from common import (
     print_table,
     rt_corpus,
 )
-from engines import alternating_rates, engine_runs, max_delta, prepare_openvino, run_name
+from engines import alternating_rates, engine_runs, load_rounds, max_delta, prepare_openvino, run_name
 
 from db import repo
 from db.migrate import upgrade
@@ -190,6 +194,23 @@ def print_results(name, results, n, useful, lengths, model, args, matmul) -> Non
                  "computed/useful", "vs torch fp32", "vs best torch", "max |dp| vs torch fp32", "accuracy"], rows)
 
 
+def print_loads(loads: dict[str, list[dict]], rounds: int) -> None:
+    """Each method's first and second load (medians, with every round) and their ratio to torch's."""
+    def median(method, which):
+        return statistics.median(r[which] for r in loads[method])
+
+    rows = []
+    for method, runs in loads.items():
+        row = [method.removesuffix("_saved"), "/".join(sorted({s for r in runs for s in r["compiled_from"]}))]
+        for which in ("first", "second"):
+            row += [f"{median(method, which):.2f} ({', '.join(f'{r[which]:.2f}' for r in runs)})",
+                    f"{median(method, which) / median('torch_fp32_saved', which):.2f}x"]
+        rows.append(row)
+    print_table(f"Loading a converted model in a worker (seconds; medians of {rounds} rounds, fresh processes taking "
+                f"turns)", ["method", "compiled from", "first load in the process", "vs torch", "second load",
+                            "vs torch"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=384, help="texts per corpus")
@@ -208,6 +229,9 @@ def main() -> None:
                         help="fine-tune MiniLM for one epoch first and report each precision's accuracy")
     parser.add_argument("--train-docs", type=int, default=4000, help="texts for that fine-tuning")
     parser.add_argument("--accuracy-docs", type=int, default=2000, help="held-out Rotten Tomatoes texts to score")
+    parser.add_argument("--load-rounds", type=int, default=3, help="rounds of loads, each in fresh processes")
+    parser.add_argument("--load-only", action="store_true",
+                        help="only convert, quantize and time loading (MiniLM with a new head; no classification)")
     args = parser.parse_args()
     from worker.ml.device import cpu_has_fast_bf16
 
@@ -217,6 +241,8 @@ def main() -> None:
     if args.device != "cpu":
         raise SystemExit("this script measures the CPU path; see bench/gpu_check.sh for the GPU")
 
+    if args.load_only:
+        args.accuracy, args.runs = False, [("openvino", "fp32")]
     if args.model == "minilm" and args.accuracy:
         model, tokenizer = fine_tuned_minilm(args.train_docs)
     else:
@@ -231,12 +257,13 @@ def main() -> None:
         # int8 once per model version, from a fixed sample of its training texts (those fine-tuning used).
         sample = calibration_sample(*rt_corpus(args.train_docs, offset=5000), seed=42, source="training texts")
         costs = prepare_openvino(*artifact, sample)
-        load = costs["load_seconds"]
         print(f"\nOpenVINO: conversion {costs['conversion_seconds']:.1f} s, int8 calibration and quantization "
-              f"{costs['int8_build_seconds']:.1f} s ({costs['calibration_texts']} texts); load (warm worker, median "
-              f"of 3) torch {load['torch']:.2f} s, OpenVINO fp32 {load['openvino_fp32']:.2f} s "
-              f"({load['openvino_fp32'] / load['torch']:.2f}x), int8 {load['openvino_int8']:.2f} s "
-              f"({load['openvino_int8'] / load['torch']:.2f}x)")
+              f"{costs['int8_build_seconds']:.1f} s ({costs['calibration_texts']} texts)")
+        costs["loads"] = load_rounds(*artifact, args.load_rounds)
+        print_loads(costs["loads"], args.load_rounds)
+    if args.load_only:
+        emit_json("bulk_classify_load", {"model": args.model, "openvino": costs})
+        return
     matmul = matmul_flops_per_second()
     out = []
     for corpus in args.corpus.split(","):

@@ -1,9 +1,11 @@
-"""The OpenVINO engine on the tiny BERT: fp32 agrees with torch, int8 from a fixed sample is reproducible, and a
-converted model that does not check out is rebuilt (fp32) or refused in one line (int8), never used."""
+"""The OpenVINO engine on the tiny BERT: fp32 agrees with torch, int8 from a fixed sample is reproducible, a
+converted model that does not check out is rebuilt (fp32) or refused in one line (int8), never used, and a compiled
+model kept for this host is imported on the next load only when its record and sha256 check out."""
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 
 import pytest
@@ -86,6 +88,12 @@ def test_a_damaged_or_stale_fp32_conversion_is_rebuilt_not_used(artifact, damage
         (folder / "manifest.json").write_text(json.dumps({**manifest, "openvino": "2023.0.0-0000"}))
     else:
         (folder / "model.xml").unlink()
+    # The compiled model kept for this host stands in for the converted files (they are not read while it checks
+    # out), unless the manifest says they were made by another OpenVINO: then everything is made again.
+    kept = load_openvino(path, sha256=sha, precision="fp32")
+    assert kept.compiled_from == ("compiled" if damage == "version" else "saved")
+    for compiled in folder.glob("compiled-*.blob"):
+        compiled.unlink()
 
     rebuilt = load_openvino(path, sha256=sha, precision="fp32").predict(TEXTS)
 
@@ -147,3 +155,113 @@ def test_auto_picks_openvino_on_the_cpu_and_torch_on_a_gpu():
     assert resolve_engine("openvino", "auto") == "openvino"  # on the CPU even where a GPU is
     with pytest.raises(ValueError, match="runs on the CPU"):
         resolve_engine("openvino", "cuda")
+
+
+def _compiled_files(path, kind="fp32") -> list:
+    return sorted(converted_dir(path, kind).glob("compiled-*.blob"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_second_load_imports_the_compiled_model_kept_beside_the_converted_one(artifact, sample, precision):
+    path, sha = artifact
+    if precision == "int8":
+        build_int8(path, sha, sample)
+    first = load_openvino(path, sha256=sha, precision=precision)
+    [kept] = _compiled_files(path, precision)
+    record = json.loads(kept.read_bytes().split(b"\n", 1)[0])
+
+    second = load_openvino(path, sha256=sha, precision=precision)
+
+    assert (first.compiled_from, second.compiled_from) == ("compiled", "saved")
+    assert second.predict(TEXTS) == first.predict(TEXTS)  # imported and freshly compiled: the same numbers
+    assert record["converted_sha256"] == json.loads((converted_dir(path, precision) / "manifest.json").read_text())[
+        "sha256"]
+    assert record["key"]["properties"]["INFERENCE_PRECISION_HINT"] == "f32" and record["key"]["isa"]
+    assert record["bytes"] == len(kept.read_bytes().split(b"\n", 1)[1])
+
+
+def _flip(path, where: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[where] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage, reason", [
+    ("bytes", "does not match its recorded sha256"), ("record", "is unreadable|another host"),
+    ("truncated", "is not as long as its record says"), ("converted", "compiled from another converted model")])
+def test_a_damaged_compiled_model_is_caught_before_import_and_compiled_again(artifact, caplog, damage, reason):
+    path, sha = artifact
+    reference = load_openvino(path, sha256=sha, precision="fp32").predict(TEXTS)
+    [kept] = _compiled_files(path)
+    header, body = kept.read_bytes().split(b"\n", 1)
+    if damage == "bytes":
+        _flip(kept, len(header) + 1 + len(body) // 2)
+    elif damage == "record":
+        _flip(kept, 1)
+    elif damage == "truncated":
+        kept.write_bytes(header + b"\n" + body[:-1000])
+    else:  # recorded as compiled from other converted files than the folder's
+        record = json.loads(header)
+        kept.write_bytes(json.dumps({**record, "converted_sha256": "0" * 64}).encode() + b"\n" + body)
+
+    with caplog.at_level("INFO", logger="bertjobs.openvino"):
+        rebuilt = load_openvino(path, sha256=sha, precision="fp32")
+
+    assert rebuilt.compiled_from == "compiled" and rebuilt.predict(TEXTS) == reference
+    assert re.search(f"the compiled model .*({reason})", caplog.text)
+    assert load_openvino(path, sha256=sha, precision="fp32").compiled_from == "saved"  # rewritten, and it checks out
+    assert _compiled_files(path) == [kept]
+
+
+@pytest.mark.slow
+def test_a_compiled_model_for_another_openvino_or_setting_is_not_used(artifact, monkeypatch):
+    import torch
+
+    from worker.ml import openvino_compiled
+
+    path, sha = artifact
+    with monkeypatch.context() as m:
+        m.setattr(openvino_compiled, "openvino_build", lambda: "2023.0.0-0000")
+        other = load_openvino(path, sha256=sha, precision="fp32")
+    [elsewhere] = _compiled_files(path)
+    assert json.loads(elsewhere.read_bytes().split(b"\n", 1)[0])["key"]["openvino"] == "2023.0.0-0000"
+
+    here = load_openvino(path, sha256=sha, precision="fp32")  # this OpenVINO looks for its own file, not that one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        more_threads = load_openvino(path, sha256=sha, precision="fp32")
+    finally:
+        torch.set_num_threads(threads)
+
+    assert (other.compiled_from, here.compiled_from, more_threads.compiled_from) == ("compiled",) * 3
+    assert len(_compiled_files(path)) == 3
+    assert load_openvino(path, sha256=sha, precision="fp32").compiled_from == "saved"
+    # Converted again (here: made by another OpenVINO), the folder is replaced, compiled models and all.
+    manifest = json.loads((converted_dir(path, "fp32") / "manifest.json").read_text())
+    (converted_dir(path, "fp32") / "manifest.json").write_text(json.dumps({**manifest, "openvino": "2023.0.0-0000"}))
+    assert load_openvino(path, sha256=sha, precision="fp32").compiled_from == "compiled"
+    assert len(_compiled_files(path)) == 1
+
+
+@pytest.mark.slow
+def test_a_compiled_model_that_cannot_be_kept_is_compiled_again_next_time_and_leaves_nothing_behind(artifact, caplog):
+    from worker.ml.openvino_compiled import cache_key, compiled_path
+    from worker.ml.openvino_engine import compile_properties
+
+    path, sha = artifact
+    reference = load_openvino(path, sha256=sha, precision="fp32").predict(TEXTS)
+    [kept] = _compiled_files(path)
+    kept.unlink()
+    assert compiled_path(converted_dir(path, "fp32"), cache_key(compile_properties("fp32"))) == kept
+    kept.mkdir()  # something in the way that cannot be read as a compiled model nor replaced by one
+
+    with caplog.at_level("INFO", logger="bertjobs.openvino"):
+        loads = [load_openvino(path, sha256=sha, precision="fp32") for _ in range(2)]
+
+    assert [c.compiled_from for c in loads] == ["compiled", "compiled"]
+    assert loads[1].predict(TEXTS) == reference
+    assert "could not keep the compiled model" in caplog.text and kept.is_dir()
+    assert not list(converted_dir(path, "fp32").glob(".tmp-*"))

@@ -96,7 +96,7 @@ def build_int8(path: str | Path, sha256: str | None, sample: dict,
     path = Path(path)
     verify_artifact(path, sha256)
     sha256 = sha256 or artifact_sha256(path)
-    int8 = quantize_model(ove.fp32_model(path, sha256), read_tokenizer(path), read_metadata(path), sample["texts"])
+    int8 = quantize_model(ove.fp32_model(path, sha256)[0], read_tokenizer(path), read_metadata(path), sample["texts"])
     manifest = ove.save_converted(ove.converted_dir(path, "int8"), int8, {
         "artifact_sha256": sha256, "kind": "int8", "nncf": nncf.__version__, "calibration": describe(sample)})
     record = {"engine": "openvino", "precision": "int8", "sha256": manifest["sha256"],
