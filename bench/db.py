@@ -6,9 +6,13 @@
 Each size runs in its own process over a fresh database: insert the documents, then stream them in keyset
 pages of 512 and upsert one prediction per document per page, committing per page, as a bulk job does
 (without the model). Reported: documents streamed per second, predictions upserted per second while
-streaming, and the process's peak memory. Then, side by side on up to 100k documents (the three ways take
-turns page by page, each under its own model version, so they share the machine's noise): bertjobs' upsert
-against the unnest() arrays statement it replaced and against the ORM unit of work.
+streaming, and the process's peak memory. Then, side by side on up to 100k documents (the ways take turns page
+by page, each under its own model version, so they share the machine's noise), rows/s and client CPU per row:
+bertjobs' upsert against binary COPY into a temporary staging table (measured, not kept), the unnest() arrays
+statement it replaced and the ORM unit of work; with --db sqlite, against its SQLite upsert before executemany.
+
+    python bench/db.py --sizes 30000 --pages 512,2048     # pages of 512 and of 2,048 rows
+    python bench/db.py --sizes 30000 --db sqlite
 """
 from __future__ import annotations
 

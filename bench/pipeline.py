@@ -6,9 +6,10 @@
 A real bulk job (documents read from the database, predictions committed to it) runs with a stand-in model whose
 forward pass costs exactly tokens / R seconds of wall time in time.sleep, which holds no GIL, as a GPU kernel
 would not; the tensors are still collated as for a real model. For each R (thousands of tokens per second) the
-job runs pipelined (BERTJOBS_CLASSIFY_PIPELINE=on) and as before (off: one stage after another, the Python-loop
-collate, the tokenizer single-threaded and reading whole texts), alternating, and reports the end-to-end rate and
-its ratio to R. Each stage's rate alone comes from timing the stages inside a serial run with a free model, and
+job runs pipelined (BERTJOBS_CLASSIFY_PIPELINE=on, the code as it is) and as before issue #17 (off: one stage after
+another, with the previous pieces put back: the Python-loop collate, the tokenizer's own __call__ single-threaded
+on whole texts, the page's softmax on torch's intra-op threads, SQLite writes through the ORM's INSERT),
+alternating, and reports the end-to-end rate and its ratio to R. Each stage's rate alone comes from timing the stages inside a serial run with a free model, and
 the non-model CPU time per 1,000 documents from the process's CPU time (every thread; the model's sleep costs
 none). The database server's own CPU time is not counted.
 """

@@ -24,8 +24,10 @@ _UPDATED_ON_CONFLICT = tuple(c for c in _PREDICTION_COLUMNS if c not in _PREDICT
 # PostgreSQL: one statement per page, the rows sent as one JSON array and turned into rows of the table's own
 # type server-side (json_populate_recordset: JSON null is SQL NULL, a nested object fills a JSON column).
 # Measured side by side with pages of 512 (bench/README.md): 1.1-1.2x the eight unnest() arrays this
-# replaces, whose per-element array adaptation in the driver cost twice the client CPU; COPY into a temporary
-# staging table saved as much client CPU but gave it back in slower commits.
+# replaces, whose per-element array adaptation in the driver cost twice the client CPU. Binary COPY into a
+# temporary staging table plus one INSERT ... SELECT was measured against it three times (bench/db.py, pages of
+# 512 and 2,048): 0.83-1.15x the rows/s, slower in four runs of six (the commit of a transaction that used a
+# temporary table is slower), for 1-2 microseconds less client CPU a row; it is not used.
 #
 # Only rows whose document still exists are written: another application may delete documents while a job
 # runs. FOR KEY SHARE waits for a delete in flight and then skips its row, so no foreign-key violation fails
