@@ -6,15 +6,17 @@
 A real bulk job (documents read from the database, predictions committed to it) runs with a stand-in model whose
 forward pass costs exactly tokens / R seconds of wall time in time.sleep, which holds no GIL, as a GPU kernel
 would not; the tensors are still collated as for a real model. For each R (thousands of tokens per second) the
-job runs pipelined (BERTJOBS_CLASSIFY_PIPELINE=on) and as before (off: one stage after another, the Python-loop
-collate, the tokenizer single-threaded and reading whole texts), alternating, and reports the end-to-end rate and
-its ratio to R. Each stage's rate alone comes from timing the stages inside a serial run with a free model, and
+job runs pipelined (BERTJOBS_CLASSIFY_PIPELINE=on, the code as it is) and as before issue #17 (off: one stage after
+another, with the previous pieces put back: the Python-loop collate, the tokenizer's own __call__ single-threaded
+on whole texts, the page's softmax on torch's intra-op threads, SQLite writes through the ORM's INSERT),
+alternating, and reports the end-to-end rate and its ratio to R. Each stage's rate alone comes from timing the stages inside a serial run with a free model, and
 the non-model CPU time per 1,000 documents from the process's CPU time (every thread; the model's sleep costs
 none). The database server's own CPU time is not counted.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import random
@@ -81,6 +83,21 @@ def loop_collate(ids, pad_id, pad_to_multiple=1, pin=False):
     return {"input_ids": input_ids, "attention_mask": attention}
 
 
+def hf_tokenize(tokenizer, texts, max_length):
+    """Tokenization of the previous commit: the tokenizer's __call__ (settings set per call, a BatchEncoding)."""
+    if not texts:
+        return []
+    return tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+
+def upsert_before(session, rows):
+    """The prediction write of the previous commit: unchanged on PostgreSQL, the ORM's INSERT on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return NOW[2](session, rows)
+    return bench_db._sqlite_before(session, rows)
+
+
 class Timed:
     """Seconds spent in the wrapped functions of a serial run: each stage alone."""
 
@@ -112,8 +129,8 @@ class Timed:
 
 
 class Bench:
-    def __init__(self, url: str, tokenizer, texts: list[str], workdir: Path):
-        self.url, self.tokenizer, self.n = url, tokenizer, len(texts)
+    def __init__(self, url: str, tokenizer, texts: list[str], workdir: Path, page: int = 512):
+        self.url, self.tokenizer, self.n, self.page = url, tokenizer, len(texts), page
         upgrade(url)
         self.collection = f"pipe-{time.time_ns()}"
         with session_factory_for(url).begin() as s:
@@ -123,10 +140,11 @@ class Bench:
     def job(self, pipelined: bool, rate: float) -> tuple[float, float]:
         """(documents per second, CPU seconds) of one bulk job over the collection."""
         settings = Settings(database_url=self.url, data_dir=self.workdir, model_store=self.workdir / "models",
-                            classify_chunk_size=512, classify_batch_size=64, classify_shard_size=10**9,
+                            classify_chunk_size=self.page, classify_batch_size=64, classify_shard_size=10**9,
                             lease_seconds=600, heartbeat_seconds=60, classify_pipeline=pipelined)
         os.environ["TOKENIZERS_PARALLELISM"] = "true" if pipelined else "false"  # read by the tokenizer per call
-        batching.collate = real_collate if pipelined else loop_collate
+        (batching.collate, batching.tokenize, repo.upsert_predictions,
+         predict_module.one_cpu_thread) = NOW if pipelined else BEFORE
         loader_module._cache.clear()
         key = (ARTIFACT, SHA, settings.device, settings.classify_precision, settings.classify_engine)
         loader_module._cache[key] = StandIn(self.tokenizer, rate)
@@ -157,7 +175,8 @@ class Bench:
         return {stage: self.n / seconds for stage, seconds in timed.seconds.items()}
 
 
-real_collate = batching.collate
+NOW = batching.collate, batching.tokenize, repo.upsert_predictions, predict_module.one_cpu_thread  # the code as it is
+BEFORE = loop_collate, hf_tokenize, upsert_before, contextlib.nullcontext  # as they were before issue #17
 
 
 def run_db(name: str, url: str, tokenizer, corpora: dict, rates: list[float], repeats: int, workdir: Path) -> list:

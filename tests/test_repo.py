@@ -175,6 +175,35 @@ def test_prediction_upserts_keep_non_finite_scores_and_write_absent_optional_col
     assert repo.prediction_counts(pg_session, mv) == {"classified": 3, "failed": 0}
 
 
+def test_prediction_upserts_skip_deleted_documents_and_store_the_same_values_on_both_databases(any_db_url):
+    from db.session import session_factory_for
+
+    sessions = session_factory_for(any_db_url)
+    at = datetime(2026, 12, 6, 3, 0, 0, 250000, tzinfo=timezone.utc)
+    with sessions.begin() as s:
+        repo.upsert_documents(s, "c", [{"external_id": str(i), "text": f"t{i}"} for i in range(3)])
+        a, b, gone = [i for i, _ in repo.read_documents(s, "c", None, 10)]
+        mv, job = _model_version(s).id, _job(s).id
+        s.execute(text("DELETE FROM documents WHERE id = :i"), {"i": gone})
+
+    def row(doc, label, score, **extra):
+        return {"document_id": doc, "model_version_id": mv, "label": label, "score": score, "job_id": job,
+                "scores": None if label is None else {"neg": 1 - score, "pos": score}, "error": None,
+                "created_at": at, **extra}
+
+    with sessions.begin() as s:  # the deleted document gets no row; a later page in the transaction overwrites
+        assert repo.upsert_predictions(s, [row(a, "pos", 0.75), row(gone, "pos", 0.5), row(b, "neg", 0.25)]) == 2
+        assert repo.upsert_predictions(s, [row(b, None, None, error="bad \"text\"\n", labels=["x"])]) == 1
+    with sessions.begin() as s:
+        stored = {p.document_id: (p.label, p.labels, p.score, p.scores, p.error, p.job_id, p.created_at)
+                  for p in s.scalars(select(Prediction))}
+    stamp = stored[a][-1].replace(tzinfo=timezone.utc) if stored[a][-1].tzinfo is None else stored[a][-1]
+    assert stamp == at
+    assert {d: v[:-1] for d, v in stored.items()} == {
+        a: ("pos", None, 0.75, {"neg": 0.25, "pos": 0.75}, None, job),
+        b: (None, ["x"], None, None, 'bad "text"\n', job)}
+
+
 def test_model_references_resolve_to_latest_a_version_or_an_alias(pg_session):
     v1 = _model_version(pg_session)
     v2 = _model_version(pg_session)

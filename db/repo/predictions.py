@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Document, ModelVersion, Prediction
 from db.names import check_name
-from db.repo._common import chunks, insert, is_postgresql
+from db.repo._common import is_postgresql
 
 
 # A prediction row's columns, in one list: the PostgreSQL statement, its payload and the columns a re-run
@@ -24,8 +24,10 @@ _UPDATED_ON_CONFLICT = tuple(c for c in _PREDICTION_COLUMNS if c not in _PREDICT
 # PostgreSQL: one statement per page, the rows sent as one JSON array and turned into rows of the table's own
 # type server-side (json_populate_recordset: JSON null is SQL NULL, a nested object fills a JSON column).
 # Measured side by side with pages of 512 (bench/README.md): 1.1-1.2x the eight unnest() arrays this
-# replaces, whose per-element array adaptation in the driver cost twice the client CPU; COPY into a temporary
-# staging table saved as much client CPU but gave it back in slower commits.
+# replaces, whose per-element array adaptation in the driver cost twice the client CPU. Binary COPY into a
+# temporary staging table plus one INSERT ... SELECT was measured against it three times (bench/db.py, pages of
+# 512 and 2,048): 0.83-1.15x the rows/s, slower in four runs of six (the commit of a transaction that used a
+# temporary table is slower), for 1-2 microseconds less client CPU a row; it is not used.
 #
 # Only rows whose document still exists are written: another application may delete documents while a job
 # runs. FOR KEY SHARE waits for a delete in flight and then skips its row, so no foreign-key violation fails
@@ -64,6 +66,11 @@ def _predictions_json(rows: Sequence[dict[str, Any]]) -> str:
     # A column absent from a row is NULL (on SQLite it is left out of the INSERT); the database refuses a NULL
     # where the column is NOT NULL (document, model version, created_at).
     picked = [{c: r.get(c) for c in _PREDICTION_COLUMNS} for r in rows]
+    stamps: dict[date, str] = {}  # a page's rows share a timestamp or two: each written out once
+    for r in picked:
+        at = r["created_at"]
+        if isinstance(at, date):
+            r["created_at"] = stamps.get(at) or stamps.setdefault(at, at.isoformat())
     try:
         return _dumps(picked)
     except ValueError:  # a NaN or an infinity: a float column takes it as a word; inside JSON it stays refused
@@ -73,7 +80,7 @@ def _predictions_json(rows: Sequence[dict[str, Any]]) -> str:
 
 def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Write predictions keyed by (document, model version), many rows per statement. Re-running overwrites.
-    A row whose document no longer exists (deleted while the job ran) is left out.
+    A row whose document no longer exists (deleted while the job ran) is left out. Returns the rows written.
 
     Runs in the caller's transaction and never commits. On PostgreSQL a (document, model version) may appear
     once in ``rows`` (twice is an error, as before); a NaN inside ``scores`` is a ValueError (JSON has none).
@@ -82,20 +89,28 @@ def upsert_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
         return 0
     if is_postgresql(session):
         return session.execute(_PG_UPSERT_PREDICTIONS, {"rows": _predictions_json(rows)}).rowcount
-    # SQLite: the caller's fenced write holds the database's one write lock, so no delete comes in between.
-    wanted = {r["document_id"] for r in rows}
-    present = set()
-    for chunk in chunks(sorted(wanted)):
-        present.update(session.scalars(select(Document.id).where(Document.id.in_(chunk))))
-    rows = [r for r in rows if r["document_id"] in present]
-    for chunk in chunks(rows):
-        stmt = insert(session, Prediction)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["document_id", "model_version_id"],
-            set_={c: getattr(stmt.excluded, c) for c in _UPDATED_ON_CONFLICT},
-        )
-        session.execute(stmt, list(chunk))
-    return len(rows)
+    return _sqlite_upsert(session, rows)
+
+
+# SQLite: the rows through the driver's executemany, each value converted by its column type as SQLAlchemy would;
+# a row whose document is gone is skipped by the statement itself (the caller's fenced write holds the database's
+# one write lock, so no delete comes in between).
+_SQLITE_UPSERT = f"""
+INSERT INTO predictions ({", ".join(_PREDICTION_COLUMNS)})
+SELECT {", ".join("?" for _ in _PREDICTION_COLUMNS)} WHERE EXISTS (SELECT 1 FROM documents WHERE id = ?)
+ON CONFLICT ({", ".join(_PREDICTION_KEY)}) DO UPDATE SET
+{", ".join(f"{c} = excluded.{c}" for c in _UPDATED_ON_CONFLICT)}
+"""
+
+
+def _sqlite_upsert(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    connection = session.connection()
+    dialect = connection.dialect
+    convert = [Prediction.__table__.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+               for c in _PREDICTION_COLUMNS]
+    params = [tuple(f(r.get(c)) if f else r.get(c) for c, f in zip(_PREDICTION_COLUMNS, convert))
+              + (r["document_id"],) for r in rows]
+    return connection.exec_driver_sql(_SQLITE_UPSERT, params).rowcount
 
 
 def unpredicted_filter(model_version_id: int):

@@ -115,3 +115,40 @@ def test_a_worker_child_enables_tokenizer_parallelism_unless_the_environment_say
     assert enable_tokenizer_parallelism() is True
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     assert enable_tokenizer_parallelism() is False
+
+
+ODD = ["[CLS] great [SEP] film [MASK] [PAD] [UNK]", "Ünïcödé café 電影 ﬁne — “quoted” \u200b zero\x07width", "a",
+       "great  film\n\tand\r\nlines", "!!!", "don't won't can't", "x" * 700, "word " * 300]
+
+
+def test_token_ids_from_the_rust_backend_are_those_of_the_tokenizers_own_call(minilm_path, rt_rows):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    texts = [r["text"] for r in rt_rows] + ODD + LONG
+    for side in ("right", "left"):
+        tokenizer.truncation_side = side
+        for max_length in (8, 128, 512):
+            expected = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+            assert batching.tokenize(tokenizer, texts, max_length) == expected
+    assert batching.truncating_backend(tokenizer, 128) is batching.truncating_backend(tokenizer, 128)
+
+
+def test_predictions_through_the_rust_backend_are_those_through_the_tokenizers_call(classifier, monkeypatch):
+    texts = MIXED + ODD + LONG
+    fast = classifier.predict_or_fail(texts, batch_size=4, max_chars=10**6)
+    pipelined = classifier.run(classifier.prepare(texts, max_chars=10**6), batch_size=4)
+    monkeypatch.setattr(batching, "truncating_backend", lambda tokenizer, max_length: None)
+    assert fast == pipelined == classifier.predict_or_fail(texts, batch_size=4, max_chars=10**6)
+
+
+def test_a_pages_softmax_runs_on_one_thread_with_the_same_scores_and_the_thread_count_comes_back():
+    from worker.ml.device import one_cpu_thread
+
+    logits = torch.randn(512, 3)
+    threads = torch.get_num_threads()
+    expected = torch.softmax(logits, dim=-1)
+    with one_cpu_thread():
+        assert torch.get_num_threads() == 1
+        assert torch.equal(torch.softmax(logits, dim=-1), expected)
+    assert torch.get_num_threads() == threads

@@ -16,12 +16,34 @@ from worker.ml.device import autocast
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, truncated to ``max_length``, no padding."""
+    """Token ids per text, truncated to ``max_length``, no padding: those of ``tokenizer(texts, truncation=True,
+    max_length=max_length)``, taken straight from a fast tokenizer's Rust backend (``truncating_backend``)."""
     if not texts:
         return []
+    backend = truncating_backend(tokenizer, max_length)
+    if backend is not None:
+        return [e.ids for e in backend.encode_batch_fast(list(texts), add_special_tokens=True)]
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False, return_token_type_ids=False)
     return encoded["input_ids"]
+
+
+def truncating_backend(tokenizer, max_length: int):
+    """A copy of a fast tokenizer's Rust backend that cuts at ``max_length`` as ``tokenizer(..., truncation=True)``
+    does, kept on ``tokenizer`` (one per tokenizer object, so per thread: see ``Classifier.own_tokenizer``); None
+    for a tokenizer without one. Calling it skips what inference does not need: the backend's settings changed
+    and restored per call, offsets, attention masks, type ids and the BatchEncoding of Python lists."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast") or getattr(tokenizer, "split_special_tokens", False):
+        return None
+    kept = tokenizer.__dict__.setdefault("_truncating_backends", {})
+    key = (max_length, tokenizer.truncation_side)
+    if key not in kept:
+        own = type(backend).from_str(backend.to_str())
+        own.no_padding()
+        own.enable_truncation(max_length, stride=0, strategy="longest_first", direction=key[1])
+        kept[key] = own
+    return kept[key]
 
 
 CHARS_PER_TOKEN_CAP = 8  # a truncated text is first tokenized from its first max_length * this many characters

@@ -12,7 +12,7 @@ import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
 from worker.ml.batching import average_by_owner, batch_logits, encode, encode_capped, token_budget_batches
-from worker.ml.device import quantize_int8, resolve_device, resolve_precision
+from worker.ml.device import one_cpu_thread, quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact, artifact_read_error
 from worker.ml.hf import quiet_transformers
 from worker.ml.text import text_problem
@@ -142,13 +142,15 @@ class Classifier:
 
     def _predict_encoded(self, token_ids, owners, n: int, batch_size: int) -> list[TextPrediction]:
         logits = self._logits(token_ids, token_budget_batches([len(t) for t in token_ids], batch_size))
-        logits = average_by_owner(logits, owners, n)
-        if self.thresholds is not None:
-            return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
-        out = []
-        for row in torch.softmax(logits / self.temperature, dim=-1).tolist():
-            best = max(range(len(row)), key=row.__getitem__)
-            out.append(TextPrediction(self.labels[best], row[best], dict(zip(self.labels, row))))
+        with one_cpu_thread():
+            logits = average_by_owner(logits, owners, n)
+            if self.thresholds is not None:
+                return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
+            rows = torch.softmax(logits / self.temperature, dim=-1).tolist()
+        out, labels, columns = [], self.labels, range(len(self.labels))
+        for row in rows:
+            best = max(columns, key=row.__getitem__)
+            out.append(TextPrediction(labels[best], row[best], dict(zip(labels, row))))
         return out
 
     def _predict_inputs(self, inputs: Sequence[Sequence[list[int]]], batch_size: int) -> list[TextPrediction]:
