@@ -21,6 +21,9 @@ choosing the kept epoch, scored on the test documents by the product's predictor
   sampled      the same with ``--windows-per-epoch K`` (``--sample``, default 2): K random windows per document
                per epoch, so an epoch costs at most K epochs of truncation
   truncate512  the first 512 tokens (MiniLM's limit: the whole document here); only with --methods
+  recommended  what `bertjobs data check` suggests for this corpus (worker.ml.datacheck.recommended_options:
+               windows, max pooling, and 2 windows per document per epoch where documents average more than 2);
+               only with --methods (bench/quality_long.py runs it)
 "train s" is the optimisation steps only (``TrainResult.train_seconds``); "job s" is the whole ``fine_tune`` call
 (tokenizing, loading, validation each epoch); "inputs" is how many model inputs were trained on.
 """
@@ -37,6 +40,7 @@ from worker.demo import base_model_path, load_corpus
 from worker.ml.baseline import tfidf_baseline
 from worker.ml.batching import encode, token_budget_batches, tokenize
 from worker.ml.config import TrainConfig
+from worker.ml.datacheck import recommended_options
 from worker.ml.intervals import wilson_interval
 from worker.ml.longdocs import encode_head_tail, pool_logits
 from worker.ml.predict import Classifier, metadata_options
@@ -45,7 +49,7 @@ from worker.ml.train import fine_tune, prepare
 
 LABELS = ["fresh", "rotten"]
 DEFAULT_METHODS = ["tfidf", "truncate", "windows", "truncate2x", "sampled"]
-ALL_METHODS = DEFAULT_METHODS + ["head_tail", "truncate512"]
+ALL_METHODS = DEFAULT_METHODS + ["head_tail", "truncate512", "recommended"]
 POOLINGS = ("max", "mean", "confidence")  # the first is what the windows method trains and records
 
 
@@ -88,6 +92,8 @@ def corpus(train_docs: int, test_docs: int) -> tuple[list[str], list[str], list[
 def options(method: str, args) -> dict:
     """The training options (as a user gives them) of a transformer method."""
     windows = {"long_documents": "windows", "window_overlap": 32, "max_windows": 16, "window_pooling": POOLINGS[0]}
+    if method == "recommended":  # what `bertjobs data check` suggests for this corpus
+        return {**recommended_options(args.windows_per_document), "window_overlap": 32, "max_windows": 16}
     return {"truncate": {}, "head_tail": {}, "truncate2x": {"epochs": 2 * args.epochs},
             "truncate512": {"max_length": 512}, "windows": windows,
             "sampled": {**windows, "windows_per_epoch": args.sample}}[method]
@@ -190,6 +196,7 @@ def measure(args) -> dict:
     train_texts, train_labels, test_texts, test_labels = corpus(args.train_docs, args.test_docs)
     lengths = sorted(len(ids) for ids in tokenize(tokenizer, train_texts, 100_000))
     windows_per_doc = len(encode(tokenizer, train_texts, 128, "windows")[0]) / len(train_texts)
+    args.windows_per_document = windows_per_doc
     print(f"{len(train_texts)} training and {len(test_texts)} test documents; tokens per document: median "
           f"{lengths[len(lengths) // 2]}, min {lengths[0]}, max {lengths[-1]}; {windows_per_doc:.2f} windows of 128 "
           "tokens per document", flush=True)

@@ -117,3 +117,11 @@ def test_data_check_takes_the_window_flags_of_the_training_that_would_follow(env
     report = json.loads(capsys.readouterr().out)
     assert report["windows"]["window_overlap"] == 4 and report["windows"]["max_windows"] == 8
     assert report["windows"]["per_document"] > 2 and report["windows"]["inputs_per_epoch"] == 8
+
+
+def test_the_recommended_options_are_valid_training_options_that_sample_only_past_twice_truncations_cost():
+    from worker.ml.datacheck import recommended_options
+
+    assert recommended_options(2.0) == {"long_documents": "windows", "window_pooling": "max"}
+    assert recommended_options(2.8) == {"long_documents": "windows", "window_pooling": "max", "windows_per_epoch": 2}
+    assert TrainConfig.from_dict({"base_model": "m", **recommended_options(2.8)}).sampled_windows == 2

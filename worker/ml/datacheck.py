@@ -135,14 +135,23 @@ def _long_text_advice(report: dict, lengths: list[int], max_length: int, long_do
                                   "not read")
 
 
+def recommended_options(per_document: float) -> dict:
+    """The recommended long-document setting for texts that average ``per_document`` windows: windows with max
+    pooling, and at most ``MAX_COST_RATIO`` random windows per document per epoch where all would cost more."""
+    options = {"long_documents": "windows", "window_pooling": RECOMMENDED_POOLING}
+    if per_document > MAX_COST_RATIO:
+        options["windows_per_epoch"] = MAX_COST_RATIO
+    return options
+
+
 def _recommendation(inputs: list[int], ratio: float, overlap: int, max_windows: int) -> str:
     """The recommended long-document setting, as training flags, and what an epoch of it costs against truncation."""
-    flags = f"--long-documents windows --window-pooling {RECOMMENDED_POOLING}"
+    options = recommended_options(ratio)
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
     cost = (f"{sum(inputs)} model inputs for {len(inputs)} texts, {ratio:.1f}x, so about {ratio:.1f}x the training "
             "time per epoch of truncation")
-    if ratio > MAX_COST_RATIO:
-        sampled = sum(min(MAX_COST_RATIO, n) for n in inputs)
-        flags += f" --windows-per-epoch {MAX_COST_RATIO}"
+    if "windows_per_epoch" in options:
+        sampled = sum(min(options["windows_per_epoch"], n) for n in inputs)
         cost = (f"{sampled} model inputs per epoch for {len(inputs)} texts, {sampled / len(inputs):.1f}x truncation's "
                 f"(all {sum(inputs)} windows would be {ratio:.1f}x), every window read over the epochs")
     return (f"to read them whole, train with the recommended {flags} (--window-overlap {overlap}, --max-windows "
