@@ -1,29 +1,35 @@
-"""Long documents: which way of reading them earns its compute, side by side from one run.
+"""Long documents: which way of reading them earns its compute, side by side from one run, through the product's
+own training (``fine_tune``, the options a user gives) and predictor (``Classifier``, pooling as recorded).
 
-    python bench/long_docs.py                          # ~10 minutes on a busy 2-core machine
-    python bench/long_docs.py --train-docs 400 --test-docs 400 --methods all --threads 2
+    python bench/long_docs.py                          # the default methods at the default size
+    python bench/long_docs.py --train-docs 400 --test-docs 300 --methods all --threads 1
 
 The corpus is synthetic but its label needs the whole document: each document joins 8-12 Rotten Tomatoes
 snippets, a majority of one sentiment and at least two of the other, at random positions; the label is the
 majority. The snippets are split 80/20 (stratified, seed 0) before documents are built, so no test document
 shares a snippet with a training one; test documents alternate labels (a stratified test split).
 
-Methods, each from the same MiniLM weights, seed, optimiser (AdamW, lr 5e-5, 10% warm-up, linear decay,
-weight decay 0.01), batch size and epochs, trained on all training documents (no validation split: the test
-split is separate) and scored on the test documents:
-  tfidf        TF-IDF + logistic regression (worker.ml.baseline)
-  truncate     the first 128 tokens (today's default)
-  head_tail    the first 32 and last 94 tokens (worker.ml.longdocs.encode_head_tail)
-  windows      every 128-token window (overlap 32) trains; the test pools window logits by mean, max and
-               confidence (one model, three rows)
-  sample1      one random window per document per epoch (an epoch costs what truncation costs); mean pooling
+Methods, each a training job's ``fine_tune`` from the same MiniLM weights, seed and recipe (AdamW, 10% warm-up,
+linear decay, weight decay 0.01, fp32), the product's validation split of the training documents (``--val-fraction``)
+choosing the kept epoch, scored on the test documents by the product's predictor:
+  tfidf        TF-IDF + logistic regression (worker.ml.baseline), on the same training documents
+  truncate     the first 128 tokens (the default), ``--epochs``
+  truncate2x   the same, twice the epochs
+  head_tail    the first 32 and last 94 tokens (worker.ml.longdocs.encode_head_tail; the product's Trainer)
+  windows      ``--long-documents windows`` (128 tokens, overlap 32) with the recommended max pooling; the test
+               set is also scored pooling by mean and by confidence (the same model, one row each)
+  sampled      the same with ``--windows-per-epoch K`` (``--sample``, default 2): K random windows per document
+               per epoch, so an epoch costs at most K epochs of truncation
   truncate512  the first 512 tokens (MiniLM's limit: the whole document here); only with --methods
-Training seconds count the optimisation steps only; "inputs" is how many model inputs were trained on.
+  recommended  what `bertjobs data check` suggests for this corpus (worker.ml.datacheck.recommended_options:
+               windows, max pooling, and 2 windows per document per epoch where documents average more than 2);
+               only with --methods (bench/quality_long.py runs it)
+"train s" is the optimisation steps only (``TrainResult.train_seconds``); "job s" is the whole ``fine_tune`` call
+(tokenizing, loading, validation each epoch); "inputs" is how many model inputs were trained on.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import time
 
@@ -32,17 +38,19 @@ from common import emit_json, print_table
 
 from worker.demo import base_model_path, load_corpus
 from worker.ml.baseline import tfidf_baseline
-from worker.ml.batching import encode, iter_batches, length_grouped_batches, tokenize
+from worker.ml.batching import encode, token_budget_batches, tokenize
+from worker.ml.config import TrainConfig
+from worker.ml.datacheck import recommended_options
 from worker.ml.intervals import wilson_interval
-from worker.ml.longdocs import encode_head_tail, pool_logits, sample_windows
+from worker.ml.longdocs import encode_head_tail, pool_logits
+from worker.ml.predict import Classifier, metadata_options
 from worker.ml.split import stratified_split
-from worker.ml.train import seed_everything
-from worker.ml.trainer import make_scheduler, param_groups
-from worker.ml.validation import document_logits
+from worker.ml.train import fine_tune, prepare
 
 LABELS = ["fresh", "rotten"]
-DEFAULT_METHODS = ["tfidf", "truncate", "head_tail", "windows", "sample1"]
-ALL_METHODS = DEFAULT_METHODS + ["truncate512"]
+DEFAULT_METHODS = ["tfidf", "truncate", "windows", "truncate2x", "sampled"]
+ALL_METHODS = DEFAULT_METHODS + ["head_tail", "truncate512", "recommended"]
+POOLINGS = ("max", "mean", "confidence")  # the first is what the windows method trains and records
 
 
 def synthesise(texts: list[str], labels: list[str], n_docs: int, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -81,146 +89,145 @@ def corpus(train_docs: int, test_docs: int) -> tuple[list[str], list[str], list[
     return [train[0][i] for i in order], [train[1][i] for i in order], test[0], test[1]
 
 
-def new_model(seed: int):
-    from transformers import AutoModelForSequenceClassification
-
-    seed_everything(seed)
-    return AutoModelForSequenceClassification.from_pretrained(
-        base_model_path(), num_labels=2, id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)})
-
-
-def train(ids, y, args, pick=None, on_epoch=None, epochs: int | None = None) -> tuple[object, float, int]:
-    """(model, training seconds, inputs trained on): the fine_tune recipe over fixed epochs; ``pick(rng)``
-    chooses which inputs train in an epoch (all by default); ``on_epoch(model, epoch)`` runs after each."""
-    epochs = epochs or args.epochs
-    from types import SimpleNamespace
-
-    device = torch.device("cpu")
-    model = new_model(args.seed).to(device).train()
-    per_epoch = len(pick(random.Random(0))) if pick else len(ids)
-    total_steps = math.ceil(per_epoch / args.batch_size) * epochs
-    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=args.learning_rate)
-    recipe = SimpleNamespace(lr_schedule="linear", warmup_ratio=0.1)
-    scheduler = make_scheduler(optimizer, recipe, total_steps)
-    seconds, trained = 0.0, 0
-    for epoch in range(epochs):
-        rng = random.Random(args.seed * 1_000_003 + epoch)
-        chosen = pick(rng) if pick else list(range(len(ids)))
-        grouped = length_grouped_batches([len(ids[i]) for i in chosen], args.batch_size, rng)
-        started = time.perf_counter()
-        for batch, tensors in iter_batches(ids, [[chosen[j] for j in b] for b in grouped], args.pad_id, device):
-            loss = torch.nn.functional.cross_entropy(model(**tensors).logits.float(),
-                                                     torch.as_tensor([y[i] for i in batch]))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            trained += len(batch)
-        seconds += time.perf_counter() - started
-        if on_epoch:
-            on_epoch(model.eval(), epoch + 1)
-            model.train()
-    return model.eval(), seconds, trained
+def options(method: str, args) -> dict:
+    """The training options (as a user gives them) of a transformer method."""
+    windows = {"long_documents": "windows", "window_overlap": 32, "max_windows": 16, "window_pooling": POOLINGS[0]}
+    if method == "recommended":  # what `bertjobs data check` suggests for this corpus
+        return {**recommended_options(args.windows_per_document), "window_overlap": 32, "max_windows": 16}
+    return {"truncate": {}, "head_tail": {}, "truncate2x": {"epochs": 2 * args.epochs},
+            "truncate512": {"max_length": 512}, "windows": windows,
+            "sampled": {**windows, "windows_per_epoch": args.sample}}[method]
 
 
-def score(model, ids, owners, test_y, pad_id: int, pooling=("mean",)) -> dict[str, float]:
-    """Test accuracy per pooling of the model's logits over ``ids`` (windows belong to ``owners``)."""
-    logits = document_logits(model, ids, len(ids), 2, pad_id, torch.device("cpu"), "fp32")
-    out = {}
-    for how in pooling:
-        predicted = pool_logits(logits, owners, len(test_y), how).argmax(-1).tolist()
-        out[how] = sum(p == t for p, t in zip(predicted, test_y)) / len(test_y)
+def config_for(method: str, args) -> TrainConfig:
+    values = dict(base_model=base_model_path(), epochs=args.epochs, batch_size=args.batch_size,
+                  learning_rate=args.learning_rate, seed=args.seed, val_fraction=args.val_fraction, device="cpu",
+                  precision="fp32", max_length=128)
+    return TrainConfig(**{**values, **options(method, args)})
+
+
+def train_head_tail(texts, labels, config: TrainConfig):
+    """``fine_tune``'s steps with the training and validation inputs encoded head+tail (not a product option)."""
+    prepared = prepare(texts, labels, config)
+    val_texts = [texts[i] for i in prepared.data.val_idx]
+    prepared.train.token_ids = encode_head_tail(prepared.tokenizer, [texts[i] for i in prepared.data.train_idx], 128)
+    prepared.val_ids, prepared.val_owner = encode_head_tail(prepared.tokenizer, val_texts, 128), None
+    trainer = prepared.trainer()
+    trainer.run()
+    return prepared.result(trainer)
+
+
+def test_accuracy(method: str, result, texts: list[str], labels: list[str]) -> dict[str, float]:
+    """Test accuracy of the trained model through the product's predictor; windows: per pooling."""
+    meta = result.inference_metadata()
+    classifier = Classifier(result.model, result.tokenizer, meta["labels"], meta["max_length"], torch.device("cpu"),
+                            "fp32", **metadata_options(meta))
+    if method == "head_tail":
+        ids = encode_head_tail(result.tokenizer, texts, 128)
+        predicted = classifier._predict_encoded(ids, list(range(len(ids))), len(ids), 64)
+        return {"": sum(p.label == t for p, t in zip(predicted, labels)) / len(labels)}
+    n = len(labels)
+    out = {classifier.pooling: sum(p.label == t for p, t in zip(classifier.predict(texts), labels)) / n}
+    if method == "windows":  # the other poolings of the same model, from one more pass over the windows
+        ids, owners = encode(classifier.tokenizer, texts, classifier.max_length, **classifier.windows)
+        logits = classifier._logits(ids, token_budget_batches([len(t) for t in ids], 64))
+        gold = torch.as_tensor([meta["labels"].index(t) for t in labels])
+        for how in POOLINGS[1:]:
+            out[how] = (pool_logits(logits, owners, n, how).argmax(-1) == gold).float().mean().item()
     return out
 
 
-def run_method(method, tokenizer, train_texts, train_y, test_texts, test_y, args) -> list[dict]:
-    """Rows {method, accuracy, train_seconds, inputs, eval_seconds} for one method (windows: one per pooling)."""
-    if method in ("truncate", "truncate512", "head_tail"):
-        length = 512 if method == "truncate512" else 128
-        make = (lambda texts: encode_head_tail(tokenizer, texts, 128)) if method == "head_tail" else (
-            lambda texts: tokenize(tokenizer, texts, length))
-        train_ids, test_ids = make(train_texts), make(test_texts)
-        model, seconds, inputs = train(train_ids, train_y, args, epochs=args.one_input_epochs)
-        started = time.perf_counter()
-        accuracy = score(model, test_ids, list(range(len(test_ids))), test_y, args.pad_id)["mean"]
-        return [{"method": method, "accuracy": accuracy, "train_seconds": seconds, "inputs": inputs,
-                 "eval_seconds": time.perf_counter() - started}]
-    windows = {"long_documents": "windows", "window_overlap": 32, "max_windows": 16}
-    train_ids, owners = encode(tokenizer, train_texts, 128, **windows)
-    test_ids, test_owners = encode(tokenizer, test_texts, 128, **windows)
-    window_y = [train_y[o] for o in owners]
-    pick = (lambda rng: sample_windows(owners, 1, rng)) if method == "sample1" else None
-    model, seconds, inputs = train(train_ids, window_y, args, pick,
-                                   epochs=args.one_input_epochs if method == "sample1" else args.epochs)
+def run_method(method, train_texts, train_labels, test_texts, test_labels, args) -> list[dict]:
+    """Rows {method, accuracy, train_seconds, job_seconds, inputs, epochs, eval_seconds} (windows: one per pooling)."""
+    if method == "tfidf":
+        result = tfidf_baseline(train_texts, train_labels, test_texts, test_labels, LABELS)
+        return [{"method": "tfidf", "accuracy": result["accuracy"], "train_seconds": result["fit_seconds"],
+                 "job_seconds": result["fit_seconds"], "inputs": len(train_texts), "epochs": 0, "eval_seconds": 0.0}]
+    config = config_for(method, args)
     started = time.perf_counter()
-    poolings = ("mean", "max", "confidence")
-    accuracy = score(model, test_ids, test_owners, test_y, args.pad_id, poolings)
+    result = (train_head_tail if method == "head_tail" else fine_tune)(train_texts, train_labels, config)
+    job_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    accuracy = test_accuracy(method, result, test_texts, test_labels)
     elapsed = time.perf_counter() - started
-    return [{"method": f"{method} ({how})", "accuracy": accuracy[how], "train_seconds": seconds, "inputs": inputs,
-             "eval_seconds": elapsed} for how in poolings]
+    inputs = round(result.examples_per_second * result.train_seconds)
+    return [{"method": f"{method} ({how})" if how and method == "windows" else method, "accuracy": acc,
+             "train_seconds": result.train_seconds, "job_seconds": job_seconds, "inputs": inputs,
+             "epochs": config.epochs, "best_epoch": result.best_epoch, "eval_seconds": elapsed,
+             "options": options(method, args)} for how, acc in accuracy.items()]
 
 
-def main() -> None:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-docs", type=int, default=160)
-    parser.add_argument("--test-docs", type=int, default=200)
+    parser.add_argument("--train-docs", type=int, default=300, help="training documents (validation split included)")
+    parser.add_argument("--test-docs", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--sample", type=int, default=2, help="sampled: windows per document per epoch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--match-windows", action="store_true",
-                        help="equal compute: methods with one input per document train for as many more epochs as "
-                             "documents have windows on average (so as many inputs as windows train on)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a shared 2-core machine two threads ran 2-3x slower than one)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated, or 'all': {', '.join(ALL_METHODS)}")
-    args = parser.parse_args()
-    methods = ALL_METHODS if args.methods == "all" else args.methods.split(",")
-    unknown = sorted(set(methods) - set(ALL_METHODS))
+    args = parser.parse_args(argv)
+    args.methods = ALL_METHODS if args.methods == "all" else args.methods.split(",")
+    unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:
         raise SystemExit(f"unknown method(s): {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
+    return args
+
+
+def run(args) -> dict:
+    """Build the corpus, run every method in turn, print the table; the JSON record."""
+    record = measure(args)
+    print_rows(record["rows"], record["test_docs"], f"Long documents: {record['test_docs']} test documents, "
+               f"{args.epochs} epochs")
+    return record
+
+
+def measure(args) -> dict:
+    """Build the corpus and run every method in turn (a line each as it ends); the JSON record with every row."""
     torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_model_path())
-    args.pad_id = tokenizer.pad_token_id or 0
     train_texts, train_labels, test_texts, test_labels = corpus(args.train_docs, args.test_docs)
     lengths = sorted(len(ids) for ids in tokenize(tokenizer, train_texts, 100_000))
-    print(f"{len(train_texts)} training and {len(test_texts)} test documents; tokens per document: median "
-          f"{lengths[len(lengths) // 2]}, min {lengths[0]}, max {lengths[-1]}")
-    train_y, test_y = [LABELS.index(v) for v in train_labels], [LABELS.index(v) for v in test_labels]
     windows_per_doc = len(encode(tokenizer, train_texts, 128, "windows")[0]) / len(train_texts)
-    args.one_input_epochs = max(1, round(args.epochs * windows_per_doc)) if args.match_windows else args.epochs
-    print(f"{windows_per_doc:.2f} windows of 128 tokens per document; one-input methods train "
-          f"{args.one_input_epochs} epochs, windows {args.epochs}")
+    args.windows_per_document = windows_per_doc
+    print(f"{len(train_texts)} training and {len(test_texts)} test documents; tokens per document: median "
+          f"{lengths[len(lengths) // 2]}, min {lengths[0]}, max {lengths[-1]}; {windows_per_doc:.2f} windows of 128 "
+          "tokens per document", flush=True)
+    warm = TrainConfig(**{**config_for("truncate", args).to_dict(), "epochs": 1})
+    fine_tune(train_texts[:32], train_labels[:32], warm)  # one-time costs (first kernels) fall on no method
     rows = []
-    for method in methods:
-        if method == "tfidf":
-            result = tfidf_baseline(train_texts, train_labels, test_texts, test_labels, LABELS)
-            rows.append({"method": "tfidf", "accuracy": result["accuracy"], "train_seconds": result["fit_seconds"],
-                         "inputs": len(train_texts), "eval_seconds": 0.0})
-        else:
-            rows.extend(run_method(method, tokenizer, train_texts, train_y, test_texts, test_y, args))
-        print(f"  {rows[-1]['method']}: accuracy {rows[-1]['accuracy']:.4f}  ({rows[-1]['train_seconds']:.0f} s)",
-              flush=True)
-    truncation = next((r["train_seconds"] for r in rows if r["method"] == "truncate"), None)
+    for method in args.methods:
+        rows.extend(run_method(method, train_texts, train_labels, test_texts, test_labels, args))
+        print(f"  {rows[-1]['method']}: accuracy {rows[-1]['accuracy']:.4f}  (train {rows[-1]['train_seconds']:.0f} s, "
+              f"job {rows[-1]['job_seconds']:.0f} s)", flush=True)
+    return {"train_docs": len(train_texts), "test_docs": len(test_texts), "epochs": args.epochs,
+            "learning_rate": args.learning_rate, "batch_size": args.batch_size, "val_fraction": args.val_fraction,
+            "median_tokens": lengths[len(lengths) // 2], "windows_per_document": windows_per_doc, "rows": rows}
+
+
+def print_rows(rows: list[dict], n_test: int, title: str, base_name: str = "truncate") -> None:
+    """The side-by-side table: accuracy with its interval, seconds and their ratio to truncation's."""
+    base = next((r for r in rows if r["method"] == base_name), None)
     table = []
     for r in rows:
-        low, high = wilson_interval(round(r["accuracy"] * len(test_y)), len(test_y))
-        table.append([r["method"], f"{r['accuracy']:.4f}", f"{low:.3f}-{high:.3f}", f"{r['train_seconds']:.1f}",
-                      f"{r['train_seconds'] / truncation:.2f}x" if truncation else "", r["inputs"],
-                      f"{r['eval_seconds']:.1f}"])
-    print_table(f"Long documents: {len(test_y)} test documents, {args.epochs} epochs of windows, "
-                f"{args.one_input_epochs} of one input per document",
-                ["method", "test accuracy", "95% interval", "train s", "vs truncate", "inputs trained", "test s"],
-                table)
-    emit_json("long_docs", {"train_docs": len(train_texts), "test_docs": len(test_texts), "epochs": args.epochs,
-                            "one_input_epochs": args.one_input_epochs, "learning_rate": args.learning_rate,
-                            "batch_size": args.batch_size, "median_tokens": lengths[len(lengths) // 2],
-                            "rows": rows})
+        low, high = wilson_interval(round(r["accuracy"] * n_test), n_test)
+        ratio = (lambda key: f"{r[key] / base[key]:.2f}x" if base else "")
+        table.append([r["method"], r["epochs"], f"{r['accuracy']:.4f}", f"{low:.3f}-{high:.3f}",
+                      f"{r['train_seconds']:.1f}", ratio("train_seconds"), f"{r['job_seconds']:.1f}",
+                      ratio("job_seconds"), r["inputs"], f"{r['eval_seconds']:.1f}"])
+    print_table(title, ["method", "epochs", "test accuracy", "95% interval", "train s", "vs truncate", "job s",
+                        "vs truncate", "inputs trained", "test s"], table)
+
+
+def main() -> None:
+    emit_json("long_docs", run(parse_args()))
 
 
 if __name__ == "__main__":

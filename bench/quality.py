@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=0, help="use only the first N texts (0: all 12,808)")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=JSON",
                         help="a training option, e.g. epochs=2 or learning_rate=3e-5 (repeatable)")
+    parser.add_argument("--long-docs", action="store_true",
+                        help="then the long-document section: TF-IDF+LR, truncation and the recommended setting "
+                             "side by side (bench/quality_long.py)")
     args = parser.parse_args()
 
     show_job_log()
@@ -99,6 +102,10 @@ def main() -> None:
                           "calibration": {k: v for k, v in (metrics.get("calibration") or {}).items()
                                           if not k.startswith("bins")},
                           "trust_warnings": metrics.get("trust_warnings")})
+    if args.long_docs:
+        from quality_long import long_docs_section
+
+        emit_json("quality_long", long_docs_section())
 
 
 if __name__ == "__main__":

@@ -112,3 +112,13 @@ def train_with_scripted_scores(texts, labels, config, scores):
     trainer = prepared.trainer(evaluate=scripted)
     trainer.run()
     return prepared.result(trainer)
+
+
+def late_sentiment(n: int) -> tuple[list[str], list[str]]:
+    """Long texts whose only signal comes after 60 neutral words: truncation at 32 tokens never sees it."""
+    texts, labels = [], []
+    for i in range(n):
+        words, label = (POSITIVE, "pos") if i % 2 == 0 else (NEGATIVE, "neg")
+        texts.append(" ".join(["film"] * 60 + [f"scene {i}", words[i % 8], words[(i + 3) % 8]]))
+        labels.append(label)
+    return texts, labels

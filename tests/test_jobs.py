@@ -95,6 +95,7 @@ def test_a_searched_windowed_model_records_its_trials_and_bulk_classification_re
         chosen = next(t for t in trials if t["selected"])
         assert mv.hyperparameters["learning_rate"] == chosen["options"]["learning_rate"]
         assert mv.hyperparameters["trials"] == 2 and mv.hyperparameters["long_documents"] == "windows"
+        assert mv.hyperparameters["window_pooling"] == "max"  # the default with windows, recorded as such
         assert mv.lineage["validation_removed"] == 0
         path, sha = mv.artifact_path, mv.artifact_sha256
     assert "Hyperparameter search (2 trials" in report_path(path).read_text()

@@ -78,13 +78,29 @@ def test_long_texts_get_a_suggestion_with_what_windows_would_cost():
     assert report["windows"] == {"model_inputs": 9, "per_document": 2.25, "window_overlap": 2, "max_windows": 4,
                                  "texts_cut_at_max_windows": 1}
     [advice] = [w for w in report["warnings"] if "--long-documents windows" in w]
-    assert "9 model inputs for 4 texts, 2.2x" in advice and "--max-windows 4" in advice
+    # 2.2x truncation's inputs is over the 2x the recommended setting allows: two random windows per epoch
+    assert "recommended --long-documents windows --window-pooling max --windows-per-epoch 2" in advice
+    assert "6 model inputs per epoch for 4 texts, 1.5x truncation's (all 9 windows would be 2.2x)" in advice
+    assert "--max-windows 4" in advice
     assert isinstance(report["length"]["median"], int) and report["length"]["median"] == 15  # (8 + 22) / 2
 
     windows = check_data(texts, ["a", "b", "a", "b"], max_length=10, window_overlap=2, max_windows=4,
                          long_documents="windows")
     assert not any("--long-documents windows" in w for w in windows["warnings"])
     assert any("1 texts need more than --max-windows 4" in w for w in windows["warnings"])
+
+
+def test_the_recommended_setting_reads_every_window_each_epoch_when_that_costs_at_most_twice_truncation():
+    texts = [" ".join(f"w{i}" for i in range(n)) for n in (4, 20, 6, 6)]  # windows 1, 3, 1, 1: 1.5x
+
+    report = check_data(texts, ["a", "b", "a", "b"], max_length=10, window_overlap=2, max_windows=4)
+
+    [advice] = [w for w in report["warnings"] if "--long-documents windows" in w]
+    assert "recommended --long-documents windows --window-pooling max (" in advice
+    assert "6 model inputs for 4 texts, 1.5x" in advice and "--windows-per-epoch" not in advice
+    sampled = check_data(texts, ["a", "b", "a", "b"], max_length=10, window_overlap=2, max_windows=4,
+                         long_documents="windows", windows_per_epoch=2)
+    assert sampled["windows"]["inputs_per_epoch"] == 5
 
 
 def test_data_check_takes_the_window_flags_of_the_training_that_would_follow(env_db, sqlite_url, capsys):
@@ -97,7 +113,15 @@ def test_data_check_takes_the_window_flags_of_the_training_that_would_follow(env
     rows = [{"external_id": f"d{i}", "text": " ".join(["word"] * (30 + i)), "label": "ab"[i % 2]} for i in range(8)]
     load_documents(sqlite_url, "long", rows)
     assert main(["data", "check", "--collection", "long", "--max-length", "16", "--long-documents", "windows",
-                 "--window-overlap", "4", "--max-windows", "8", "--json"]) == 0
+                 "--window-overlap", "4", "--max-windows", "8", "--windows-per-epoch", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["windows"]["window_overlap"] == 4 and report["windows"]["max_windows"] == 8
-    assert report["windows"]["per_document"] > 2
+    assert report["windows"]["per_document"] > 2 and report["windows"]["inputs_per_epoch"] == 8
+
+
+def test_the_recommended_options_are_valid_training_options_that_sample_only_past_twice_truncations_cost():
+    from worker.ml.datacheck import recommended_options
+
+    assert recommended_options(2.0) == {"long_documents": "windows", "window_pooling": "max"}
+    assert recommended_options(2.8) == {"long_documents": "windows", "window_pooling": "max", "windows_per_epoch": 2}
+    assert TrainConfig.from_dict({"base_model": "m", **recommended_options(2.8)}).sampled_windows == 2

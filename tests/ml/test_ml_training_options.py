@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from helpers import NEGATIVE, POSITIVE, sentiment_corpus, train_with_scripted_scores  # noqa: E402
+from helpers import late_sentiment, sentiment_corpus, train_with_scripted_scores  # noqa: E402
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.errors import InvalidTrainingData  # noqa: E402
 from worker.ml.search import search  # noqa: E402
@@ -119,23 +119,13 @@ def test_early_stopping_ends_training_after_patience_epochs_without_improvement(
     assert result.stopped_early and result.best_epoch == 2 and result.metrics["macro_f1"] == 0.8
 
 
-def _late_sentiment(n: int) -> tuple[list[str], list[str]]:
-    """Long texts whose only signal comes after 60 neutral words: truncation at 32 tokens never sees it."""
-    texts, labels = [], []
-    for i in range(n):
-        words, label = (POSITIVE, "pos") if i % 2 == 0 else (NEGATIVE, "neg")
-        texts.append(" ".join(["film"] * 60 + [f"scene {i}", words[i % 8], words[(i + 3) % 8]]))
-        labels.append(label)
-    return texts, labels
-
-
 @pytest.mark.slow
 def test_long_documents_as_windows_learn_what_truncation_cannot_see_and_predict_the_same_way(tiny_base_model,
                                                                                              tmp_path):
     from worker.ml.artifact import save_artifact
     from worker.ml.predict import Classifier
 
-    texts, labels = _late_sentiment(120)
+    texts, labels = late_sentiment(120)
     common = dict(epochs=6, max_length=32, learning_rate=3e-3)
     truncated = fine_tune(texts, labels, _config(tiny_base_model, **common))
     windowed = fine_tune(texts, labels, _config(tiny_base_model, **common, long_documents="windows",
@@ -150,7 +140,7 @@ def test_long_documents_as_windows_learn_what_truncation_cannot_see_and_predict_
     sha = save_artifact(windowed.model, windowed.tokenizer, meta, tmp_path / "windowed")
     classifier = Classifier.from_artifact(tmp_path / "windowed", sha256=sha, device="cpu")
     assert classifier.windows == {"long_documents": "windows", "window_overlap": 8, "max_windows": 16}
-    held_out, gold = _late_sentiment(140)
+    held_out, gold = late_sentiment(140)
     predictions = classifier.predict(held_out[120:])
     assert sum(p.label == g for p, g in zip(predictions, gold[120:])) >= 18
 

@@ -9,7 +9,8 @@ from worker.cli.common import CliError, json_flag, sessions
 from worker.cli.submit import add_train_flags, train_options
 
 # The training options the check repeats, so that it splits and measures as that training would.
-CHECK_OPTIONS = ("max_length", "val_fraction", "seed", "multi_label", "long_documents", "window_overlap", "max_windows")
+CHECK_OPTIONS = ("max_length", "val_fraction", "seed", "multi_label", "long_documents", "window_overlap", "max_windows",
+                 "windows_per_epoch")
 # TrainConfig wants a base model; without --base-model the check counts words and reads no model.
 NO_BASE_MODEL = "(none: lengths in words)"
 

@@ -20,12 +20,21 @@ def _json_or_word(value: str) -> Any:
         return value
 
 
+def _count_or_word(value: str) -> Any:
+    """A whole number, or a word (``all``) as a string: TrainConfig.validate() says which words it takes."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
 # Training options as command-line flags: (option, type); every TrainConfig field but base_model.
 TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), ("max_length", int),
                ("val_fraction", float), ("seed", int), ("warmup_ratio", float), ("weight_decay", float),
                ("device", str), ("precision", str), ("select_metric", str), ("gradient_accumulation", int),
                ("lr_schedule", str), ("early_stopping_patience", int), ("class_weights", _json_or_word),
-               ("long_documents", str), ("window_overlap", int), ("max_windows", int), ("trials", int),
+               ("long_documents", str), ("window_overlap", int), ("max_windows", int), ("window_pooling", str),
+               ("windows_per_epoch", _count_or_word), ("trials", int),
                ("search_space", _json_or_word), ("multi_label", bool)]
 
 TRAIN_HELP = {
@@ -37,8 +46,11 @@ TRAIN_HELP = {
     "select_metric": "which epoch (and search trial) wins", "gradient_accumulation": "optimizer step every N batches",
     "lr_schedule": "after the warm-up", "early_stopping_patience": "stop after N epochs without improvement; 0: never",
     "class_weights": 'null, "auto" or a JSON object of label -> weight', "long_documents": "windows: overlapping "
-    "windows, logits averaged", "window_overlap": "tokens shared by consecutive windows",
-    "max_windows": "windows per document at most", "trials": "hyperparameter search trials; 0: train once",
+    "windows, logits pooled", "window_overlap": "tokens shared by consecutive windows",
+    "max_windows": "windows per document at most",
+    "window_pooling": "windows: how a document's logits come from its windows'; unset: max, the recommended",
+    "windows_per_epoch": "windows: train on N random windows per document per epoch, or all",
+    "trials": "hyperparameter search trials; 0: train once",
     "search_space": "JSON object of option -> list of values", "multi_label": "documents carry label sets",
 }
 
@@ -50,7 +62,8 @@ def _train_flag_help(name: str) -> str:
     from worker.ml import config
 
     choices = {"precision": config.PRECISIONS, "lr_schedule": config.LR_SCHEDULES, "device": config.DEVICES,
-               "long_documents": config.LONG_DOCUMENTS, "select_metric": config.SELECT_METRICS}
+               "long_documents": config.LONG_DOCUMENTS, "select_metric": config.SELECT_METRICS,
+               "window_pooling": config.WINDOW_POOLINGS, "windows_per_epoch": ("all", "N")}
     default = next(f.default for f in fields(config.TrainConfig) if f.name == name)
     shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
     text = f"{TRAIN_HELP[name]} (default: {shown}" + (f"; choices: {', '.join(choices[name])})" if name in choices
@@ -67,7 +80,8 @@ def add_train_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None
         if typ is bool:
             parser.add_argument(flag, action="store_true", default=None, help=_train_flag_help(name))
         else:
-            parser.add_argument(flag, type=typ, metavar="JSON" if typ is _json_or_word else None,
+            metavar = {_json_or_word: "JSON", _count_or_word: "all|N"}.get(typ)
+            parser.add_argument(flag, type=typ, metavar=metavar,
                                 help=_train_flag_help(name))
 
 

@@ -182,6 +182,8 @@ def _hyperparameters(result, config) -> dict:
     """What trained the registered model (a search's winning trial), and the search that chose it."""
     hyper = {**result.config.to_dict(), "trials": config.trials, "search_space": config.search_space}
     hyper.pop("base_model")
+    if result.config.long_documents == "windows":  # the pooling used, also when the default chose it
+        hyper["window_pooling"] = result.config.window_settings()["pooling"]
     return hyper
 
 

@@ -18,6 +18,10 @@ _FLOATS = ("learning_rate", "weight_decay", "warmup_ratio", "val_fraction")
 _STRS = ("base_model", "device", "precision", "select_metric", "lr_schedule", "long_documents")
 LR_SCHEDULES = ("linear", "cosine", "constant")
 LONG_DOCUMENTS = ("truncate", "windows")
+# How a windowed document's logits come from its windows' (worker/ml/longdocs.py). ``max`` is what windows use
+# unless told otherwise: it scored best in bench/long_docs.py (bench/README.md, "Long documents").
+WINDOW_POOLINGS = ("mean", "max", "confidence")
+RECOMMENDED_POOLING = "max"
 # What a hyperparameter search may vary, and the values it draws from by default.
 SEARCH_SPACE = {
     "learning_rate": [2e-5, 3e-5, 5e-5, 1e-4],
@@ -72,6 +76,21 @@ def _search_space_problems(space) -> list[str]:
     return problems
 
 
+def _window_problems(config: "TrainConfig") -> list[str]:
+    """Pooling and per-epoch sampling: valid values, and only with windows (truncation has one input each)."""
+    problems = []
+    pooling, per_epoch, windows = config.window_pooling, config.windows_per_epoch, config.long_documents == "windows"
+    if pooling is not None and pooling not in WINDOW_POOLINGS:
+        problems.append(f"window_pooling must be one of {', '.join(WINDOW_POOLINGS)}, got {pooling!r}")
+    elif pooling is not None and not windows:
+        problems.append("window_pooling applies to long_documents windows only; add --long-documents windows")
+    if per_epoch != "all" and (isinstance(per_epoch, bool) or not isinstance(per_epoch, int) or per_epoch < 1):
+        problems.append(f"windows_per_epoch must be \"all\" or a whole number of at least 1, got {per_epoch!r}")
+    elif per_epoch != "all" and not windows:
+        problems.append("windows_per_epoch applies to long_documents windows only; add --long-documents windows")
+    return problems
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters. Defaults follow the usual BERT fine-tuning recipe."""
@@ -92,9 +111,11 @@ class TrainConfig:
     lr_schedule: str = "linear"  # after the warm-up: linear decay, cosine decay or constant
     early_stopping_patience: int = 0  # stop after N epochs without a better select_metric; 0: never
     class_weights: str | dict[str, float] | None = None  # None, "auto" (inverse class frequency) or {label: w}
-    long_documents: str = "truncate"  # or "windows": overlapping max_length windows, logits averaged
+    long_documents: str = "truncate"  # or "windows": overlapping max_length windows, their logits pooled
     window_overlap: int = 32  # tokens shared by consecutive windows
     max_windows: int = 16  # windows per document at most (the rest of a very long text is not read)
+    window_pooling: str | None = None  # windows only: mean, max or confidence; None: RECOMMENDED_POOLING
+    windows_per_epoch: int | str = "all"  # windows only: train on N random windows per document per epoch
     trials: int = 0  # hyperparameter search: this many trials; 0: train once with these options
     search_space: dict[str, list] | None = None  # option -> candidate values; None: SEARCH_SPACE
     multi_label: bool = False  # documents carry label sets: sigmoid head, a tuned threshold per label
@@ -136,6 +157,7 @@ class TrainConfig:
             problems.append("window_overlap must be between 0 and half of max_length")
         if not 1 <= self.max_windows <= 256:
             problems.append("max_windows must be between 1 and 256")
+        problems.extend(_window_problems(self))
         if not 0 <= self.trials <= 100:
             problems.append("trials must be between 0 and 100")
         problems.extend(_search_space_problems(self.search_space))
@@ -178,6 +200,17 @@ class TrainConfig:
         return configs
 
     def window_settings(self) -> dict[str, Any]:
-        """What inference must repeat to match training (stored with the model version)."""
-        return {"long_documents": self.long_documents, "window_overlap": self.window_overlap,
-                "max_windows": self.max_windows}
+        """What inference must repeat to match training (stored with the model version): how texts become
+        model inputs and, with windows, how a document's logits are pooled from its windows'."""
+        settings = {"long_documents": self.long_documents, "window_overlap": self.window_overlap,
+                    "max_windows": self.max_windows}
+        if self.long_documents == "windows":
+            settings["pooling"] = self.window_pooling or RECOMMENDED_POOLING
+        return settings
+
+    @property
+    def sampled_windows(self) -> int | None:
+        """Windows per document that train in an epoch (``windows_per_epoch``), or None: all of them."""
+        if self.long_documents != "windows" or self.windows_per_epoch == "all":
+            return None
+        return self.windows_per_epoch

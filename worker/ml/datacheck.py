@@ -12,7 +12,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Sequence
 
-from worker.ml.config import TrainConfig
+from worker.ml.config import RECOMMENDED_POOLING, TrainConfig
 from worker.ml.errors import ModelNotFound
 from worker.ml.split import split_without_leaks, strata
 from worker.ml.text import normalise
@@ -26,11 +26,12 @@ def _percentile(values: Sequence[int], q: float) -> int:
 def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=None,
                max_length: int = TrainConfig.max_length, examples: int = 5,
                long_documents: str = TrainConfig.long_documents, window_overlap: int = TrainConfig.window_overlap,
-               max_windows: int = TrainConfig.max_windows) -> dict:
+               max_windows: int = TrainConfig.max_windows, windows_per_epoch: int | str = "all") -> dict:
     """A report (plain JSON types) with ``blocking`` problems that must stop a training job, and ``warnings``.
 
-    ``long_documents``, ``window_overlap`` and ``max_windows`` are the training's: with truncation, texts over
-    ``max_length`` get a suggestion with what windows would cost; with windows, the model inputs they make."""
+    ``long_documents``, ``window_overlap``, ``max_windows`` and ``windows_per_epoch`` are the training's: with
+    truncation, texts over ``max_length`` get the recommended long-document setting and what it would cost; with
+    windows, the model inputs they make."""
     n = len(texts)
     if any(isinstance(label, (list, tuple)) for label in labels):  # multi-label: count each label of each set
         counts = Counter(label for s in labels if s for label in set(s))
@@ -56,7 +57,7 @@ def check_data(texts: Sequence[str], labels: Sequence[str | None], *, tokenizer=
 
     _check_duplicates(report, texts, labels, examples)
     lengths = _check_lengths(report, texts, tokenizer, max_length)
-    _long_text_advice(report, lengths, max_length, long_documents, window_overlap, max_windows)
+    _long_text_advice(report, lengths, max_length, long_documents, window_overlap, max_windows, windows_per_epoch)
     if counts and report["imbalance_ratio"] >= 5:
         report["warnings"].append(f"classes are imbalanced {report['imbalance_ratio']}:1; prefer macro-F1")
     return report
@@ -109,10 +110,15 @@ def windows_needed(length: int, max_length: int, overlap: int, max_windows: int)
     return min(max_windows, 1 + -(-max(0, content - room) // step))
 
 
+# The recommended long-document setting keeps an epoch at most this many times truncation's (bench/README.md,
+# "Long documents"): beyond it, that many random windows per document train in an epoch.
+MAX_COST_RATIO = 2
+
+
 def _long_text_advice(report: dict, lengths: list[int], max_length: int, long_documents: str, overlap: int,
-                      max_windows: int) -> None:
-    """What reading long texts whole would cost (``report["windows"]``), and a suggestion when truncation drops
-    much: the model inputs per epoch, and so roughly the training time, grow by the ratio."""
+                      max_windows: int, per_epoch: int | str = "all") -> None:
+    """What reading long texts whole would cost (``report["windows"]``), and the recommended setting when truncation
+    drops much: the model inputs per epoch, and so roughly the training time, grow by the ratio."""
     if not lengths:
         return
     inputs = [windows_needed(length, max_length, overlap, max_windows) for length in lengths]
@@ -120,15 +126,36 @@ def _long_text_advice(report: dict, lengths: list[int], max_length: int, long_do
     cut = sum(1 for length in lengths if windows_needed(length, max_length, overlap, 10**9) > max_windows)
     report["windows"] = {"model_inputs": sum(inputs), "per_document": round(ratio, 2), "window_overlap": overlap,
                          "max_windows": max_windows, "texts_cut_at_max_windows": cut}
+    if long_documents == "windows" and per_epoch != "all":
+        report["windows"]["inputs_per_epoch"] = sum(min(per_epoch, n) for n in inputs)
     if long_documents == "truncate" and report["length"]["truncated_share"] > 0.05:
-        report["warnings"].append(
-            f"to read them whole, train with --long-documents windows (--window-overlap {overlap}, --max-windows "
-            f"{max_windows}): {sum(inputs)} model inputs for {len(lengths)} texts, {ratio:.1f}x, so about {ratio:.1f}x "
-            "the training time per epoch of truncation")
+        report["warnings"].append(_recommendation(inputs, ratio, overlap, max_windows))
     elif long_documents == "windows" and cut:
         report["warnings"].append(f"{cut} texts need more than --max-windows {max_windows} windows; their ends are "
                                   "not read")
 
+
+def recommended_options(per_document: float) -> dict:
+    """The recommended long-document setting for texts that average ``per_document`` windows: windows with max
+    pooling, and at most ``MAX_COST_RATIO`` random windows per document per epoch where all would cost more."""
+    options = {"long_documents": "windows", "window_pooling": RECOMMENDED_POOLING}
+    if per_document > MAX_COST_RATIO:
+        options["windows_per_epoch"] = MAX_COST_RATIO
+    return options
+
+
+def _recommendation(inputs: list[int], ratio: float, overlap: int, max_windows: int) -> str:
+    """The recommended long-document setting, as training flags, and what an epoch of it costs against truncation."""
+    options = recommended_options(ratio)
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
+    cost = (f"{sum(inputs)} model inputs for {len(inputs)} texts, {ratio:.1f}x, so about {ratio:.1f}x the training "
+            "time per epoch of truncation")
+    if "windows_per_epoch" in options:
+        sampled = sum(min(options["windows_per_epoch"], n) for n in inputs)
+        cost = (f"{sampled} model inputs per epoch for {len(inputs)} texts, {sampled / len(inputs):.1f}x truncation's "
+                f"(all {sum(inputs)} windows would be {ratio:.1f}x), every window read over the epochs")
+    return (f"to read them whole, train with the recommended {flags} (--window-overlap {overlap}, --max-windows "
+            f"{max_windows}): {cost}")
 
 
 def capped_max_length(max_length: int, tokenizer) -> int:
@@ -159,7 +186,7 @@ def check_training_data(base_model: str | None, texts: Sequence[str], labels: Se
     tokenizer = _tokenizer(base_model) if base_model else None
     report = check_data(texts, labels, tokenizer=tokenizer, max_length=capped_max_length(config.max_length, tokenizer),
                         long_documents=config.long_documents, window_overlap=config.window_overlap,
-                        max_windows=config.max_windows)
+                        max_windows=config.max_windows, windows_per_epoch=config.windows_per_epoch)
     if report["blocking"]:
         return report
     removed = split_without_leaks(texts, strata(labels), config.val_fraction, config.seed)[2]

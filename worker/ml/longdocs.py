@@ -4,9 +4,15 @@
   quarter head, three quarters tail best for reviews), one model input per document as with truncation.
 - ``pool_logits``: a document's logits from its windows' logits: ``mean`` (what ``average_by_owner`` does),
   ``max`` (per label, the largest window logit: one decisive passage is enough) or ``confidence`` (a mean
-  weighted by each window's top softmax probability: undecided windows count less).
-- ``sample_windows``: which windows train in an epoch when only ``k`` per document do, so an epoch of windows
-  costs about what an epoch of truncation costs while every part of a document is seen over the epochs.
+  weighted by each window's confidence: its top softmax probability, or for multi-label models how far its
+  sigmoids are from 0.5 on average; undecided windows count less). Training's validation and every predictor
+  pool the way the model version records (``TrainConfig.window_pooling``).
+- ``sample_windows``: which windows train in an epoch when only ``k`` per document do
+  (``TrainConfig.windows_per_epoch``), so an epoch of windows costs about ``k`` epochs of truncation while every
+  part of a document is seen over the epochs.
+
+A learned attention over windows is not here: it needs a document's windows in one batch, a new head whose
+weights live outside the Hugging Face model, and a training loop over documents instead of inputs.
 """
 from __future__ import annotations
 
@@ -16,8 +22,8 @@ from typing import Sequence
 import torch
 
 from worker.ml.batching import average_by_owner
+from worker.ml.config import WINDOW_POOLINGS as POOLING
 
-POOLING = ("mean", "max", "confidence")
 HEAD_FRACTION = 0.25
 
 
@@ -52,7 +58,15 @@ def encode_head_tail(tokenizer, texts: Sequence[str], max_length: int,
     return [prefix + head_tail(ids, budget, head) + suffix for ids in content]
 
 
-def pool_logits(logits: torch.Tensor, owners: Sequence[int], n: int, how: str = "mean") -> torch.Tensor:
+def reading(windows: dict | None) -> tuple[dict, str]:
+    """A model version's recorded window settings (``TrainConfig.window_settings``) split into what ``encode``
+    takes and the pooling; versions trained before pooling was recorded averaged their windows."""
+    settings = dict(windows or {"long_documents": "truncate"})
+    return settings, settings.pop("pooling", None) or "mean"
+
+
+def pool_logits(logits: torch.Tensor, owners: Sequence[int], n: int, how: str = "mean",
+                multi_label: bool = False) -> torch.Tensor:
     """(n, labels) document logits from (windows, labels) window logits; ``owners[i]`` is window i's
     document, every document has at least one window."""
     if how not in POOLING:
@@ -63,7 +77,10 @@ def pool_logits(logits: torch.Tensor, owners: Sequence[int], n: int, how: str = 
     if how == "max":
         out = torch.full((n, logits.shape[-1]), float("-inf"), dtype=logits.dtype, device=logits.device)
         return out.scatter_reduce_(0, index.unsqueeze(-1).expand_as(logits), logits, reduce="amax")
-    weight = torch.softmax(logits.float(), dim=-1).max(dim=-1).values.to(logits.dtype)
+    if multi_label:
+        weight = (2 * torch.sigmoid(logits.float()) - 1).abs().mean(dim=-1).clamp(min=1e-6).to(logits.dtype)
+    else:
+        weight = torch.softmax(logits.float(), dim=-1).max(dim=-1).values.to(logits.dtype)
     sums = torch.zeros((n, logits.shape[-1]), dtype=logits.dtype, device=logits.device)
     sums.index_add_(0, index, logits * weight.unsqueeze(-1))
     total = torch.zeros(n, dtype=logits.dtype, device=logits.device).index_add_(0, index, weight)

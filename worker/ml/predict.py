@@ -11,10 +11,11 @@ from typing import Sequence
 import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
-from worker.ml.batching import average_by_owner, batch_logits, encode, encode_capped, token_budget_batches
+from worker.ml.batching import batch_logits, encode, encode_capped, token_budget_batches
 from worker.ml.device import one_cpu_thread, quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact, artifact_read_error
 from worker.ml.hf import quiet_transformers
+from worker.ml.longdocs import pool_logits, reading
 from worker.ml.text import text_problem
 
 
@@ -108,8 +109,9 @@ class Classifier:
         self.device = device
         self.precision = precision
         self.model = self._prepare(model)
-        # How training read long documents (truncate, or overlapping windows): inference must do the same.
-        self.windows = windows or {"long_documents": "truncate"}
+        # How training read long documents (truncate, or overlapping windows and how their logits are pooled, as
+        # the model version records them): inference must do the same.
+        self.windows, self.pooling = reading(windows)
         # Multi-label models: sigmoid scores, and a label is given when its score reaches its tuned threshold.
         self.thresholds = [thresholds[label] for label in self.labels] if thresholds else None
         # Single-label models: scores are softmax(logits / temperature), fitted on the validation split after
@@ -143,7 +145,7 @@ class Classifier:
     def _predict_encoded(self, token_ids, owners, n: int, batch_size: int) -> list[TextPrediction]:
         logits = self._logits(token_ids, token_budget_batches([len(t) for t in token_ids], batch_size))
         with one_cpu_thread():
-            logits = average_by_owner(logits, owners, n)
+            logits = pool_logits(logits, owners, n, self.pooling, multi_label=self.thresholds is not None)
             if self.thresholds is not None:
                 return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
             rows = torch.softmax(logits / self.temperature, dim=-1).tolist()

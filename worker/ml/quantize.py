@@ -25,6 +25,7 @@ from typing import Sequence
 from worker.ml.artifact import artifact_sha256, read_metadata, verify_artifact
 from worker.ml.batching import encode
 from worker.ml.engine import require_openvino
+from worker.ml.longdocs import reading
 from worker.ml.metrics import classification_metrics, multilabel_metrics
 from worker.ml.split import split_without_leaks, strata
 
@@ -70,7 +71,7 @@ def quantize_model(fp32_model, tokenizer, meta: dict, texts: Sequence[str]):
     import nncf
     import numpy as np
 
-    windows = meta.get("windows") or {"long_documents": "truncate"}
+    windows, _ = reading(meta.get("windows"))
     token_ids, _ = encode(tokenizer, list(texts), meta["max_length"], **windows)
     items = [{"input_ids": np.asarray([seq], dtype=np.int64), "attention_mask": np.ones((1, len(seq)), dtype=np.int64)}
              for seq in token_ids[:CALIBRATION_SIZE]]

@@ -24,6 +24,7 @@ from worker.ml.device import resolve_device, resolve_precision
 from worker.ml.errors import InvalidTrainingData
 from worker.ml.hf import quiet_transformers
 from worker.ml.labels import LabelMap
+from worker.ml.longdocs import reading
 from worker.ml.preflight import check_base_model, validate_multilabel_set, validate_training_set
 from worker.ml.split import split_without_leaks, strata
 from worker.ml.trainer import Callbacks, Evaluate, Trainer, TrainInputs
@@ -44,7 +45,7 @@ class TrainResult:
     train_size: int
     val_size: int
     examples_per_second: float
-    seconds: float
+    seconds: float  # the loop's wall time, evaluations included
     label_counts: dict[str, int] = field(default_factory=dict)
     resumed_from_epoch: int | None = None
     validation_removed: int = 0  # validation texts dropped because training has the same text
@@ -58,6 +59,7 @@ class TrainResult:
     val_logits: list | None = None
     val_predictions: list | None = None
     split: "SplitData | None" = None
+    train_seconds: float = 0.0  # the optimisation steps only, every epoch (resumed runs: the earlier ones too)
 
     def inference_metadata(self) -> dict:
         """What inference needs to read documents and decide labels the way training did."""
@@ -214,8 +216,9 @@ class Prepared:
     def evaluate(self, model) -> dict:
         """Validation metrics of ``model`` over the validation documents."""
         score = multilabel_validation_metrics if self.config.multi_label else validation_metrics
+        pooling = self.config.window_settings().get("pooling", "mean")
         return score(model, self.val_ids, [self.data.y[i] for i in self.data.val_idx], self.data.label_map,
-                     self.train.pad_id, self.device, self.precision, owners=self.val_owner)
+                     self.train.pad_id, self.device, self.precision, owners=self.val_owner, pooling=pooling)
 
     def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None,
                 parallel=None) -> Trainer:
@@ -236,7 +239,8 @@ class Prepared:
             model=self.model, tokenizer=self.tokenizer, label_map=self.data.label_map, metrics=metrics,
             history=history, best_epoch=trainer.best_epoch, max_length=self.max_length,
             train_size=len(self.data.train_idx), val_size=len(self.data.val_idx),
-            examples_per_second=len(self.train.token_ids) * len(history) / train_seconds if train_seconds else 0.0,
+            examples_per_second=trainer.inputs_per_epoch * len(history) / train_seconds if train_seconds else 0.0,
+            train_seconds=train_seconds,
             resumed_from_epoch=trainer.resumed_from_epoch, seconds=trainer.seconds,
             label_counts=self.data.label_counts(self.config.multi_label), validation_removed=len(self.data.removed),
             stopped_early=len(history) < self.config.epochs, class_weights=self.weights, config=self.config,
@@ -262,10 +266,11 @@ def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device:
         label2id=data.label_map.label2id, use_safetensors=True, trust_remote_code=False,
         problem_type="multi_label_classification" if config.multi_label else "single_label_classification",
     ).to(device)
-    windows = config.window_settings()
+    windows, _ = reading(config.window_settings())
     train_ids, train_owner = encode(tokenizer, [texts[i] for i in data.train_idx], max_length, **windows)
     train_y = [data.y[data.train_idx[o]] for o in train_owner]  # a window carries its document's label
     val_ids, val_owner = encode(tokenizer, [texts[i] for i in data.val_idx], max_length, **windows)
     weights = class_weights(config, data.label_map, [data.y[i] for i in data.train_idx])
     return Prepared(config, data, model, tokenizer, device, precision, max_length,
-                    TrainInputs(train_ids, train_y, tokenizer.pad_token_id or 0), val_ids, val_owner, weights)
+                    TrainInputs(train_ids, train_y, tokenizer.pad_token_id or 0, train_owner), val_ids, val_owner,
+                    weights)

@@ -21,6 +21,7 @@ from worker.ml.batching import iter_batches, length_grouped_batches
 from worker.ml.config import TrainConfig
 from worker.ml.device import autocast
 from worker.ml.errors import Cancelled
+from worker.ml.longdocs import sample_windows
 
 Evaluate = Callable[[Any], dict]  # model -> validation metrics: "loss", "accuracy", "macro_f1", ...
 
@@ -47,6 +48,7 @@ class TrainInputs:
     token_ids: Sequence[Sequence[int]]
     targets: Sequence[Any]
     pad_id: int
+    owners: Sequence[int] | None = None  # the document of each input (windows); None: one input per document
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:
@@ -82,7 +84,11 @@ class Trainer:
         self.selection: dict | None = None
         self.device, self.precision, self.loss_weight = device, precision, loss_weight
         self.callbacks = callbacks or Callbacks()
-        self.batches_per_epoch = math.ceil(len(inputs.token_ids) / config.batch_size)
+        self.sampled = config.sampled_windows if inputs.owners is not None else None
+        # Sampled windows: the same number train every epoch (k per document, or all of a shorter one's).
+        self.inputs_per_epoch = (len(sample_windows(inputs.owners, self.sampled, random.Random(0))) if self.sampled
+                                 else len(inputs.token_ids))
+        self.batches_per_epoch = math.ceil(self.inputs_per_epoch / config.batch_size)
         self.total_batches = self.batches_per_epoch * config.epochs
         self.total_steps = math.ceil(self.batches_per_epoch / config.gradient_accumulation) * config.epochs
         self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate,
@@ -124,9 +130,8 @@ class Trainer:
         self.model.train()
         epoch_start = time.perf_counter()
         loss_sum, seen = 0.0, 0
-        rng = random.Random(self.config.seed * 1_000_003 + epoch)  # the same batches whether resumed or not
         token_ids = self.inputs.token_ids
-        batches = length_grouped_batches([len(t) for t in token_ids], self.config.batch_size, rng)
+        batches = self.epoch_batches(epoch)
         mine = [self.parallel.shard(b) for b in batches] if self.parallel else batches
         for n, (batch, tensors) in enumerate(iter_batches(token_ids, mine, self.inputs.pad_id, self.device), 1):
             if not self.parallel and self._stop_requested():
@@ -154,6 +159,17 @@ class Trainer:
         if stop:
             raise Cancelled("training stopped on request")
         return mean
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The epoch's batches of input indices, drawn from a generator seeded by the seed and the epoch alone, so
+        a resumed run trains the same windows in the same batches as one that never stopped."""
+        rng = random.Random(self.config.seed * 1_000_003 + epoch)
+        lengths = [len(t) for t in self.inputs.token_ids]
+        if not self.sampled:
+            return length_grouped_batches(lengths, self.config.batch_size, rng)
+        chosen = sample_windows(self.inputs.owners, self.sampled, rng)
+        grouped = length_grouped_batches([lengths[i] for i in chosen], self.config.batch_size, rng)
+        return [[chosen[j] for j in batch] for batch in grouped]
 
     def _loss(self, batch: Sequence[int], tensors: dict, whole: Sequence[int]) -> torch.Tensor:
         with autocast(self.device, self.precision):
@@ -189,7 +205,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, loss_sum: float, epoch_start: float) -> None:
         """Evaluate, record the epoch, and keep its weights if it is the best so far."""
         metrics = self.parallel.evaluated(self.evaluate, self.model) if self.parallel else self.evaluate(self.model)
-        record = {"epoch": epoch, "train_loss": loss_sum / len(self.inputs.token_ids), "val_loss": metrics["loss"],
+        record = {"epoch": epoch, "train_loss": loss_sum / self.inputs_per_epoch, "val_loss": metrics["loss"],
                   "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                   "seconds": time.perf_counter() - epoch_start}
         self.history.append(record)

@@ -1,30 +1,34 @@
-"""Validation metrics of a model during training: logits per document (a long document's windows averaged), then
-single-label metrics or, for multi-label models, a threshold per label tuned on these rows."""
+"""Validation metrics of a model during training: logits per document (a long document's windows pooled as the model
+version will record), then single-label metrics or, for multi-label models, a threshold per label tuned on these rows."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 
-from worker.ml.batching import average_by_owner, batch_logits, sorted_batches
+from worker.ml.batching import batch_logits, sorted_batches
 from worker.ml.labels import LabelMap
+from worker.ml.longdocs import pool_logits
 from worker.ml.metrics import classification_metrics, multilabel_metrics, tune_thresholds
 
 
 def document_logits(model, token_ids, n_documents: int, n_labels: int, pad_id: int, device, precision: str,
-                    batch_size: int = 64, owners: Sequence[int] | None = None) -> torch.Tensor:
-    """Logits per document (on the CPU); with ``owners`` (windows), a document's logits are its windows' mean."""
+                    batch_size: int = 64, owners: Sequence[int] | None = None, pooling: str = "mean",
+                    multi_label: bool = False) -> torch.Tensor:
+    """Logits per document (on the CPU); with ``owners`` (windows), a document's logits are its windows' pooled
+    by ``pooling`` (worker/ml/longdocs.py)."""
     model.eval()
     logits = batch_logits(model, token_ids, sorted_batches([len(t) for t in token_ids], batch_size), n_labels,
                           pad_id, device, precision)
-    return average_by_owner(logits, owners, n_documents) if owners is not None else logits
+    return pool_logits(logits, owners, n_documents, pooling, multi_label) if owners is not None else logits
 
 
 def validation_metrics(model, token_ids, y_true: Sequence[int], label_map: LabelMap, pad_id: int, device,
-                       precision: str, batch_size: int = 64, owners: Sequence[int] | None = None) -> dict:
+                       precision: str, batch_size: int = 64, owners: Sequence[int] | None = None,
+                       pooling: str = "mean") -> dict:
     """Single-label validation metrics over documents, with the cross-entropy ``loss``."""
     logits = document_logits(model, token_ids, len(y_true), len(label_map), pad_id, device, precision, batch_size,
-                             owners)
+                             owners, pooling)
     target = torch.as_tensor(list(y_true))
     predictions = logits.argmax(-1).tolist()
     metrics = classification_metrics(y_true, predictions, label_map.labels)
@@ -40,10 +44,10 @@ def _outputs(logits: torch.Tensor, predictions: list) -> dict:
 
 def multilabel_validation_metrics(model, token_ids, y_true: Sequence[Sequence[int]], label_map: LabelMap,
                                   pad_id: int, device, precision: str, batch_size: int = 64,
-                                  owners: Sequence[int] | None = None) -> dict:
+                                  owners: Sequence[int] | None = None, pooling: str = "mean") -> dict:
     """Multi-label validation: sigmoid probabilities, a threshold per label tuned here, per-label metrics."""
     logits = document_logits(model, token_ids, len(y_true), len(label_map), pad_id, device, precision, batch_size,
-                             owners)
+                             owners, pooling, multi_label=True)
     target = torch.as_tensor([list(row) for row in y_true], dtype=torch.float32)
     probs = torch.sigmoid(logits).tolist()
     metrics = multilabel_metrics(y_true, probs, label_map.labels, tune_thresholds(y_true, probs))

@@ -1,0 +1,81 @@
+"""Long-document options as users reach them: `train` flags, their one-line errors, the model version's record,
+and the bulk job, `predict` and `evaluate` pooling windows the way the version recorded."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from db.models import Document, Job, Prediction
+from db.session import session_factory_for
+from helpers import late_sentiment, load_documents
+from worker.cli import main
+
+
+def _rows(n: int, prefix: str) -> list[dict]:
+    texts, labels = late_sentiment(n)
+    return [{"external_id": f"{prefix}{i}", "text": t, "label": label} for i, (t, label) in enumerate(zip(texts, labels))]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--window-pooling", "max"], "error: window_pooling applies to long_documents windows only; add --long-documents "
+                                  "windows\n"),
+    (["--windows-per-epoch", "2"], "error: windows_per_epoch applies to long_documents windows only; add "
+                                   "--long-documents windows\n"),
+    (["--long-documents", "windows", "--windows-per-epoch", "some"],
+     "error: windows_per_epoch must be \"all\" or a whole number of at least 1, got 'some'\n"),
+    (["--long-documents", "windows", "--window-pooling", "attention"],
+     "error: window_pooling must be one of mean, max, confidence, got 'attention'\n"),
+])
+def test_pooling_or_sampling_without_windows_or_with_a_bad_value_is_one_line_and_enqueues_nothing(
+        any_db_url, env_db, capsys, flags, message):
+    env_db(any_db_url)
+    load_documents(any_db_url, "long", _rows(8, "d"))
+    assert main(["train", "--collection", "long", "--base-model", "x", "--inline", *flags]) == 2
+    assert capsys.readouterr().err == message
+    with session_factory_for(any_db_url).begin() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+@pytest.mark.slow
+def test_a_windowed_model_records_its_pooling_and_sampling_and_every_predictor_pools_that_way(
+        any_db_url, env_db, tiny_base_model, capsys):
+    from worker.ml.loader import load_classifier
+
+    env_db(any_db_url)
+    load_documents(any_db_url, "long", _rows(120, "d"))
+    load_documents(any_db_url, "holdout", _rows(136, "h")[120:])
+    assert main(["train", "--collection", "long", "--base-model", tiny_base_model, "--name", "longs", "--epochs", "4",
+                 "--batch-size", "8", "--learning-rate", "3e-3", "--max-length", "32", "--long-documents", "windows",
+                 "--window-overlap", "8", "--window-pooling", "confidence", "--windows-per-epoch", "3",
+                 "--inline"]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", "longs:1", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["hyperparameters"]["window_pooling"] == "confidence"
+    assert shown["hyperparameters"]["windows_per_epoch"] == 3  # these texts make 3 windows: the sampling path, all
+    classifier = load_classifier(shown["artifact"], sha256=shown["sha256"], device="cpu")
+    assert classifier.pooling == "confidence" and classifier.windows["long_documents"] == "windows"
+    holdout = _rows(136, "h")[120:]
+    expected = classifier.predict([r["text"] for r in holdout])
+    classifier.pooling = "mean"
+    averaged = classifier.predict([r["text"] for r in holdout])
+    classifier.pooling = "confidence"
+    assert max(abs(a.scores["pos"] - b.scores["pos"]) for a, b in zip(expected, averaged)) > 1e-3  # pooling shows
+
+    assert main(["predict", "longs", *[r["text"] for r in holdout[:4]], "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["scores"]["pos"] for p in printed] == pytest.approx([p.scores["pos"] for p in expected[:4]], abs=1e-5)
+
+    assert main(["classify", "--collection", "holdout", "--model", "longs", "--inline"]) == 0
+    with session_factory_for(any_db_url).begin() as s:
+        stored = dict(s.execute(select(Document.external_id, Prediction.scores["pos"].as_float())
+                                .join(Document, Document.id == Prediction.document_id)).all())
+    assert [stored[r["external_id"]] for r in holdout] == pytest.approx([p.scores["pos"] for p in expected], abs=1e-5)
+
+    capsys.readouterr()
+    assert main(["evaluate", "longs", "--collection", "holdout", "--inline", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    right = sum(p.label == r["label"] for p, r in zip(expected, holdout))
+    assert evaluation["accuracy"] == pytest.approx(right / len(holdout))
