@@ -26,7 +26,7 @@ TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), (
                ("device", str), ("precision", str), ("select_metric", str), ("gradient_accumulation", int),
                ("lr_schedule", str), ("early_stopping_patience", int), ("class_weights", _json_or_word),
                ("long_documents", str), ("window_overlap", int), ("max_windows", int), ("trials", int),
-               ("search_space", _json_or_word), ("multi_label", bool)]
+               ("search_space", _json_or_word), ("multi_label", bool), ("refit", bool)]
 
 TRAIN_HELP = {
     "epochs": "passes over the training split", "batch_size": "documents per batch",
@@ -40,6 +40,8 @@ TRAIN_HELP = {
     "windows, logits averaged", "window_overlap": "tokens shared by consecutive windows",
     "max_windows": "windows per document at most", "trials": "hyperparameter search trials; 0: train once",
     "search_space": "JSON object of option -> list of values", "multi_label": "documents carry label sets",
+    "refit": "after choosing the epochs on validation, train again on all labelled documents for that many "
+    "epochs and keep that model (the scores shown stay the validation run's)",
 }
 
 

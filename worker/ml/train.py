@@ -58,6 +58,9 @@ class TrainResult:
     val_logits: list | None = None
     val_predictions: list | None = None
     split: "SplitData | None" = None
+    # With ``refit``: the selection run chose the epochs, then this model trained on all the labelled documents
+    # for that many epochs ({"epochs", "train_size", "seconds", "history"}); the scores above are the selection run's.
+    refit: dict | None = None
 
     def inference_metadata(self) -> dict:
         """What inference needs to read documents and decide labels the way training did."""
@@ -69,16 +72,20 @@ class TrainResult:
 
 
 def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[str]], config: TrainConfig,
-              callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None) -> TrainResult:
+              callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None, *,
+              all_data: bool = False) -> TrainResult:
     """Fine-tune ``config.base_model`` on (texts, labels); return the best epoch's model and its metrics.
 
     ``labels`` holds a label per text, or with ``config.multi_label`` a list of labels per text.
 
     With ``checkpoint_dir``, the state after every epoch is saved there, and a run that finds a checkpoint of
     the same data and configuration resumes after its epoch instead of starting over.
+
+    With ``all_data``, every document trains and nothing is held out or scored: all ``config.epochs`` run and
+    the last one is the model (a refit, worker/ml/refit.py).
     """
-    prepared = prepare(texts, labels, config)
-    key = checkpoint_key(texts, labels, config)
+    prepared = prepare(texts, labels, config, all_data=all_data)
+    key = checkpoint_key(texts, labels, config) + ("-all" if all_data else "")
     trainer = prepared.trainer(_checkpointing(callbacks or Callbacks(), checkpoint_dir, key))
     resumed = load_checkpoint(checkpoint_dir, key)
     if resumed is not None:
@@ -202,7 +209,8 @@ class Prepared:
 
     def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None) -> Trainer:
         weight = torch.as_tensor(list(self.weights.values()), device=self.device) if self.weights else None
-        return Trainer(self.model, self.config, self.train, evaluate or self.evaluate, device=self.device,
+        evaluate = evaluate or (self.evaluate if self.data.val_idx else None)  # nothing held out: nothing scored
+        return Trainer(self.model, self.config, self.train, evaluate, device=self.device,
                        precision=self.precision, loss_weight=weight, callbacks=callbacks,
                        val_targets=[self.data.y[i] for i in self.data.val_idx], n_labels=len(self.data.label_map))
 
@@ -226,12 +234,15 @@ class Prepared:
         )
 
 
-def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig) -> Prepared:
-    """Check and split the data, seed every generator, load the tokenizer and the model, encode the inputs."""
+def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, *, all_data: bool = False) -> Prepared:
+    """Check and split the data, seed every generator, load the tokenizer and the model, encode the inputs.
+    ``all_data``: the same checks and label map, but every document trains and none is held out."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_transformers()
     data = split_data(texts, labels, config)
+    if all_data:
+        data = replace(data, train_idx=list(range(len(texts))), val_idx=[], removed=[])
     device = resolve_device(config.device)
     precision = resolve_precision(device, config.precision, training=True)
     seed_everything(config.seed)  # before the model is built: its new head is drawn from torch's generator
