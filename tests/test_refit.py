@@ -71,3 +71,19 @@ def test_train_help_shows_refit_and_its_default(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--refit after choosing the epochs on validation, train again on all labelled documents" in help_text
     assert "(default: false)" in help_text.split("--refit", 1)[1]
+
+
+def test_a_refit_that_is_not_true_or_false_is_refused_at_submit_and_queues_nothing(any_db_url, make_settings,
+                                                                                  tiny_base_model):
+    from sqlalchemy import func, select
+
+    from db.models import Job
+    from worker.client import submit_training
+    from worker.errors import InvalidJob
+
+    settings = make_settings(any_db_url)
+    load_documents(any_db_url, "sent", sentiment_rows(8))
+    with pytest.raises(InvalidJob, match="^refit must be true or false, got 'yes'$"):
+        submit_training("sent", tiny_base_model, options={"refit": "yes"}, settings=settings, enqueue=False)
+    with session_factory_for(any_db_url).begin() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0

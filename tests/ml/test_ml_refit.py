@@ -76,3 +76,19 @@ def test_an_interrupted_refit_resumes_from_its_checkpoint_and_ends_with_the_same
 
     assert resumed.refit["resumed_from_epoch"] == 1 and straight.refit["resumed_from_epoch"] is None
     assert _same(_weights(resumed.model), _weights(straight.model))
+
+
+def test_a_multilabel_refit_keeps_the_thresholds_tuned_on_validation(tiny_base_model):
+    from helpers import topic_corpus
+    from worker.ml.train import fine_tune
+
+    texts, label_sets = topic_corpus(60)
+    config = TrainConfig(base_model=tiny_base_model, epochs=2, batch_size=8, learning_rate=3e-3, seed=42,
+                         device="cpu", multi_label=True)
+    selected = fine_tune(texts, label_sets, config)
+
+    result = refit(texts, label_sets, selected)
+
+    assert result.refit["train_size"] == 60 and result.thresholds == selected.thresholds is not None
+    assert result.inference_metadata() == selected.inference_metadata()  # thresholds, labels, windows, multi_label
+    assert result.model.config.problem_type == "multi_label_classification"
