@@ -20,7 +20,8 @@ same test split:
   weight decay 0.01, max length 128, the last epoch kept.
 
 It prints test accuracy and macro-F1 with bootstrap intervals, each product arm's paired difference against
-the Trainer, the ECE on the test split before and after the temperature (the target: after <= half of before),
+the Trainer, the ECE on the test split before and after the temperature (the target: after <= half of before;
+"floor": the ECE a perfectly calibrated model with the same scores would show on this many texts),
 what the job recorded on its validation split, and a JSON line. Each arm's line is printed (and flushed) as it
 finishes, so a long run that is cut short still reports the arms it finished.
 """
@@ -31,26 +32,18 @@ import json
 import random
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 from common import emit_json  # noqa: I001  (sets up the path and offline mode)
 
-from db import migrate
-from db.session import session_factory_for
-from worker import jobs
-from worker.client import submit_training
-from worker.config import Settings
-from worker.demo import _write_jsonl, base_model_path, load_corpus, show_job_log
-from worker.importer import import_file
+from quality_arms import artifact_logits, capture_selection, run_product, run_trainer
+from worker.demo import base_model_path, load_corpus, show_job_log
 from worker.ml.calibration import expected_calibration_error
 from worker.ml.intervals import paired_difference, score_intervals
 from worker.ml.split import leaking_validation, stratified_split
 
 ARMS = ("product", "refit", "trainer")
-TRAINER_RECIPE = {"learning_rate": 5e-5, "batch_size": 32, "epochs": 3, "warmup_ratio": 0.1, "weight_decay": 0.01,
-                  "max_length": 128, "seed": 42}
 
 
 # ---------------------------------------------------------------- data
@@ -80,103 +73,6 @@ def test_split(rows: list[dict], seed: int = 0) -> tuple[list[dict], list[dict],
     return [rows[i] for i in train], [rows[i] for i in test if i not in leaked], len(leaked)
 
 
-# ---------------------------------------------------------------- arms
-
-
-def run_product(train_rows: list[dict], base_model: str, options: dict, tmp: Path) -> dict:
-    """The real training job on ``train_rows``: {"artifact", "metrics", "lineage", "hyperparameters", "wall"}."""
-    from db.models import ModelVersion
-
-    settings = Settings(data_dir=tmp, database_url=f"sqlite:///{tmp}/quality.db")
-    url = settings.resolved_database_url
-    migrate.upgrade(url)
-    sessions = session_factory_for(url)
-    path = tmp / "rt.jsonl"
-    _write_jsonl(path, train_rows)
-    import_file(sessions, path, "rt", max_chars=100_000)
-    started = time.perf_counter()
-    handle = submit_training("rt", base_model, model_name="rt-quality", options=options, enqueue=False,
-                             settings=settings)
-    jobs.run_inline(handle.id, "train", settings=settings)
-    wall = time.perf_counter() - started
-    snap = handle.snapshot()
-    if snap.status != "succeeded":
-        raise SystemExit(f"training job {snap.status}: {snap.error}")
-    with sessions.begin() as s:
-        mv = s.get(ModelVersion, snap.result["model_version_id"])
-        return {"artifact": mv.artifact_path, "metrics": mv.metrics, "lineage": mv.lineage,
-                "hyperparameters": mv.hyperparameters, "wall": wall}
-
-
-def model_logits(model, tokenizer, max_length: int, windows: dict, texts: list[str]) -> list[list[float]]:
-    """Logits per text on the CPU in fp32, texts read as training read them (truncated, or windows averaged)."""
-    import torch
-
-    from worker.ml.batching import encode
-    from worker.ml.validation import document_logits
-
-    ids, owners = encode(tokenizer, texts, max_length, **windows)
-    return document_logits(model, ids, len(texts), model.config.num_labels, tokenizer.pad_token_id or 0,
-                           torch.device("cpu"), "fp32", owners=owners).tolist()
-
-
-def artifact_logits(artifact: str, texts: list[str]) -> tuple[list[list[float]], list[str], float]:
-    """(logits per text, labels, temperature) of a saved model, read the way every prediction path reads it."""
-    from worker.ml.predict import Classifier
-
-    clf = Classifier.from_artifact(artifact, device="cpu", precision="fp32")
-    return model_logits(clf.model, clf.tokenizer, clf.max_length, clf.windows, texts), clf.labels, clf.temperature
-
-
-def capture_selection(test_texts: list[str], sink: dict):
-    """Score the refit job's selection model on the test texts just before the refit replaces it: the model the
-    default job registers (same data, seed and code up to registration), so one job gives both product arms.
-    Returns a function that undoes the patch."""
-    import worker.ml.refit as module
-
-    original = module.refit
-
-    def refit(texts, labels, selected, *args, **kwargs):
-        sink["logits"] = model_logits(selected.model, selected.tokenizer, selected.max_length,
-                                      selected.config.window_settings(), test_texts)
-        sink["seconds"] = selected.seconds
-        return original(texts, labels, selected, *args, **kwargs)
-
-    module.refit = refit
-    return lambda: setattr(module, "refit", original)
-
-
-def run_trainer(train_rows: list[dict], test_texts: list[str], labels: list[str], base_model: str) -> dict:
-    """A plain transformers.Trainer on all of ``train_rows`` (TRAINER_RECIPE): {"logits", "wall"}."""
-    import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
-
-    from worker.ml.validation import document_logits
-
-    r = TRAINER_RECIPE
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    label2id = {label: i for i, label in enumerate(labels)}
-    enc = tokenizer([row["text"] for row in train_rows], truncation=True, max_length=r["max_length"])
-    data = [{"input_ids": ids, "attention_mask": mask, "labels": label2id[row["category"]]}
-            for ids, mask, row in zip(enc["input_ids"], enc["attention_mask"], train_rows)]
-    torch.manual_seed(r["seed"])
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
-    args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="bench-quality-trainer-"), per_device_train_batch_size=r["batch_size"],
-        num_train_epochs=r["epochs"], learning_rate=r["learning_rate"], warmup_steps=r["warmup_ratio"],  # a ratio below 1
-        weight_decay=r["weight_decay"], seed=r["seed"], report_to="none", save_strategy="no", logging_strategy="no",
-        use_cpu=True, disable_tqdm=True)
-    started = time.perf_counter()
-    Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer)).train()
-    wall = time.perf_counter() - started
-    test_ids = tokenizer(test_texts, truncation=True, max_length=r["max_length"])["input_ids"]
-    logits = document_logits(model.to("cpu"), test_ids, len(test_texts), len(labels), tokenizer.pad_token_id or 0,
-                             torch.device("cpu"), "fp32")
-    return {"logits": logits.tolist(), "wall": wall}
-
-
 # ---------------------------------------------------------------- scores
 
 
@@ -189,7 +85,22 @@ def test_scores(logits: list[list[float]], truth: list[int], n_labels: int, temp
     if temperature is not None:
         out["temperature"] = temperature
         out["ece_after"] = expected_calibration_error(logits, truth, temperature)
+        out["ece_floor"] = ece_floor(logits, temperature)
     return out
+
+
+def ece_floor(logits: list[list[float]], temperature: float, draws: int = 200, seed: int = 0) -> float:
+    """The mean ECE of a perfectly calibrated model with these scores on this many texts: labels drawn from
+    softmax(logits / T) itself. Below about this, a measured ECE is noise of the binning, not miscalibration."""
+    import torch
+
+    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64) / temperature, dim=-1)
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for _ in range(draws):
+        drawn = torch.multinomial(probs, 1, generator=generator).reshape(-1).tolist()
+        total += expected_calibration_error(logits, drawn, temperature)
+    return total / draws
 
 
 def arm_line(name: str, s: dict, wall: float) -> str:
@@ -198,7 +109,7 @@ def arm_line(name: str, s: dict, wall: float) -> str:
             f"macro-F1 {s['macro_f1']:.4f} [{iv['macro_f1']['low']:.4f}, {iv['macro_f1']['high']:.4f}]  "
             f"ECE {s['ece_before']:.4f}")
     if "ece_after" in s:
-        line += f" -> {s['ece_after']:.4f} at T={s['temperature']:.3f}"
+        line += f" -> {s['ece_after']:.4f} at T={s['temperature']:.3f} (floor {s['ece_floor']:.4f})"
     return line + f"  ({wall:.0f} s)"
 
 
@@ -260,6 +171,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="base model (default: the offline all-MiniLM-L6-v2)")
     parser.add_argument("--texts", type=int, default=0, help="a stratified subsample of N texts (0: all 12,808)")
+    parser.add_argument("--sample-seed", type=int, default=0, help="the subsample's seed (the 80/20 split's is 0)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); on a loaded "
                         "machine 1 thread ran faster than 2")
@@ -302,7 +214,7 @@ def main(argv=None) -> None:
 
         torch.set_num_threads(args.threads)
     show_job_log()
-    rows = stratified_subsample(load_corpus(), args.texts)
+    rows = stratified_subsample(load_corpus(), args.texts, args.sample_seed)
     train_rows, test_rows, leaked = test_split(rows)
     labels = sorted({r["category"] for r in rows})
     test_texts, truth = [r["text"] for r in test_rows], [labels.index(r["category"]) for r in test_rows]
@@ -322,7 +234,7 @@ def main(argv=None) -> None:
     for arm in args.arms:
         print(arm_line(arm, scores[arm], records[arm]["wall"]))
     paired = paired_lines(scores, truth, len(labels))
-    emit_json("quality", {"texts": len(rows), "train": len(train_rows), "test": len(test_rows),
+    emit_json("quality", {"texts": len(rows), "sample_seed": args.sample_seed, "train": len(train_rows), "test": len(test_rows),
                           "test_left_out": leaked, "options": dict(args.option), "paired": paired,
                           "arms": {a: {**records[a], **{k: v for k, v in scores[a].items() if k != "predictions"}}
                                    for a in args.arms}})
