@@ -37,7 +37,7 @@ def test_refit_must_be_true_or_false():
     with pytest.raises(InvalidTrainingData, match="refit must be true or false, got 'yes'"):
         TrainConfig.from_dict({"base_model": "m", "refit": "yes"})
     assert TrainConfig.from_dict({"base_model": "m", "refit": True}).refit is True
-    assert TrainConfig(base_model="m").refit is False  # off unless asked: bench/quality.py could not show it pays
+    assert TrainConfig(base_model="m").refit is False  # off unless asked (bench/README.md, Quality)
 
 
 def test_a_refit_trains_every_document_for_the_chosen_epochs_and_keeps_the_selection_runs_scores(training_run):
