@@ -52,6 +52,10 @@ def print_job_warnings(result: dict | None) -> None:
     for line in [*(result.get("warnings") or []), result.get("baseline"), result.get("selection_warning")]:
         if line:
             print(f"warning: {line}")
+    if result.get("refit"):
+        print(f"refit: the model kept trained {result['refit']['epochs']} epoch(s) on all "
+              f"{result['refit']['train_size']} labelled documents; the scores above are the validation run's "
+              "(the refit model saw the validation documents)")
 
 
 def broker_unreachable(handle) -> str:

@@ -35,7 +35,8 @@ TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), (
                ("lr_schedule", str), ("early_stopping_patience", int), ("class_weights", _json_or_word),
                ("long_documents", str), ("window_overlap", int), ("max_windows", int), ("window_pooling", str),
                ("windows_per_epoch", _count_or_word), ("trials", int),
-               ("search_space", _json_or_word), ("multi_label", bool)]
+               ("search_space", _json_or_word), ("multi_label", bool),
+                ("refit", bool)]
 
 TRAIN_HELP = {
     "epochs": "passes over the training split", "batch_size": "documents per batch",
@@ -52,6 +53,8 @@ TRAIN_HELP = {
     "windows_per_epoch": "windows: train on N random windows per document per epoch, or all",
     "trials": "hyperparameter search trials; 0: train once",
     "search_space": "JSON object of option -> list of values", "multi_label": "documents carry label sets",
+    "refit": "after choosing the epochs on validation, train again on all labelled documents for that many "
+    "epochs and keep that model (the scores shown stay the validation run's)",
 }
 
 

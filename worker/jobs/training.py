@@ -71,6 +71,8 @@ def _train(ctx: JobContext) -> None:
     result = train(data.texts, data.labels, config, _callbacks(ctx, config), checkpoint_dir=checkpoints,
                    processes=processes)
     ctx.check()
+    if config.refit:
+        result = _refit(ctx, data, result, checkpoints)
     if result.resumed_from_epoch:
         ctx.log.info("resumed from the checkpoint of epoch %d", result.resumed_from_epoch)
 
@@ -99,6 +101,19 @@ def _train(ctx: JobContext) -> None:
     ctx.log.extra["model"] = mv.ref
     ctx.log.info("registered %s:%s (accuracy %.4f, macro-F1 %.4f)", mv.name, mv.version,
                  result.metrics["accuracy"], result.metrics["macro_f1"])
+
+
+def _refit(ctx: JobContext, data, selected, checkpoints: Path):
+    """Train the chosen recipe again on all the labelled documents (worker/ml/refit.py); the scores, temperature
+    and thresholds stay the selection run's."""
+    from worker.ml.refit import refit, refit_config
+
+    config = refit_config(selected.config, selected.best_epoch)
+    ctx.log.info("refit: %d epoch(s) on all %d labelled documents (the validation split chose the epochs)",
+                 config.epochs, len(data.texts))
+    result = refit(data.texts, data.labels, selected, _callbacks(ctx, config, phase="refit"), checkpoints / "refit")
+    ctx.check()
+    return result
 
 
 def _score_card(ctx: JobContext, data, result) -> dict:
@@ -144,11 +159,14 @@ def _load_checked(ctx: JobContext, params: TrainParams, config):
     return data, data_check
 
 
-def _callbacks(ctx: JobContext, config):
-    """Progress in steps (with the epoch and running loss for display), a log line per epoch, the stop signal."""
+def _callbacks(ctx: JobContext, config, phase: str | None = None):
+    """Progress in steps (with the epoch and running loss for display), a log line per epoch, the stop signal.
+    ``phase`` ("refit") is shown with the progress and starts each log line."""
     from worker.ml.train import Callbacks
 
     shown: dict[str, Any] = {"unit": "steps", "epoch": 1, "epochs": config.epochs}
+    if phase:
+        shown["phase"] = phase
 
     def on_batch(epoch: int, loss: float) -> None:
         shown["epoch"], shown["loss"] = epoch, round(loss, 6)
@@ -161,6 +179,10 @@ def _callbacks(ctx: JobContext, config):
             shown["trial"], shown["trials"] = record["trial"], config.trials
         shown.setdefault("history", []).append(  # the web view's job page shows epochs as they come
             {k: record[k] for k in ("epoch", "train_loss", "val_loss", "accuracy", "macro_f1", "trial") if k in record})
+        if "val_loss" not in record:  # a refit: nothing held out, nothing scored
+            ctx.log.info("%s epoch %d/%d: train loss %.4f (%.0f s)", phase, record["epoch"], config.epochs,
+                         record["train_loss"], record["seconds"])
+            return
         ctx.log.info(("trial %d/%d, " % (record["trial"], config.trials) if "trial" in record else "")
                      + "epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.4f, macro-F1 %.4f (%.0f s)",
                      record["epoch"], config.epochs, record["train_loss"], record["val_loss"],
@@ -191,7 +213,7 @@ def _metrics(result) -> dict:
     return {**result.metrics, "history": result.history,
             "train_examples_per_second": result.examples_per_second, "train_seconds": result.seconds,
             "resumed_from_epoch": result.resumed_from_epoch, "stopped_early": result.stopped_early,
-            "class_weights": result.class_weights, "trials": result.trials}
+            "class_weights": result.class_weights, "trials": result.trials, "refit": result.refit}
 
 
 def _lineage(params: TrainParams, config, data, result, data_check: dict) -> dict:
@@ -210,6 +232,7 @@ def _lineage(params: TrainParams, config, data, result, data_check: dict) -> dic
         "data_check": data_check,
         "description": params.description,
         "tags": dict(params.tags or {}),
+        "refit": {"epochs": result.refit["epochs"], "train_size": result.refit["train_size"]} if result.refit else None,
     }
 
 
@@ -240,6 +263,7 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
                     "resumed_from_epoch": metrics["resumed_from_epoch"],
                     "warnings": metrics["trust_warnings"], "baseline": _baseline_line(metrics),
                     "selection_warning": (metrics.get("selection") or {}).get("warning"),
+                    "refit": lineage.get("refit"),
                 }, aggregate=parent_outcome)
                 return mv
         except IntegrityError:

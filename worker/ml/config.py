@@ -45,8 +45,9 @@ def _type_problems(config: "TrainConfig") -> list[str]:
         value = getattr(config, name)
         if not isinstance(value, str) or not value.strip():
             problems.append(f"{name} must be a non-empty string, got {value!r}")
-    if not isinstance(config.multi_label, bool):
-        problems.append(f"multi_label must be true or false, got {config.multi_label!r}")
+    for name in ("multi_label", "refit"):
+        if not isinstance(getattr(config, name), bool):
+            problems.append(f"{name} must be true or false, got {getattr(config, name)!r}")
     return problems
 
 
@@ -119,6 +120,9 @@ class TrainConfig:
     trials: int = 0  # hyperparameter search: this many trials; 0: train once with these options
     search_space: dict[str, list] | None = None  # option -> candidate values; None: SEARCH_SPACE
     multi_label: bool = False  # documents carry label sets: sigmoid head, a tuned threshold per label
+    # After the epoch choice on validation, train again on all labelled documents (training + validation) for the
+    # chosen number of epochs and keep that model (worker/ml/refit.py); the recorded scores stay the selection run's.
+    refit: bool = False
 
     def validate(self) -> None:
         problems = _type_problems(self)

@@ -60,6 +60,9 @@ class TrainResult:
     val_predictions: list | None = None
     split: "SplitData | None" = None
     train_seconds: float = 0.0  # the optimisation steps only, every epoch (resumed runs: the earlier ones too)
+    # With ``refit``: the selection run chose the epochs, then this model trained on all the labelled documents
+    # for that many epochs ({"epochs", "train_size", "seconds", "history"}); the scores above are the selection run's.
+    refit: dict | None = None
 
     def inference_metadata(self) -> dict:
         """What inference needs to read documents and decide labels the way training did."""
@@ -71,7 +74,8 @@ class TrainResult:
 
 
 def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[str]], config: TrainConfig,
-              callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None) -> TrainResult:
+              callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None, *,
+              all_data: bool = False) -> TrainResult:
     """Fine-tune ``config.base_model`` on (texts, labels); return the best epoch's model and its metrics.
 
     ``labels`` holds a label per text, or with ``config.multi_label`` a list of labels per text.
@@ -79,20 +83,24 @@ def fine_tune(texts: Sequence[str], labels: Sequence[str] | Sequence[Sequence[st
     With ``checkpoint_dir``, the state after every epoch is saved there, and a run that finds a checkpoint of
     the same data and configuration resumes after its epoch instead of starting over.
 
+    With ``all_data``, every document trains and nothing is held out or scored: all ``config.epochs`` run and
+    the last one is the model (a refit, worker/ml/refit.py).
+
     The same run over several processes (DistributedDataParallel): ``worker.ml.ddp_rank.fine_tune_parallel``.
     """
-    prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir)
+    prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, all_data=all_data)
     trainer.run()
     return prepared.result(trainer)
 
 
 def prepare_run(texts: Sequence[str], labels: Sequence, config: TrainConfig, callbacks: Callbacks | None,
-                checkpoint_dir: Path | None, parallel=None, key: str | None = None) -> tuple["Prepared", Trainer]:
+                checkpoint_dir: Path | None, parallel=None, key: str | None = None,
+                all_data: bool = False) -> tuple["Prepared", Trainer]:
     """A run ready to start: prepared data and model, and a trainer that checkpoints into ``checkpoint_dir``
     (rank 0 only, in a parallel run) after resuming from the checkpoint found there, if any (``key``: the
     checkpoint's, where the caller computed it)."""
-    prepared = prepare(texts, labels, config, device=str(parallel.device) if parallel else None)
-    key = key or checkpoint_key(texts, labels, config)
+    prepared = prepare(texts, labels, config, device=str(parallel.device) if parallel else None, all_data=all_data)
+    key = key or checkpoint_key(texts, labels, config) + ("-all" if all_data else "")
     if parallel:
         parallel.reseed(config.seed)
     writes = parallel is None or parallel.main
@@ -223,7 +231,8 @@ class Prepared:
     def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None,
                 parallel=None) -> Trainer:
         weight = torch.as_tensor(list(self.weights.values()), device=self.device) if self.weights else None
-        return Trainer(self.model, self.config, self.train, evaluate or self.evaluate, device=self.device,
+        evaluate = evaluate or (self.evaluate if self.data.val_idx else None)  # nothing held out: nothing scored
+        return Trainer(self.model, self.config, self.train, evaluate, device=self.device,
                        precision=self.precision, loss_weight=weight, callbacks=callbacks,
                        val_targets=[self.data.y[i] for i in self.data.val_idx], n_labels=len(self.data.label_map),
                        parallel=parallel)
@@ -249,13 +258,17 @@ class Prepared:
         )
 
 
-def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device: str | None = None) -> Prepared:
+def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device: str | None = None, *,
+            all_data: bool = False) -> Prepared:
     """Check and split the data, seed every generator, load the tokenizer and the model, encode the inputs
-    (on ``device`` if given, a parallel run's rank's, else on ``config.device``)."""
+    (on ``device`` if given, a parallel run's rank's, else on ``config.device``). ``all_data``: the same checks
+    and label map, but every document trains and none is held out."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_transformers()
     data = split_data(texts, labels, config)
+    if all_data:
+        data = replace(data, train_idx=list(range(len(texts))), val_idx=[], removed=[])
     device = resolve_device(device or config.device)
     precision = resolve_precision(device, config.precision, training=True)
     seed_everything(config.seed)  # before the model is built: its new head is drawn from torch's generator

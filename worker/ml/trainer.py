@@ -71,9 +71,10 @@ def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
 
 
 class Trainer:
-    def __init__(self, model, config: TrainConfig, inputs: TrainInputs, evaluate: Evaluate, *, device: torch.device,
-                 precision: str, loss_weight: torch.Tensor | None = None, callbacks: Callbacks | None = None,
-                 val_targets: Sequence | None = None, n_labels: int | None = None, parallel=None):
+    def __init__(self, model, config: TrainConfig, inputs: TrainInputs, evaluate: Evaluate | None, *,
+                 device: torch.device, precision: str, loss_weight: torch.Tensor | None = None,
+                 callbacks: Callbacks | None = None, val_targets: Sequence | None = None, n_labels: int | None = None,
+                 parallel=None):
         self.model, self.config, self.inputs, self.evaluate = model, config, inputs, evaluate
         self.parallel = parallel  # a worker.ml.distributed.Parallel, or None: one process
         self.net = parallel.wrap(model) if parallel else model  # what the training steps run
@@ -203,16 +204,24 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
 
     def _end_epoch(self, epoch: int, loss_sum: float, epoch_start: float) -> None:
-        """Evaluate, record the epoch, and keep its weights if it is the best so far."""
-        metrics = self.parallel.evaluated(self.evaluate, self.model) if self.parallel else self.evaluate(self.model)
-        record = {"epoch": epoch, "train_loss": loss_sum / self.inputs_per_epoch, "val_loss": metrics["loss"],
-                  "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                  "seconds": time.perf_counter() - epoch_start}
+        """Evaluate, record the epoch, and keep its weights if it is the best so far. Without ``evaluate`` (a refit
+        on all the data, worker/ml/refit.py) nothing is scored and the last epoch is the model."""
+        if self.evaluate is None:
+            metrics = None
+        else:
+            metrics = self.parallel.evaluated(self.evaluate, self.model) if self.parallel else self.evaluate(self.model)
+        record = {"epoch": epoch, "train_loss": loss_sum / self.inputs_per_epoch}
+        if metrics is not None:
+            record.update(val_loss=metrics["loss"], accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"])
+        record["seconds"] = time.perf_counter() - epoch_start
         self.history.append(record)
-        self.epoch_predictions.append(metrics.get("predictions"))
+        self.epoch_predictions.append(metrics.get("predictions") if metrics is not None else None)
         self.epoch = epoch
         if self.callbacks.on_epoch:
             self.callbacks.on_epoch(record)
+        if metrics is None:
+            self.best_epoch, self.selection = epoch, {"epoch": epoch, "rule": "last", "warning": None}
+            return
         score = metrics[self.config.select_metric]
         self.stale = 0 if score > self.best_score else self.stale + 1  # early stopping: epochs without a new best
         self.best_score = max(score, self.best_score)

@@ -135,7 +135,18 @@ def summary_section(model: dict[str, Any]) -> str:
         parts.append("stopped early")
     if metrics.get("resumed_from_epoch"):
         parts.append(f"resumed from the checkpoint of epoch {metrics['resumed_from_epoch']}")
-    return (f"<p>Base model <code>{html.escape(str(model.get('base_model')))}</code>; " + ", ".join(parts) + ".</p>")
+    return (f"<p>Base model <code>{html.escape(str(model.get('base_model')))}</code>; " + ", ".join(parts) + ".</p>"
+            + refit_note((model.get("lineage") or {}).get("refit")))
+
+
+def refit_note(refit: dict | None) -> str:
+    """A refit model (worker/ml/refit.py): the scores shown are the selection run's, and why."""
+    if not refit:
+        return ""
+    return (f"<p><b>Refit:</b> the model in this artifact trained {int(refit['epochs'])} epoch(s) on all "
+            f"{int(refit['train_size'])} labelled documents after the validation split chose the epochs. The scores "
+            "here are the validation run's: the refit model saw the validation documents, so its own would flatter "
+            "it.</p>")
 
 
 def curves_section(metrics: dict[str, Any], history: Sequence[dict] | None = None) -> str:

@@ -1,0 +1,89 @@
+"""`train --refit` as users reach it (issue #15): after the validation split chose the epochs, the model kept is
+trained again on all labelled documents; the scores shown stay the validation run's, the lineage records the refit,
+the temperature is the selection run's, and the refit model is what predict uses."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from db import repo
+from db.session import session_factory_for
+from helpers import TINY_OPTIONS, load_documents, sentiment_rows
+from worker.cli import main
+from worker.ml.artifact import read_metadata
+
+
+def _train(tiny_base_model: str, *extra: str) -> int:
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_OPTIONS.items()]
+    return main(["train", "--collection", "sent", "--base-model", tiny_base_model, "--name", "sent", "--inline",
+                 *flags, *extra])
+
+
+def _versions(url: str) -> list:
+    with session_factory_for(url).begin() as s:
+        versions = [repo.resolve_model_version(s, f"sent:{v}") for v in (1, 2)]
+        for mv in versions:
+            s.expunge(mv)
+        return versions
+
+
+@pytest.mark.slow
+def test_train_refit_keeps_the_validation_runs_scores_and_records_the_refit(any_db_url, env_db, tiny_base_model,
+                                                                            capsys):
+    url = env_db(any_db_url)
+    load_documents(url, "sent", sentiment_rows(60))
+    assert _train(tiny_base_model) == 0
+    assert "refit:" not in capsys.readouterr().out
+    assert _train(tiny_base_model, "--refit") == 0
+    out = capsys.readouterr().out
+    plain, refitted = _versions(url)
+
+    epochs = refitted.metrics["best_epoch"]
+    assert refitted.lineage["refit"] == {"epochs": epochs, "train_size": 60} and plain.lineage["refit"] is None
+    assert (f"refit: the model kept trained {epochs} epoch(s) on all 60 labelled documents; the scores above are "
+            "the validation run's") in out
+    assert refitted.hyperparameters["refit"] is True and plain.hyperparameters["refit"] is False
+    assert refitted.lineage["train_size"] == plain.lineage["train_size"] < 60  # the selection run's split
+    for key in ("accuracy", "macro_f1", "best_epoch", "calibration", "intervals"):
+        assert refitted.metrics[key] == plain.metrics[key], key  # the same selection run, scores as it measured them
+    timeless = [[{k: v for k, v in h.items() if k != "seconds"} for h in mv.metrics["history"]] for mv in (plain, refitted)]
+    assert timeless[0] == timeless[1]
+    assert [h["epoch"] for h in refitted.metrics["refit"]["history"]] == list(range(1, epochs + 1))
+    assert refitted.artifact_sha256 != plain.artifact_sha256  # another model
+    temperature = read_metadata(refitted.artifact_path)["temperature"]
+    assert temperature == refitted.metrics["calibration"]["temperature"] == read_metadata(plain.artifact_path)[
+        "temperature"]
+
+    report = (Path(refitted.artifact_path).parent / f"{Path(refitted.artifact_path).name}.report.html").read_text()
+    assert f"trained {epochs} epoch(s) on all 60 labelled documents" in report and "Refit:" not in (
+        Path(plain.artifact_path).parent / f"{Path(plain.artifact_path).name}.report.html").read_text()
+    assert main(["models", "show", "sent:2"]) == 0
+    assert json.loads(capsys.readouterr().out)["lineage"]["refit"] == {"epochs": epochs, "train_size": 60}
+    assert main(["predict", "--json", "sent:2", "a wonderful delightful film"]) == 0
+    assert json.loads(capsys.readouterr().out)
+
+
+def test_train_help_shows_refit_and_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--refit after choosing the epochs on validation, train again on all labelled documents" in help_text
+    assert "(default: false)" in help_text.split("--refit", 1)[1]
+
+
+def test_a_refit_that_is_not_true_or_false_is_refused_at_submit_and_queues_nothing(any_db_url, make_settings,
+                                                                                  tiny_base_model):
+    from sqlalchemy import func, select
+
+    from db.models import Job
+    from worker.client import submit_training
+    from worker.errors import InvalidJob
+
+    settings = make_settings(any_db_url)
+    load_documents(any_db_url, "sent", sentiment_rows(8))
+    with pytest.raises(InvalidJob, match="^refit must be true or false, got 'yes'$"):
+        submit_training("sent", tiny_base_model, options={"refit": "yes"}, settings=settings, enqueue=False)
+    with session_factory_for(any_db_url).begin() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0

@@ -1,0 +1,42 @@
+"""Refit: after the validation split chose the number of epochs, train again on all labelled documents.
+
+The selection run holds out ``val_fraction`` of the documents to choose the epoch (and, with a search, the
+trial). Once chosen, those documents are only lost training data, so a refit trains the same recipe (same seed,
+same options, ``epochs`` = the chosen epoch, no early stopping) on training + validation and keeps its last epoch.
+
+What the refit model keeps from the selection run, and why:
+
+- its scores (accuracy, macro-F1, intervals, baselines): the refit model saw the validation documents, so its
+  own validation scores would flatter it. The recorded scores are the selection run's, an estimate for a model
+  trained on 20% less data;
+- its temperature (and, multi-label, its thresholds): fitted on held-out logits of a model trained the same way.
+  Fitting them again on the validation documents the refit model trained on would make it look sure of itself
+  (a temperature below the honest one). bench/quality.py checks the kept temperature on a test split.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from worker.ml.config import TrainConfig
+from worker.ml.train import Callbacks, TrainResult, fine_tune
+
+
+def refit_config(selected: TrainConfig, epochs: int) -> TrainConfig:
+    """The selection run's recipe for ``epochs`` epochs on all the data: no search, no early stopping."""
+    return replace(selected, epochs=epochs, early_stopping_patience=0, trials=0, search_space=None, refit=False)
+
+
+def refit(texts: Sequence[str], labels: Sequence, selected: TrainResult, callbacks: Callbacks | None = None,
+          checkpoint_dir: Path | None = None) -> TrainResult:
+    """``selected`` with its model replaced by one trained on every document for ``selected.best_epoch`` epochs.
+
+    Everything else (scores, history, split, validation logits, thresholds, configuration) stays the selection
+    run's; ``result.refit`` records the refit: {"epochs", "train_size", "seconds", "history"}."""
+    config = refit_config(selected.config, selected.best_epoch)
+    again = fine_tune(texts, labels, config, callbacks, checkpoint_dir, all_data=True)
+    record = {"epochs": config.epochs, "train_size": again.train_size, "seconds": again.seconds,
+              "history": again.history, "resumed_from_epoch": again.resumed_from_epoch}
+    return replace(selected, model=again.model, tokenizer=again.tokenizer, refit=record,
+                   seconds=selected.seconds + again.seconds)
