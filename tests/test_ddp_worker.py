@@ -61,13 +61,19 @@ def _reap_until_finished(job, settings, timeout: float):
     return job.snapshot()
 
 
+def _start_two_process_job(workers, settings, base_model, options):
+    """A worker whose training jobs run over 2 processes, and a training job for it over 96 texts."""
+    _load(settings.resolved_database_url, 96)
+    proc = workers.start("a", queues="train,maintenance", BERTJOBS_TRAIN_PROCESSES="2")
+    job = submit_training("reviews", base_model, model_name="ddp", settings=settings, options=options)
+    return proc, job
+
+
 @pytest.mark.slow
 def test_a_two_process_training_job_killed_mid_run_resumes_from_its_checkpoint_and_registers_once(
         workers, service_settings, tiny_base_model):
     url = service_settings.resolved_database_url
-    _load(url, 96)
-    proc = workers.start("a", queues="train,maintenance", BERTJOBS_TRAIN_PROCESSES="2")
-    job = submit_training("reviews", tiny_base_model, model_name="ddp", settings=service_settings, options=OPTIONS)
+    proc, job = _start_two_process_job(workers, service_settings, tiny_base_model, OPTIONS)
     checkpoint = Path(service_settings.resolved_model_store) / ".checkpoints" / f"job{job.id}" / "checkpoint.pt"
     wait_for(checkpoint.is_file, timeout=120, what="the first epoch's checkpoint")
     child, rank1 = wait_for(lambda: _rank_under(proc.pid), timeout=10, what="rank 1 of the run")
@@ -95,10 +101,7 @@ def test_a_two_process_training_job_killed_mid_run_resumes_from_its_checkpoint_a
 def test_cancelling_a_two_process_training_job_stops_both_ranks_and_registers_nothing(
         workers, service_settings, tiny_base_model):
     url = service_settings.resolved_database_url
-    _load(url, 96)
-    proc = workers.start("a", queues="train,maintenance", BERTJOBS_TRAIN_PROCESSES="2")
-    job = submit_training("reviews", tiny_base_model, model_name="ddp", settings=service_settings,
-                          options={**OPTIONS, "epochs": 200})
+    proc, job = _start_two_process_job(workers, service_settings, tiny_base_model, {**OPTIONS, "epochs": 200})
     _, rank1 = wait_for(lambda: _rank_under(proc.pid), timeout=120, what="rank 1 of the run")
     wait_for(lambda: job.snapshot().progress_done >= 1, timeout=120, what="a training step")
     job.cancel()

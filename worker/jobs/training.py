@@ -51,9 +51,9 @@ def _data_check(base_model: str, texts, labels, config) -> dict:
 
 def _train(ctx: JobContext) -> None:
     from worker.ml.artifact import save_artifact
+    from worker.ml.ddp_rank import fine_tune_parallel
     from worker.ml.distributed import world_size
     from worker.ml.quantize import calibration_file
-    from worker.ml.ddp_rank import fine_tune_parallel
     from worker.ml.search import search
     from worker.ops.quantize import after_training, discard
 
