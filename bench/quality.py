@@ -4,6 +4,8 @@
     python bench/quality.py --texts 4000                     # a stratified subsample (seed 0)
     python bench/quality.py --arms product,trainer           # product default and plain Trainer only
     python bench/quality.py --option learning_rate=3e-5      # any training option for the product arms
+    python bench/quality.py --arms trainer --save-logits t.json    # arms in separate processes (or machines) ...
+    python bench/quality.py --load-logits t.json --load-logits p.json  # ... compared afterwards, as if one run
 
 Rotten Tomatoes (all-MiniLM-L6-v2) is split stratified 80/20 with seed 0; test texts whose text (near-exactly)
 also appears in the 80% are left out of the test split. Arms, all trained on the same 80% and scored on the
@@ -180,7 +182,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--long-docs", action="store_true",
                         help="then the long-document section: TF-IDF+LR, truncation and the recommended setting "
                              "side by side (bench/quality_long.py)")
+    parser.add_argument("--save-logits", type=Path, metavar="FILE",
+                        help="write each arm's test logits, temperature and record (and the selection run's "
+                             "validation logits) to FILE, for --load-logits or other calibrators")
+    parser.add_argument("--load-logits", type=Path, action="append", default=[], metavar="FILE",
+                        help="take arms from a --save-logits file of a run with the same --texts/--sample-seed "
+                             "instead of training them (repeatable)")
     args = parser.parse_args(argv)
+    if args.load_logits:
+        args.arms = ",".join(a for f in args.load_logits for a in json.loads(f.read_text())["arms"])
     args.arms = [a for a in ARMS if a in args.arms.split(",")]
     return args
 
@@ -206,7 +216,20 @@ def run_arm(arm: str, args, train_rows, test_texts, labels, tmp: Path) -> dict[s
     print_job_record(arm, run)
     arms = {arm: (logits, temperature, run)}
     if selection:  # the selection run's record is the job's (the refit keeps its scores and temperature)
-        arms["product"] = (selection["logits"], temperature, {**run, "wall": selection["seconds"]})
+        arms["product"] = (selection["logits"], temperature, {**run, "wall": selection["seconds"],
+                                                              "validation_logits": selection["val_logits"],
+                                                              "validation_truth": selection["val_truth"]})
+    return arms
+
+
+def saved_arms(args, test_texts: list[str]) -> dict[str, tuple[list, float | None, dict]]:
+    """The arms of --load-logits files, checked to be scored on these very test texts."""
+    arms = {}
+    for path in args.load_logits:
+        saved = json.loads(path.read_text())
+        if saved["test_texts"] != test_texts:
+            raise SystemExit(f"{path}: scored on other test texts (another --texts or --sample-seed?)")
+        arms.update({a: (v["logits"], v["temperature"], v["record"]) for a, v in saved["arms"].items()})
     return arms
 
 
@@ -223,11 +246,18 @@ def main(argv=None) -> None:
     test_texts, truth = [r["text"] for r in test_rows], [labels.index(r["category"]) for r in test_rows]
     print(f"texts {len(rows)}: train {len(train_rows)}, test {len(test_rows)} ({leaked} test texts left out: "
           f"training has the same text); arms {', '.join(args.arms)}", flush=True)
-    scores, records = {}, {}
+    scores, records, saved = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        for arm in [a for a in args.arms if not (a == "product" and "refit" in args.arms)]:  # refit gives both
-            for name, (logits, temperature, record) in run_arm(arm, args, train_rows, test_texts, labels,
-                                                               Path(tmp)).items():
+        to_run = [a for a in args.arms if not (a == "product" and "refit" in args.arms)]  # refit gives both
+        for arm in ["saved"] if args.load_logits else to_run:
+            ran = saved_arms(args, test_texts) if arm == "saved" else run_arm(arm, args, train_rows, test_texts,
+                                                                                labels, Path(tmp))
+            for name, (logits, temperature, record) in ran.items():
+                saved[name] = {"logits": logits, "temperature": temperature,
+                               "record": {k: v for k, v in record.items() if k != "artifact"}}
+                if args.save_logits:
+                    args.save_logits.write_text(json.dumps({"test_texts": test_texts, "truth": truth,
+                                                            "labels": labels, "arms": saved}, default=str))
                 scores[name] = test_scores(logits, truth, len(labels), temperature)
                 records[name] = {k: v for k, v in record.items() if k in ("wall", "hyperparameters")}
                 records[name]["validation"] = {k: record["metrics"][k] for k in ("accuracy", "macro_f1", "best_epoch")

@@ -77,6 +77,8 @@ def capture_selection(test_texts: list[str], sink: dict):
         sink["logits"] = model_logits(selected.model, selected.tokenizer, selected.max_length,
                                       selected.config.window_settings(), test_texts)
         sink["seconds"] = selected.seconds
+        sink["val_logits"] = [list(map(float, row)) for row in selected.val_logits]
+        sink["val_truth"] = [int(selected.split.y[i]) for i in selected.split.val_idx]
         return original(texts, labels, selected, *args, **kwargs)
 
     module.refit = refit
