@@ -49,8 +49,19 @@ def test_pieces_of_a_prepared_page_run_alone_give_the_whole_page(classifier):
     page = classifier.prepare(MIXED, max_chars=60)
     whole = classifier.run(page, batch_size=2)
     pieces = [p for lo in range(0, len(MIXED), 4) for p in classifier.run(page.piece(lo, lo + 4), batch_size=2)]
-    assert pieces == whole
-    assert classifier.run(page.piece(1, 5)) == whole[1:5]
+    assert_same_predictions(pieces, whole)
+    assert_same_predictions(classifier.run(page.piece(1, 5)), whole[1:5])
+
+
+def assert_same_predictions(got, expected):
+    """Same labels, errors and label sets; scores equal up to float rounding (other batches pad to other lengths,
+    and some CPUs' kernels then sum in another order: 1.5e-8 apart seen on an AVX2 host)."""
+    assert [(p.label, p.error, p.labels) for p in got] == [(p.label, p.error, p.labels) for p in expected]
+    for a, b in zip(got, expected):
+        assert (a.score is None) == (b.score is None) and (a.score is None or a.score == pytest.approx(b.score, abs=1e-6))
+        assert (a.scores is None) == (b.scores is None)
+        if a.scores is not None:
+            assert a.scores == pytest.approx(b.scores, abs=1e-6)
 
 
 def test_a_failing_batch_of_a_prepared_page_is_bisected_until_the_poison_document_fails_alone(classifier):
