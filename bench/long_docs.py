@@ -15,7 +15,7 @@ choosing the kept epoch, scored on the test documents by the product's predictor
   tfidf        TF-IDF + logistic regression (worker.ml.baseline), on the same training documents
   truncate     the first 128 tokens (the default), ``--epochs``
   truncate2x   the same, twice the epochs
-  head_tail    the first 32 and last 94 tokens (worker.ml.longdocs.encode_head_tail; the product's Trainer)
+  head_tail    ``--long-documents head_tail``: the first 32 and the last 94 tokens (Sun et al.'s quarter head)
   windows      ``--long-documents windows`` (128 tokens, overlap 32) with the recommended max pooling; the test
                set is also scored pooling by mean and by confidence (the same model, one row each)
   sampled      the same with ``--windows-per-epoch K`` (``--sample``, default 2): K random windows per document
@@ -42,10 +42,10 @@ from worker.ml.batching import encode, token_budget_batches, tokenize
 from worker.ml.config import TrainConfig
 from worker.ml.datacheck import recommended_options
 from worker.ml.intervals import wilson_interval
-from worker.ml.longdocs import encode_head_tail, pool_logits
+from worker.ml.longdocs import pool_logits
 from worker.ml.predict import Classifier, metadata_options
 from worker.ml.split import stratified_split
-from worker.ml.train import fine_tune, prepare
+from worker.ml.train import fine_tune
 
 LABELS = ["fresh", "rotten"]
 DEFAULT_METHODS = ["tfidf", "truncate", "windows", "truncate2x", "sampled"]
@@ -94,7 +94,7 @@ def options(method: str, args) -> dict:
     windows = {"long_documents": "windows", "window_overlap": 32, "max_windows": 16, "window_pooling": POOLINGS[0]}
     if method == "recommended":  # what `bertjobs data check` suggests for this corpus
         return {**recommended_options(args.windows_per_document), "window_overlap": 32, "max_windows": 16}
-    return {"truncate": {}, "head_tail": {}, "truncate2x": {"epochs": 2 * args.epochs},
+    return {"truncate": {}, "head_tail": {"long_documents": "head_tail"}, "truncate2x": {"epochs": 2 * args.epochs},
             "truncate512": {"max_length": 512}, "windows": windows,
             "sampled": {**windows, "windows_per_epoch": args.sample}}[method]
 
@@ -106,26 +106,11 @@ def config_for(method: str, args) -> TrainConfig:
     return TrainConfig(**{**values, **options(method, args)})
 
 
-def train_head_tail(texts, labels, config: TrainConfig):
-    """``fine_tune``'s steps with the training and validation inputs encoded head+tail (not a product option)."""
-    prepared = prepare(texts, labels, config)
-    val_texts = [texts[i] for i in prepared.data.val_idx]
-    prepared.train.token_ids = encode_head_tail(prepared.tokenizer, [texts[i] for i in prepared.data.train_idx], 128)
-    prepared.val_ids, prepared.val_owner = encode_head_tail(prepared.tokenizer, val_texts, 128), None
-    trainer = prepared.trainer()
-    trainer.run()
-    return prepared.result(trainer)
-
-
 def test_accuracy(method: str, result, texts: list[str], labels: list[str]) -> dict[str, float]:
     """Test accuracy of the trained model through the product's predictor; windows: per pooling."""
     meta = result.inference_metadata()
     classifier = Classifier(result.model, result.tokenizer, meta["labels"], meta["max_length"], torch.device("cpu"),
                             "fp32", **metadata_options(meta))
-    if method == "head_tail":
-        ids = encode_head_tail(result.tokenizer, texts, 128)
-        predicted = classifier._predict_encoded(ids, list(range(len(ids))), len(ids), 64)
-        return {"": sum(p.label == t for p, t in zip(predicted, labels)) / len(labels)}
     n = len(labels)
     out = {classifier.pooling: sum(p.label == t for p, t in zip(classifier.predict(texts), labels)) / n}
     if method == "windows":  # the other poolings of the same model, from one more pass over the windows
@@ -145,7 +130,7 @@ def run_method(method, train_texts, train_labels, test_texts, test_labels, args)
                  "job_seconds": result["fit_seconds"], "inputs": len(train_texts), "epochs": 0, "eval_seconds": 0.0}]
     config = config_for(method, args)
     started = time.perf_counter()
-    result = (train_head_tail if method == "head_tail" else fine_tune)(train_texts, train_labels, config)
+    result = fine_tune(train_texts, train_labels, config)
     job_seconds = time.perf_counter() - started
     started = time.perf_counter()
     accuracy = test_accuracy(method, result, test_texts, test_labels)
