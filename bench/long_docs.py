@@ -15,7 +15,7 @@ choosing the kept epoch, scored on the test documents by the product's predictor
   tfidf        TF-IDF + logistic regression (worker.ml.baseline), on the same training documents
   truncate     the first 128 tokens (the default), ``--epochs``
   truncate2x   the same, twice the epochs
-  head_tail    the first 32 and last 94 tokens (worker.ml.longdocs.encode_head_tail; the product's Trainer)
+  head_tail    ``--long-documents head_tail``: the first 32 and the last 94 tokens (Sun et al.'s quarter head)
   windows      ``--long-documents windows`` (128 tokens, overlap 32) with the recommended max pooling; the test
                set is also scored pooling by mean and by confidence (the same model, one row each)
   sampled      the same with ``--windows-per-epoch K`` (``--sample``, default 2): K random windows per document
@@ -25,7 +25,9 @@ choosing the kept epoch, scored on the test documents by the product's predictor
                windows, max pooling, and 2 windows per document per epoch where documents average more than 2);
                only with --methods (bench/quality_long.py runs it)
 "train s" is the optimisation steps only (``TrainResult.train_seconds``); "job s" is the whole ``fine_tune`` call
-(tokenizing, loading, validation each epoch); "inputs" is how many model inputs were trained on.
+(tokenizing, loading, validation each epoch); "inputs" is how many model inputs were trained on. Each row's JSON also
+holds the run's history (training loss, validation accuracy per epoch) and ``loss_trace``: the mean training loss of
+every 20 batches, [epoch, batches, loss], which shows a run that never leaves chance (about 0.693 for two labels).
 """
 from __future__ import annotations
 
@@ -38,14 +40,14 @@ from common import emit_json, print_table
 
 from worker.demo import base_model_path, load_corpus
 from worker.ml.baseline import tfidf_baseline
-from worker.ml.batching import encode, token_budget_batches, tokenize
+from worker.ml.batching import encode, encode_capped, token_budget_batches, tokenize
 from worker.ml.config import TrainConfig
 from worker.ml.datacheck import recommended_options
 from worker.ml.intervals import wilson_interval
-from worker.ml.longdocs import encode_head_tail, pool_logits
+from worker.ml.longdocs import pool_logits
 from worker.ml.predict import Classifier, metadata_options
 from worker.ml.split import stratified_split
-from worker.ml.train import fine_tune, prepare
+from worker.ml.train import Callbacks, fine_tune
 
 LABELS = ["fresh", "rotten"]
 DEFAULT_METHODS = ["tfidf", "truncate", "windows", "truncate2x", "sampled"]
@@ -94,7 +96,7 @@ def options(method: str, args) -> dict:
     windows = {"long_documents": "windows", "window_overlap": 32, "max_windows": 16, "window_pooling": POOLINGS[0]}
     if method == "recommended":  # what `bertjobs data check` suggests for this corpus
         return {**recommended_options(args.windows_per_document), "window_overlap": 32, "max_windows": 16}
-    return {"truncate": {}, "head_tail": {}, "truncate2x": {"epochs": 2 * args.epochs},
+    return {"truncate": {}, "head_tail": {"long_documents": "head_tail"}, "truncate2x": {"epochs": 2 * args.epochs},
             "truncate512": {"max_length": 512}, "windows": windows,
             "sampled": {**windows, "windows_per_epoch": args.sample}}[method]
 
@@ -106,26 +108,11 @@ def config_for(method: str, args) -> TrainConfig:
     return TrainConfig(**{**values, **options(method, args)})
 
 
-def train_head_tail(texts, labels, config: TrainConfig):
-    """``fine_tune``'s steps with the training and validation inputs encoded head+tail (not a product option)."""
-    prepared = prepare(texts, labels, config)
-    val_texts = [texts[i] for i in prepared.data.val_idx]
-    prepared.train.token_ids = encode_head_tail(prepared.tokenizer, [texts[i] for i in prepared.data.train_idx], 128)
-    prepared.val_ids, prepared.val_owner = encode_head_tail(prepared.tokenizer, val_texts, 128), None
-    trainer = prepared.trainer()
-    trainer.run()
-    return prepared.result(trainer)
-
-
 def test_accuracy(method: str, result, texts: list[str], labels: list[str]) -> dict[str, float]:
     """Test accuracy of the trained model through the product's predictor; windows: per pooling."""
     meta = result.inference_metadata()
     classifier = Classifier(result.model, result.tokenizer, meta["labels"], meta["max_length"], torch.device("cpu"),
                             "fp32", **metadata_options(meta))
-    if method == "head_tail":
-        ids = encode_head_tail(result.tokenizer, texts, 128)
-        predicted = classifier._predict_encoded(ids, list(range(len(ids))), len(ids), 64)
-        return {"": sum(p.label == t for p, t in zip(predicted, labels)) / len(labels)}
     n = len(labels)
     out = {classifier.pooling: sum(p.label == t for p, t in zip(classifier.predict(texts), labels)) / n}
     if method == "windows":  # the other poolings of the same model, from one more pass over the windows
@@ -144,8 +131,9 @@ def run_method(method, train_texts, train_labels, test_texts, test_labels, args)
         return [{"method": "tfidf", "accuracy": result["accuracy"], "train_seconds": result["fit_seconds"],
                  "job_seconds": result["fit_seconds"], "inputs": len(train_texts), "epochs": 0, "eval_seconds": 0.0}]
     config = config_for(method, args)
+    trace: list[list] = []
     started = time.perf_counter()
-    result = (train_head_tail if method == "head_tail" else fine_tune)(train_texts, train_labels, config)
+    result = fine_tune(train_texts, train_labels, config, Callbacks(on_batch=loss_tracer(trace)))
     job_seconds = time.perf_counter() - started
     started = time.perf_counter()
     accuracy = test_accuracy(method, result, test_texts, test_labels)
@@ -154,7 +142,24 @@ def run_method(method, train_texts, train_labels, test_texts, test_labels, args)
     return [{"method": f"{method} ({how})" if how and method == "windows" else method, "accuracy": acc,
              "train_seconds": result.train_seconds, "job_seconds": job_seconds, "inputs": inputs,
              "epochs": config.epochs, "best_epoch": result.best_epoch, "eval_seconds": elapsed,
-             "options": options(method, args)} for how, acc in accuracy.items()]
+             "options": options(method, args), "history": result.history, "loss_trace": trace}
+            for how, acc in accuracy.items()]
+
+
+def loss_tracer(trace: list, every: int = 20):
+    """An ``on_batch`` callback appending [epoch, batches, mean loss of the last ``every`` batches] to ``trace``
+    (from the running mean the callback receives; the epoch's last batch may be short, so the figure is close)."""
+    mark = {"epoch": 0, "n": 0, "at": (0, 0.0)}
+
+    def on_batch(epoch: int, mean: float) -> None:
+        if epoch != mark["epoch"]:
+            mark.update(epoch=epoch, n=0, at=(0, 0.0))
+        mark["n"] += 1
+        n, (m, before) = mark["n"], mark["at"]
+        if n % every == 0:
+            trace.append([epoch, n, round((mean * n - before * m) / (n - m), 4)])
+            mark["at"] = (n, mean)
+    return on_batch
 
 
 def parse_args(argv=None):
@@ -169,6 +174,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a shared 2-core machine two threads ran 2-3x slower than one)")
+    parser.add_argument("--encode-cost", type=int, default=0, metavar="N",
+                        help="instead of training: tokenize N documents as the bulk job does (encode_capped), truncate "
+                             "and head_tail taking turns over 5 rounds, and print the median ms per document")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated, or 'all': {', '.join(ALL_METHODS)}")
     args = parser.parse_args(argv)
@@ -226,8 +234,32 @@ def print_rows(rows: list[dict], n_test: int, title: str, base_name: str = "trun
                         "vs truncate", "inputs trained", "test s"], table)
 
 
+def encode_cost(n_docs: int, rounds: int = 5) -> dict:
+    """Median seconds to tokenize ``n_docs`` documents for inference, truncate and head_tail taking turns."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+    texts = corpus(n_docs, 0)[0]
+    seconds: dict[str, list[float]] = {"truncate": [], "head_tail": []}
+    for _ in range(rounds):
+        for how, runs in seconds.items():
+            started = time.perf_counter()
+            encode_capped(tokenizer, texts, 128, how)
+            runs.append(time.perf_counter() - started)
+    median = {how: sorted(runs)[rounds // 2] for how, runs in seconds.items()}
+    print(f"tokenizing {n_docs} documents, median of {rounds}: " + ", ".join(
+        f"{how} {1000 * m / n_docs:.3f} ms/document" for how, m in median.items())
+        + f"; head_tail / truncate {median['head_tail'] / median['truncate']:.2f}x")
+    return {"docs": n_docs, "seconds": seconds, "median": median}
+
+
 def main() -> None:
-    emit_json("long_docs", run(parse_args()))
+    args = parse_args()
+    if args.encode_cost:
+        torch.set_num_threads(args.threads)
+        emit_json("long_docs_encode", encode_cost(args.encode_cost))
+        return
+    emit_json("long_docs", run(args))
 
 
 if __name__ == "__main__":

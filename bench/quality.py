@@ -180,7 +180,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=JSON",
                         help="a training option of the product arms, e.g. epochs=2 (repeatable)")
     parser.add_argument("--long-docs", action="store_true",
-                        help="then the long-document section: TF-IDF+LR, truncation and the recommended setting "
+                        help="then the long-document section: TF-IDF+LR, truncation, head+tail and the recommended setting "
                              "side by side (bench/quality_long.py)")
     parser.add_argument("--save-logits", type=Path, metavar="FILE",
                         help="write each arm's test logits, temperature and record (and the selection run's "

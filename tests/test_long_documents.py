@@ -1,5 +1,6 @@
 """Long-document options as users reach them: `train` flags, their one-line errors, the model version's record,
-and the bulk job, `predict` and `evaluate` pooling windows the way the version recorded."""
+and the bulk job, `predict` and `evaluate` reading documents (head+tail, or windows pooled) the way the version
+recorded."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,9 @@ def _rows(n: int, prefix: str) -> list[dict]:
      "error: windows_per_epoch must be \"all\" or a whole number of at least 1, got 'some'\n"),
     (["--long-documents", "windows", "--window-pooling", "attention"],
      "error: window_pooling must be one of mean, max, confidence, got 'attention'\n"),
+    (["--long-documents", "head_tail", "--window-pooling", "max"],
+     "error: window_pooling applies to long_documents windows only; add --long-documents windows\n"),
+    (["--long-documents", "middle"], "error: long_documents must be one of truncate, head_tail, windows\n"),
 ])
 def test_pooling_or_sampling_without_windows_or_with_a_bad_value_is_one_line_and_enqueues_nothing(
         any_db_url, env_db, capsys, flags, message):
@@ -38,21 +42,48 @@ def test_pooling_or_sampling_without_windows_or_with_a_bad_value_is_one_line_and
         assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
+def _trained(db_url: str, env_db, base_model: str, capsys, name: str, flags: list[str]) -> dict:
+    """Train ``name`` with ``flags`` on 120 late-sentiment texts through the CLI (16 more in collection holdout);
+    what `models show` prints of its first version."""
+    env_db(db_url)
+    load_documents(db_url, "long", _rows(120, "d"))
+    load_documents(db_url, "holdout", _rows(136, "h")[120:])
+    assert main(["train", "--collection", "long", "--base-model", base_model, "--name", name, "--batch-size", "8",
+                 "--learning-rate", "3e-3", "--max-length", "32", *flags, "--inline"]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", f"{name}:1", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _every_path_predicts(db_url: str, capsys, model: str, holdout: list[dict], expected: list) -> None:
+    """`predict`, the bulk job (`classify`) and `evaluate` of ``model`` on the holdout collection give the
+    predictions ``expected`` (the loaded classifier's)."""
+    capsys.readouterr()
+    assert main(["predict", model, *[r["text"] for r in holdout[:4]], "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["scores"]["pos"] for p in printed] == pytest.approx([p.scores["pos"] for p in expected[:4]], abs=1e-5)
+
+    assert main(["classify", "--collection", "holdout", "--model", model, "--inline"]) == 0
+    with session_factory_for(db_url).begin() as s:
+        stored = dict(s.execute(select(Document.external_id, Prediction.scores["pos"].as_float())
+                                .join(Document, Document.id == Prediction.document_id)).all())
+    assert [stored[r["external_id"]] for r in holdout] == pytest.approx([p.scores["pos"] for p in expected], abs=1e-5)
+
+    capsys.readouterr()
+    assert main(["evaluate", model, "--collection", "holdout", "--inline", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    right = sum(p.label == r["label"] for p, r in zip(expected, holdout))
+    assert evaluation["accuracy"] == pytest.approx(right / len(holdout))
+
+
 @pytest.mark.slow
 def test_a_windowed_model_records_its_pooling_and_sampling_and_every_predictor_pools_that_way(
         any_db_url, env_db, tiny_base_model, capsys):
     from worker.ml.loader import load_classifier
 
-    env_db(any_db_url)
-    load_documents(any_db_url, "long", _rows(120, "d"))
-    load_documents(any_db_url, "holdout", _rows(136, "h")[120:])
-    assert main(["train", "--collection", "long", "--base-model", tiny_base_model, "--name", "longs", "--epochs", "4",
-                 "--batch-size", "8", "--learning-rate", "3e-3", "--max-length", "32", "--long-documents", "windows",
-                 "--window-overlap", "8", "--window-pooling", "confidence", "--windows-per-epoch", "3",
-                 "--inline"]) == 0
-    capsys.readouterr()
-    assert main(["models", "show", "longs:1", "--json"]) == 0
-    shown = json.loads(capsys.readouterr().out)
+    shown = _trained(any_db_url, env_db, tiny_base_model, capsys, "longs", [
+        "--epochs", "4", "--long-documents", "windows", "--window-overlap", "8", "--window-pooling", "confidence",
+        "--windows-per-epoch", "3"])
     assert shown["hyperparameters"]["window_pooling"] == "confidence"
     assert shown["hyperparameters"]["windows_per_epoch"] == 3  # these texts make 3 windows: the sampling path, all
     classifier = load_classifier(shown["artifact"], sha256=shown["sha256"], device="cpu")
@@ -64,18 +95,28 @@ def test_a_windowed_model_records_its_pooling_and_sampling_and_every_predictor_p
     classifier.pooling = "confidence"
     assert max(abs(a.scores["pos"] - b.scores["pos"]) for a, b in zip(expected, averaged)) > 1e-3  # pooling shows
 
-    assert main(["predict", "longs", *[r["text"] for r in holdout[:4]], "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)["predictions"]
-    assert [p["scores"]["pos"] for p in printed] == pytest.approx([p.scores["pos"] for p in expected[:4]], abs=1e-5)
+    _every_path_predicts(any_db_url, capsys, "longs", holdout, expected)
 
-    assert main(["classify", "--collection", "holdout", "--model", "longs", "--inline"]) == 0
-    with session_factory_for(any_db_url).begin() as s:
-        stored = dict(s.execute(select(Document.external_id, Prediction.scores["pos"].as_float())
-                                .join(Document, Document.id == Prediction.document_id)).all())
-    assert [stored[r["external_id"]] for r in holdout] == pytest.approx([p.scores["pos"] for p in expected], abs=1e-5)
 
-    capsys.readouterr()
-    assert main(["evaluate", "longs", "--collection", "holdout", "--inline", "--json"]) == 0
-    evaluation = json.loads(capsys.readouterr().out)
-    right = sum(p.label == r["label"] for p, r in zip(expected, holdout))
-    assert evaluation["accuracy"] == pytest.approx(right / len(holdout))
+@pytest.mark.slow
+def test_a_head_tail_model_records_it_and_predict_classify_and_evaluate_read_the_head_and_tail(
+        any_db_url, env_db, tiny_base_model, capsys):
+    from worker.ml.batching import encode
+    from worker.ml.loader import load_classifier
+
+    shown = _trained(any_db_url, env_db, tiny_base_model, capsys, "ends", ["--epochs", "6", "--long-documents",
+                                                                           "head_tail"])
+    assert shown["hyperparameters"]["long_documents"] == "head_tail"
+    assert shown["hyperparameters"]["head_fraction"] == 0.25
+    classifier = load_classifier(shown["artifact"], sha256=shown["sha256"], device="cpu")
+    assert classifier.windows["long_documents"] == "head_tail"
+    holdout = _rows(136, "h")[120:]
+    texts = [r["text"] for r in holdout]
+    ids, _ = encode(classifier.tokenizer, texts, 32, "head_tail")
+    assert all(len(x) == 32 and classifier.tokenizer.decode(x[-4:-1]) == " ".join(t.split()[-3:])
+               for x, t in zip(ids, texts))  # each input ends with its text's last words, where the label is
+    expected = classifier._predict_encoded(ids, list(range(len(ids))), len(ids), 64)
+    assert [p.scores["pos"] for p in classifier.predict(texts)] == pytest.approx(
+        [p.scores["pos"] for p in expected], abs=1e-6)
+    assert sum(p.label == r["label"] for p, r in zip(expected, holdout)) >= 14  # of 16: the label is at the end
+    _every_path_predicts(any_db_url, capsys, "ends", holdout, expected)

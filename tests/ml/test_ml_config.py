@@ -103,7 +103,7 @@ def test_a_value_of_the_wrong_type_or_outside_the_allowed_set_is_invalid_trainin
     ({"early_stopping_patience": -1}, "early_stopping_patience must be 0"),
     ({"class_weights": "balanced"}, "class_weights must be null"),
     ({"class_weights": {"a": 0}}, "class weights must be positive numbers: 'a'"),
-    ({"long_documents": "chunks"}, "long_documents must be one of truncate, windows"),
+    ({"long_documents": "chunks"}, "long_documents must be one of truncate, head_tail, windows"),
     ({"long_documents": "windows", "max_length": 64, "window_overlap": 40}, "window_overlap must be between 0 and half"),
     ({"max_windows": 0}, "max_windows must be between 1 and 256"),
     ({"trials": 101}, "trials must be between 0 and 100"),

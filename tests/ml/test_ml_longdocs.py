@@ -1,4 +1,4 @@
-"""Long documents: head+tail truncation, pooling window logits, sampling training windows."""
+"""Long documents read as windows: pooling window logits, sampling training windows."""
 from __future__ import annotations
 
 import random
@@ -7,45 +7,7 @@ import pytest
 import torch
 
 from worker.ml.batching import average_by_owner
-from worker.ml.longdocs import encode_head_tail, head_tail, pool_logits, sample_windows
-
-
-def test_head_tail_keeps_the_first_and_last_tokens_of_a_long_sequence():
-    assert head_tail(list(range(10)), budget=6, head=2) == [0, 1, 6, 7, 8, 9]
-    assert head_tail(list(range(10)), budget=6, head=0) == [4, 5, 6, 7, 8, 9]
-    assert head_tail(list(range(10)), budget=6, head=6) == [0, 1, 2, 3, 4, 5]
-
-
-def test_head_tail_leaves_a_sequence_that_fits_alone():
-    assert head_tail([5, 6, 7], budget=3, head=1) == [5, 6, 7]
-    assert head_tail([], budget=3, head=1) == []
-
-
-def test_head_tail_refuses_a_head_outside_the_budget():
-    with pytest.raises(ValueError):
-        head_tail([1, 2, 3], budget=2, head=3)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(minilm_path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(minilm_path)
-
-
-def test_encoded_head_tail_has_the_special_tokens_the_start_and_the_end_of_the_text(tokenizer):
-    words = [f"word{i}" for i in range(300)]
-    text = " ".join(["opening", "line"] + words + ["closing", "verdict"])
-
-    ids = encode_head_tail(tokenizer, [text, "short text"], max_length=32, head_fraction=0.25)
-
-    long, short = ids
-    assert len(long) == 32 and long[0] == tokenizer.cls_token_id and long[-1] == tokenizer.sep_token_id
-    decoded = tokenizer.decode(long, skip_special_tokens=True)
-    assert decoded.startswith("opening line") and decoded.endswith("closing verdict")
-    assert long[1:8] == tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][:7]  # head: 30 // 4
-    assert short == tokenizer("short text")["input_ids"]
-    assert encode_head_tail(tokenizer, [], 32) == []
+from worker.ml.longdocs import pool_logits, sample_windows
 
 
 LOGITS = torch.tensor([[1.0, 0.0], [3.0, -2.0], [0.0, 4.0], [-1.0, 1.0]])

@@ -46,8 +46,9 @@ TRAIN_HELP = {
     "device": "where to train", "precision": "auto: bf16 or fp16 on GPUs, fp32 on CPU",
     "select_metric": "which epoch (and search trial) wins", "gradient_accumulation": "optimizer step every N batches",
     "lr_schedule": "after the warm-up", "early_stopping_patience": "stop after N epochs without improvement; 0: never",
-    "class_weights": 'null, "auto" or a JSON object of label -> weight', "long_documents": "windows: overlapping "
-    "windows, logits pooled", "window_overlap": "tokens shared by consecutive windows",
+    "class_weights": 'null, "auto" or a JSON object of label -> weight', "long_documents": "head_tail: the first "
+    "quarter and last three quarters of max_length, one input per document; windows: overlapping windows, logits "
+    "pooled", "window_overlap": "tokens shared by consecutive windows",
     "max_windows": "windows per document at most",
     "window_pooling": "windows: how a document's logits come from its windows'; unset: max, the recommended",
     "windows_per_epoch": "windows: train on N random windows per document per epoch, or all",

@@ -206,6 +206,8 @@ def _hyperparameters(result, config) -> dict:
     hyper.pop("base_model")
     if result.config.long_documents == "windows":  # the pooling used, also when the default chose it
         hyper["window_pooling"] = result.config.window_settings()["pooling"]
+    if result.config.long_documents == "head_tail":  # the head's share of each input, as inference repeats it
+        hyper["head_fraction"] = result.config.window_settings()["head_fraction"]
     return hyper
 
 

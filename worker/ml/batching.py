@@ -12,7 +12,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from worker.ml.config import HEAD_FRACTION
 from worker.ml.device import autocast
+from worker.ml.head_tail import encode_head_tail
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
@@ -54,7 +56,7 @@ def encode_capped(tokenizer, texts: Sequence[str], max_length: int, long_documen
     """``encode``, without tokenizing what truncation drops: a long text is tokenized from a prefix cut at a
     whitespace (normalization and pre-tokenization are local, so the prefix's tokens are the text's tokens up to
     the cut). A prefix counts only when it fills ``max_length``; one that does not is tried again four times as
-    long, up to the whole text. Windows read the whole text, so they are not capped."""
+    long, up to the whole text. Windows and head+tail read to the end of the text, so they are not capped."""
     cap = max_length * CHARS_PER_TOKEN_CAP
     if long_documents != "truncate" or not any(len(t) > cap for t in texts):
         return encode(tokenizer, texts, max_length, long_documents, **windows)
@@ -78,15 +80,19 @@ def _prefix(text: str, cap: int) -> str:
 
 
 def encode(tokenizer, texts: Sequence[str], max_length: int, long_documents: str = "truncate",
-           window_overlap: int = 32, max_windows: int = 16) -> tuple[list[list[int]], list[int]]:
+           window_overlap: int = 32, max_windows: int = 16,
+           head_fraction: float = HEAD_FRACTION) -> tuple[list[list[int]], list[int]]:
     """Token ids per model input and the text each came from.
 
-    ``truncate``: one input per text, cut at ``max_length``. ``windows``: a long text becomes up to
-    ``max_windows`` inputs of ``max_length`` tokens, consecutive ones sharing ``window_overlap`` tokens;
-    its prediction is the average of its windows' logits (see ``average_by_owner``).
+    ``truncate``: one input per text, cut at ``max_length``. ``head_tail``: one input per text, a long one keeping
+    its first ``head_fraction`` and its last tokens (worker/ml/head_tail.py). ``windows``: a long text becomes up to
+    ``max_windows`` inputs of ``max_length`` tokens, consecutive ones sharing ``window_overlap`` tokens; its
+    prediction pools its windows' logits (worker/ml/longdocs.py).
     """
     if long_documents == "truncate" or not texts:
         return tokenize(tokenizer, texts, max_length), list(range(len(texts)))
+    if long_documents == "head_tail":
+        return encode_head_tail(tokenizer, texts, max_length, head_fraction), list(range(len(texts)))
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, stride=window_overlap,
                         return_overflowing_tokens=True, padding=False, return_attention_mask=False,
                         return_token_type_ids=False)

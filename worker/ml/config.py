@@ -17,7 +17,10 @@ _INTS = ("epochs", "batch_size", "max_length", "seed", "gradient_accumulation", 
 _FLOATS = ("learning_rate", "weight_decay", "warmup_ratio", "val_fraction")
 _STRS = ("base_model", "device", "precision", "select_metric", "lr_schedule", "long_documents")
 LR_SCHEDULES = ("linear", "cosine", "constant")
-LONG_DOCUMENTS = ("truncate", "windows")
+LONG_DOCUMENTS = ("truncate", "head_tail", "windows")
+# head_tail: the share of a long text's model input taken from its start, the rest from its end (Sun et al. 2019's
+# 128 + 382 of 512 tokens; worker/ml/head_tail.py). Recorded with the model version, so inference cuts the same way.
+HEAD_FRACTION = 0.25
 # How a windowed document's logits come from its windows' (worker/ml/longdocs.py). ``max`` is what windows use
 # unless told otherwise: it scored best in bench/long_docs.py (bench/README.md, "Long documents").
 WINDOW_POOLINGS = ("mean", "max", "confidence")
@@ -112,7 +115,9 @@ class TrainConfig:
     lr_schedule: str = "linear"  # after the warm-up: linear decay, cosine decay or constant
     early_stopping_patience: int = 0  # stop after N epochs without a better select_metric; 0: never
     class_weights: str | dict[str, float] | None = None  # None, "auto" (inverse class frequency) or {label: w}
-    long_documents: str = "truncate"  # or "windows": overlapping max_length windows, their logits pooled
+    # "truncate": the first max_length tokens; "head_tail": the first quarter and the last three quarters of them
+    # (one input per document, as truncate); "windows": overlapping max_length windows, their logits pooled
+    long_documents: str = "truncate"
     window_overlap: int = 32  # tokens shared by consecutive windows
     max_windows: int = 16  # windows per document at most (the rest of a very long text is not read)
     window_pooling: str | None = None  # windows only: mean, max or confidence; None: RECOMMENDED_POOLING
@@ -205,9 +210,12 @@ class TrainConfig:
 
     def window_settings(self) -> dict[str, Any]:
         """What inference must repeat to match training (stored with the model version): how texts become
-        model inputs and, with windows, how a document's logits are pooled from its windows'."""
+        model inputs (with head_tail, the head's share) and, with windows, how a document's logits are pooled from
+        its windows'."""
         settings = {"long_documents": self.long_documents, "window_overlap": self.window_overlap,
                     "max_windows": self.max_windows}
+        if self.long_documents == "head_tail":
+            settings["head_fraction"] = HEAD_FRACTION
         if self.long_documents == "windows":
             settings["pooling"] = self.window_pooling or RECOMMENDED_POOLING
         return settings

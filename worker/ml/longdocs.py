@@ -1,7 +1,6 @@
-"""Long documents: head+tail truncation, pooling window logits into document logits, sampling training windows.
+"""Long documents read as windows: pooling window logits into document logits, sampling training windows.
+(Head+tail truncation, one model input per document, is worker/ml/head_tail.py.)
 
-- ``head_tail``: keep the first and the last tokens of a text that is too long (Sun et al. 2019 found a
-  quarter head, three quarters tail best for reviews), one model input per document as with truncation.
 - ``pool_logits``: a document's logits from its windows' logits: ``mean`` (what ``average_by_owner`` does),
   ``max`` (per label, the largest window logit: one decisive passage is enough) or ``confidence`` (a mean
   weighted by each window's confidence: its top softmax probability, or for multi-label models how far its
@@ -24,43 +23,11 @@ import torch
 from worker.ml.batching import average_by_owner
 from worker.ml.config import WINDOW_POOLINGS as POOLING
 
-HEAD_FRACTION = 0.25
-
-
-def head_tail(tokens: Sequence[int], budget: int, head: int) -> list[int]:
-    """``tokens`` when they fit in ``budget``; else the first ``head`` and the last ``budget - head``."""
-    if not 0 <= head <= budget:
-        raise ValueError(f"head must be between 0 and the budget {budget}, got {head}")
-    if len(tokens) <= budget:
-        return list(tokens)
-    return list(tokens[:head]) + list(tokens[len(tokens) - (budget - head):])
-
-
-def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after a single text ([CLS] and [SEP] for BERT)."""
-    probe = "a"
-    full = tokenizer(probe)["input_ids"]
-    content = tokenizer(probe, add_special_tokens=False)["input_ids"]
-    start = next(i for i in range(len(full) - len(content) + 1) if full[i : i + len(content)] == content)
-    return full[:start], full[start + len(content):]
-
-
-def encode_head_tail(tokenizer, texts: Sequence[str], max_length: int,
-                     head_fraction: float = HEAD_FRACTION) -> list[list[int]]:
-    """Token ids per text (special tokens included), at most ``max_length``: head and tail of long texts."""
-    if not texts:
-        return []
-    prefix, suffix = _special_tokens(tokenizer)
-    budget = max_length - len(prefix) - len(suffix)
-    content = tokenizer(list(texts), add_special_tokens=False, truncation=False, padding=False,
-                        return_attention_mask=False, return_token_type_ids=False, verbose=False)["input_ids"]
-    head = round(budget * head_fraction)
-    return [prefix + head_tail(ids, budget, head) + suffix for ids in content]
-
 
 def reading(windows: dict | None) -> tuple[dict, str]:
-    """A model version's recorded window settings (``TrainConfig.window_settings``) split into what ``encode``
-    takes and the pooling; versions trained before pooling was recorded averaged their windows."""
+    """A model version's recorded long-document settings (``TrainConfig.window_settings``) split into what ``encode``
+    takes and the pooling; versions trained before pooling was recorded averaged their windows, and versions that
+    record nothing truncated."""
     settings = dict(windows or {"long_documents": "truncate"})
     return settings, settings.pop("pooling", None) or "mean"
 
