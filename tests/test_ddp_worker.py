@@ -98,6 +98,25 @@ def test_a_two_process_training_job_killed_mid_run_resumes_from_its_checkpoint_a
 
 
 @pytest.mark.slow
+def test_a_two_process_training_job_refits_over_two_processes_and_registers_once(
+        workers, service_settings, tiny_base_model):
+    proc, job = _start_two_process_job(workers, service_settings, tiny_base_model,
+                                       {**OPTIONS, "epochs": 3, "refit": True})
+    # The selection run's ranks have ended when the refit's line is logged: a rank seen after it is the refit's.
+    wait_for(lambda: "refit: " in workers.log("a"), timeout=150, what="the refit starting")
+    wait_for(lambda: _rank_under(proc.pid), timeout=30, interval=0.02, what="rank 1 of the refit")
+    snap = job.wait(timeout=150)
+    assert snap.status == "succeeded", workers.log("a")[-3000:]
+    with session_factory_for(service_settings.resolved_database_url).begin() as s:
+        versions = s.scalars(select(ModelVersion).where(ModelVersion.name == "ddp")).all()
+        assert [v.version for v in versions] == [1]
+        lineage, metrics = versions[0].lineage, versions[0].metrics
+    assert lineage["train_processes"] == 2 and lineage["refit"] == {"epochs": metrics["best_epoch"], "train_size": 96}
+    assert [h["epoch"] for h in metrics["refit"]["history"]] == list(range(1, metrics["best_epoch"] + 1))
+    assert "Traceback" not in workers.log("a")
+
+
+@pytest.mark.slow
 def test_cancelling_a_two_process_training_job_stops_both_ranks_and_registers_nothing(
         workers, service_settings, tiny_base_model):
     url = service_settings.resolved_database_url
