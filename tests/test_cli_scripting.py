@@ -156,7 +156,7 @@ def test_every_train_flag_shows_its_default_and_choices():
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     for name in (n for n in defaults if n != "base_model"):
         flag = "--" + name.replace("_", "-")
-        help_text = re.search(re.escape(flag) + r" (?:[A-Z_]+ )?(.*?)(?= --[a-z]|$)", text).group(1)
+        help_text = re.search(re.escape(flag) + r"(?:, --no-[a-z-]+)? (?:[A-Z_]+ )?(.*?)(?= --[a-z]|$)", text).group(1)
         default = defaults[name]
         shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
         assert f"(default: {shown}" in help_text, (flag, help_text)

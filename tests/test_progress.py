@@ -61,6 +61,15 @@ def test_piped_the_bar_writes_a_full_plain_line_at_most_every_five_seconds():
     assert lines[3] == f"job 7 succeeded [{'#' * 30}] 100/100 steps"
 
 
+def test_a_refit_says_so_beside_its_epoch_on_the_bar_and_the_web_view():
+    from worker.web.shown import detail_text
+
+    detail = {"unit": "steps", "epoch": 2, "epochs": 3, "loss": 0.25, "phase": "refit"}
+    line = ProgressBar(io.StringIO(), clock=Clock()).line(_snap(progress_done=10, result={"progress": detail}))
+    assert line.endswith(" refit epoch 2/3 loss 0.2500"), line
+    assert detail_text(_snap(result={"progress": detail})) == "refit epoch 2/3, loss 0.2500"
+
+
 def test_on_a_terminal_the_bar_redraws_in_place_and_shows_documents_in_flight():
     out, clock = Tty(), Clock()
     bar = ProgressBar(out, clock=clock)

@@ -4,6 +4,9 @@ the temperature is the selection run's, and the refit model is what predict uses
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,7 +72,8 @@ def test_train_help_shows_refit_and_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--refit after choosing the epochs on validation, train again on all labelled documents" in help_text
+    assert ("--refit, --no-refit after choosing the epochs on validation, train again on all labelled documents"
+            in help_text)
     assert "(default: false)" in help_text.split("--refit", 1)[1]
 
 
@@ -87,3 +91,44 @@ def test_a_refit_that_is_not_true_or_false_is_refused_at_submit_and_queues_nothi
         submit_training("sent", tiny_base_model, options={"refit": "yes"}, settings=settings, enqueue=False)
     with session_factory_for(any_db_url).begin() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+@pytest.mark.slow
+def test_no_refit_on_the_command_line_trains_without_a_refit(any_db_url, env_db, tiny_base_model):
+    url = env_db(any_db_url)
+    load_documents(url, "sent", sentiment_rows(40))
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**TINY_OPTIONS, "epochs": 2}.items()]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "train", "--collection", "sent", "--base-model",
+                           tiny_base_model, "--name", "sent", "--inline", *flags, "--no-refit"], capture_output=True,
+                          text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refit:" not in done.stdout
+    with session_factory_for(url).begin() as s:
+        mv = repo.resolve_model_version(s, "sent:1")
+        assert mv.lineage["refit"] is None and mv.metrics["refit"] is None
+        assert mv.hyperparameters["refit"] is False
+        assert repo.get_job(s, mv.training_job_id).params["options"]["refit"] is False
+
+
+def test_refit_on_or_off_reaches_the_job_from_the_client_and_from_a_plain_sql_row(any_db_url, make_settings,
+                                                                                  tiny_base_model):
+    from sqlalchemy import text
+
+    from worker.client import submit_training
+    from worker.jobs.params import TrainParams
+    from worker.ml.config import TrainConfig
+
+    settings = make_settings(any_db_url)
+    load_documents(any_db_url, "sent", sentiment_rows(8))
+    ids = {value: submit_training("sent", tiny_base_model, options={"refit": value}, settings=settings,
+                                  enqueue=False).id for value in (False, True)}
+    ids[None] = submit_training("sent", tiny_base_model, settings=settings, enqueue=False).id
+    with session_factory_for(any_db_url).begin() as s:  # another language: the row as JSON text, then send_task
+        ids["sql"] = s.execute(text(
+            "INSERT INTO jobs (kind, params) VALUES ('train', :params) RETURNING id"),
+            {"params": json.dumps({"collection": "sent", "base_model": tiny_base_model, "model_name": "sent",
+                                   "options": {"refit": False}})}).scalar_one()
+    with session_factory_for(any_db_url).begin() as s:  # what the training job reads (worker/jobs/training.py)
+        refit = {key: TrainParams.from_dict(repo.get_job(s, i).params).train_config().refit for key, i in ids.items()}
+    assert refit == {False: False, True: True, None: TrainConfig(base_model="m").refit, "sql": False}

@@ -63,7 +63,8 @@ class ProgressBar:
                 eta = int((total - done) / rate)
                 parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
         if extra.get("epoch") is not None:
-            parts.append(f"epoch {extra['epoch']}" + (f"/{extra['epochs']}" if extra.get("epochs") else ""))
+            parts.append((f"{extra['phase']} " if extra.get("phase") else "") + f"epoch {extra['epoch']}"
+                         + (f"/{extra['epochs']}" if extra.get("epochs") else ""))
         if extra.get("trial") is not None:
             parts.append(f"trial {extra['trial']}" + (f"/{extra['trials']}" if extra.get("trials") else ""))
         if extra.get("loss") is not None:

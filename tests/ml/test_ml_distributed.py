@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from worker.ml.ddp_rank import RankFailed, fine_tune_parallel  # noqa: E402
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.distributed import world_size  # noqa: E402
 from worker.ml.errors import Cancelled  # noqa: E402
+from worker.ml.refit import refit, refit_config  # noqa: E402
 from worker.ml.train import Callbacks, checkpoint_key, fine_tune  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -81,6 +83,42 @@ def test_a_parallel_run_checkpoints_every_epoch_and_a_stop_request_stops_every_r
     resumed = fine_tune_parallel(texts, labels, config, checkpoint_dir=tmp_path, processes=2)
     assert resumed.resumed_from_epoch == 1
     assert _curve(resumed) == pytest.approx(_curve(fine_tune(texts, labels, config)), rel=1e-4, abs=1e-5)
+
+
+def _refit_curve(result) -> list[float]:
+    return [h["train_loss"] for h in result.refit["history"]]
+
+
+@pytest.fixture(scope="module")
+def selected_run(no_dropout_model):
+    """A selection run whose refit trains 3 epochs on all 40 documents."""
+    texts, labels = sentiment_corpus(40)
+    return texts, labels, replace(fine_tune(texts, labels, _config(no_dropout_model, epochs=3)), best_epoch=3)
+
+
+def test_a_refit_over_two_processes_trains_the_refit_of_one_process_with_the_same_progress(selected_run):
+    texts, labels, selected = selected_run
+    steps: dict[int, list] = {1: [], 2: []}
+    one = refit(texts, labels, selected, Callbacks(on_step=lambda *s: steps[1].append(s)))
+    two = refit(texts, labels, selected, Callbacks(on_step=lambda *s: steps[2].append(s)), processes=2)
+    assert two.refit["train_size"] == one.refit["train_size"] == 40
+    assert _refit_curve(two) == pytest.approx(_refit_curve(one), rel=1e-4, abs=1e-5)
+    assert steps[2] == steps[1] and steps[1][-1] == (18, 18)  # 6 batches of 7 (40 documents) a epoch, 3 epochs
+    for name, weight in one.model.state_dict().items():
+        torch.testing.assert_close(two.model.state_dict()[name], weight, rtol=1e-3, atol=1e-4)
+
+
+def test_a_refit_over_two_processes_stops_every_rank_and_resumes_from_its_checkpoint(selected_run, tmp_path):
+    texts, labels, selected = selected_run
+    seen: list = []
+    stop = Callbacks(on_epoch=seen.append, should_stop=lambda: len(seen) >= 1)
+    with pytest.raises(Cancelled):  # in epoch 2, after epoch 1's checkpoint
+        refit(texts, labels, selected, stop, checkpoint_dir=tmp_path, processes=2)
+    saved = load_checkpoint(tmp_path, checkpoint_key(texts, labels, refit_config(selected.config, 3), all_data=True))
+    assert saved["epoch"] == 1 and len(saved["rank_rng"]) == 2  # every rank's generators, as in the selection run
+    resumed = refit(texts, labels, selected, checkpoint_dir=tmp_path, processes=2)
+    assert resumed.refit["resumed_from_epoch"] == 1
+    assert _refit_curve(resumed) == pytest.approx(_refit_curve(refit(texts, labels, selected)), rel=1e-4, abs=1e-5)
 
 
 def test_a_rank_that_dies_fails_the_run_at_once_instead_of_hanging_it(no_dropout_model):

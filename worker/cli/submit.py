@@ -35,8 +35,7 @@ TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), (
                ("lr_schedule", str), ("early_stopping_patience", int), ("class_weights", _json_or_word),
                ("long_documents", str), ("window_overlap", int), ("max_windows", int), ("window_pooling", str),
                ("windows_per_epoch", _count_or_word), ("trials", int),
-               ("search_space", _json_or_word), ("multi_label", bool),
-                ("refit", bool)]
+               ("search_space", _json_or_word), ("multi_label", bool), ("refit", bool)]
 
 TRAIN_HELP = {
     "epochs": "passes over the training split", "batch_size": "documents per batch",
@@ -81,8 +80,8 @@ def add_train_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None
         if names is not None and name not in names:
             continue
         flag = f"--{name.replace('_', '-')}"
-        if typ is bool:
-            parser.add_argument(flag, action="store_true", default=None, help=_train_flag_help(name))
+        if typ is bool:  # --refit / --no-refit: either way explicitly, whatever TrainConfig's default
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_train_flag_help(name))
         else:
             metavar = {_json_or_word: "JSON", _count_or_word: "all|N"}.get(typ)
             parser.add_argument(flag, type=typ, metavar=metavar,

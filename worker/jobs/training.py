@@ -72,7 +72,7 @@ def _train(ctx: JobContext) -> None:
                    processes=processes)
     ctx.check()
     if config.refit:
-        result = _refit(ctx, data, result, checkpoints)
+        result = _refit(ctx, data, result, checkpoints, processes)
     if result.resumed_from_epoch:
         ctx.log.info("resumed from the checkpoint of epoch %d", result.resumed_from_epoch)
 
@@ -103,15 +103,16 @@ def _train(ctx: JobContext) -> None:
                  result.metrics["accuracy"], result.metrics["macro_f1"])
 
 
-def _refit(ctx: JobContext, data, selected, checkpoints: Path):
-    """Train the chosen recipe again on all the labelled documents (worker/ml/refit.py); the scores, temperature
-    and thresholds stay the selection run's."""
+def _refit(ctx: JobContext, data, selected, checkpoints: Path, processes: int):
+    """Train the chosen recipe again on all the labelled documents (worker/ml/refit.py), over the selection run's
+    ``processes``; the scores, temperature and thresholds stay the selection run's."""
     from worker.ml.refit import refit, refit_config
 
     config = refit_config(selected.config, selected.best_epoch)
     ctx.log.info("refit: %d epoch(s) on all %d labelled documents (the validation split chose the epochs)",
                  config.epochs, len(data.texts))
-    result = refit(data.texts, data.labels, selected, _callbacks(ctx, config, phase="refit"), checkpoints / "refit")
+    result = refit(data.texts, data.labels, selected, _callbacks(ctx, config, phase="refit"), checkpoints / "refit",
+                   processes)
     ctx.check()
     return result
 

@@ -4,7 +4,7 @@
 
 Plain subprocesses, not multiprocessing: a prefork child is daemonic under billiard, and daemonic processes may
 not start multiprocessing children; a spawned child would also re-import Celery's ``__main__``. Each rank reads
-its run (texts, labels, configuration, checkpoint folder, rendezvous port) as one JSON line on its stdin, then
+its run (texts, labels, configuration, whether all of the data trains, checkpoint folder, rendezvous port) as one JSON line on its stdin, then
 keeps reading: when rank 0 ends (a killed worker included) the pipe closes and the rank ends itself, so no rank
 outlives its run. Ranks above 0 never touch the database or the checkpoint folder's files, except to read the
 checkpoint they resume from.
@@ -38,20 +38,22 @@ class RankFailed(RuntimeError):
 
 
 def fine_tune_parallel(texts: Sequence[str], labels: Sequence, config: TrainConfig, callbacks=None,
-                       checkpoint_dir: Path | None = None, processes: int = 1) -> TrainResult:
+                       checkpoint_dir: Path | None = None, processes: int = 1, *, all_data: bool = False) -> TrainResult:
     """``worker.ml.train.fine_tune`` over ``processes`` processes, this one rank 0 (its callbacks run, it returns
-    the result); with one process, ``fine_tune`` itself."""
+    the result); with one process, ``fine_tune`` itself. ``all_data``: as fine_tune's (a refit, every rank too)."""
     if processes <= 1:
-        return fine_tune(texts, labels, config, callbacks, checkpoint_dir)
+        return fine_tune(texts, labels, config, callbacks, checkpoint_dir, all_data=all_data)
     world = processes
     config.validate()
     store = serve_store(world)
     run = {"texts": list(texts), "labels": [x if isinstance(x, str) else list(x) for x in labels],
            "config": config.to_dict(), "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
-           "world": world, "port": store.port, "key": checkpoint_key(texts, labels, config)}
+           "world": world, "port": store.port, "key": checkpoint_key(texts, labels, config, all_data=all_data),
+           "all_data": all_data}
     device = rank_device(config.device, 0)
     with _cpu_threads(device, world), _group(run, device, store) as parallel:
-        prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, parallel, run["key"])
+        prepared, trainer = prepare_run(texts, labels, config, callbacks, checkpoint_dir, parallel, run["key"],
+                                        all_data=all_data)
         trainer.run()
     return prepared.result(trainer)
 
@@ -167,7 +169,8 @@ def main(rank: int) -> int:
     parallel = Parallel.join(rank, run["world"], run["port"], device)
     directory = Path(run["checkpoint_dir"]) if run["checkpoint_dir"] else None
     try:
-        _, trainer = prepare_run(run["texts"], run["labels"], config, None, directory, parallel, run["key"])
+        _, trainer = prepare_run(run["texts"], run["labels"], config, None, directory, parallel, run["key"],
+                                 all_data=run.get("all_data", False))
         trainer.run()
     except Cancelled:
         pass  # every rank stops at the same step; rank 0 reports it

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from worker.ml.config import TrainConfig
-from worker.ml.train import Callbacks, TrainResult, fine_tune
+from worker.ml.ddp_rank import fine_tune_parallel
+from worker.ml.train import Callbacks, TrainResult
 
 
 def refit_config(selected: TrainConfig, epochs: int) -> TrainConfig:
@@ -29,13 +30,14 @@ def refit_config(selected: TrainConfig, epochs: int) -> TrainConfig:
 
 
 def refit(texts: Sequence[str], labels: Sequence, selected: TrainResult, callbacks: Callbacks | None = None,
-          checkpoint_dir: Path | None = None) -> TrainResult:
-    """``selected`` with its model replaced by one trained on every document for ``selected.best_epoch`` epochs.
+          checkpoint_dir: Path | None = None, processes: int = 1) -> TrainResult:
+    """``selected`` with its model replaced by one trained on every document for ``selected.best_epoch`` epochs,
+    over ``processes`` processes like the selection run (``fine_tune_parallel``).
 
     Everything else (scores, history, split, validation logits, thresholds, configuration) stays the selection
     run's; ``result.refit`` records the refit: {"epochs", "train_size", "seconds", "history"}."""
     config = refit_config(selected.config, selected.best_epoch)
-    again = fine_tune(texts, labels, config, callbacks, checkpoint_dir, all_data=True)
+    again = fine_tune_parallel(texts, labels, config, callbacks, checkpoint_dir, processes, all_data=True)
     record = {"epochs": config.epochs, "train_size": again.train_size, "seconds": again.seconds,
               "history": again.history, "resumed_from_epoch": again.resumed_from_epoch}
     return replace(selected, model=again.model, tokenizer=again.tokenizer, refit=record,

@@ -100,7 +100,7 @@ def prepare_run(texts: Sequence[str], labels: Sequence, config: TrainConfig, cal
     (rank 0 only, in a parallel run) after resuming from the checkpoint found there, if any (``key``: the
     checkpoint's, where the caller computed it)."""
     prepared = prepare(texts, labels, config, device=str(parallel.device) if parallel else None, all_data=all_data)
-    key = key or checkpoint_key(texts, labels, config) + ("-all" if all_data else "")
+    key = key or checkpoint_key(texts, labels, config, all_data=all_data)
     if parallel:
         parallel.reseed(config.seed)
     writes = parallel is None or parallel.main
@@ -129,12 +129,13 @@ def _checkpointing(callbacks: Callbacks, directory: Path | None, key: str) -> Ca
     return replace(callbacks, on_epoch_end=on_epoch_end)
 
 
-def checkpoint_key(texts: Sequence[str], labels: Sequence, config: TrainConfig) -> str:
-    """What a checkpoint belongs to: the data and the configuration (another key means starting over)."""
+def checkpoint_key(texts: Sequence[str], labels: Sequence, config: TrainConfig, *, all_data: bool = False) -> str:
+    """What a checkpoint belongs to: the data, the configuration and whether it trains on all of the data (another
+    key means starting over)."""
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     for t, label in zip(texts, labels):
         digest.update(f"{label}\0{t}\0".encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
+    return digest.hexdigest() + ("-all" if all_data else "")
 
 
 def seed_everything(seed: int) -> None:

@@ -221,7 +221,13 @@ class Trainer:
             self.callbacks.on_epoch(record)
         if metrics is None:
             self.best_epoch, self.selection = epoch, {"epoch": epoch, "rule": "last", "warning": None}
-            return
+        else:
+            self._keep_if_chosen(epoch, metrics)
+        if self.parallel:  # every epoch, scored or not: a checkpoint resumes each rank's own generators
+            self.parallel.gather_rng(rng_state(self.device))
+
+    def _keep_if_chosen(self, epoch: int, metrics: dict) -> None:
+        """Early-stopping count, the epoch choice, and the chosen epoch's metrics and weights."""
         score = metrics[self.config.select_metric]
         self.stale = 0 if score > self.best_score else self.stale + 1  # early stopping: epochs without a new best
         self.best_score = max(score, self.best_score)
@@ -230,8 +236,6 @@ class Trainer:
             self.best_epoch, self.best_metrics = epoch, metrics
             if not self.parallel or self.parallel.main:  # only rank 0 returns a model
                 self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        if self.parallel:
-            self.parallel.gather_rng(rng_state(self.device))
 
     def _choose(self) -> dict:
         """The kept epoch: the best by the selection metric, or a later one that cannot be told apart from it on

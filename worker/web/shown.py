@@ -59,7 +59,7 @@ def detail_text(job) -> str | None:
     if detail.get("trial"):
         parts.append(f"trial {detail['trial']}/{detail.get('trials', '?')}")
     if detail.get("epoch"):
-        parts.append(f"epoch {detail['epoch']}/{detail.get('epochs', '?')}")
+        parts.append((f"{detail['phase']} " if detail.get("phase") else "") + f"epoch {detail['epoch']}/{detail.get('epochs', '?')}")
     if detail.get("loss") is not None:
         parts.append(f"loss {float(detail['loss']):.4f}")
     if detail.get("inflight"):
