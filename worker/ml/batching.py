@@ -12,17 +12,19 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from worker.ml.ascii_tokens import ascii_road, encode_ids
 from worker.ml.device import autocast
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids per text, truncated to ``max_length``, no padding: those of ``tokenizer(texts, truncation=True,
-    max_length=max_length)``, taken straight from a fast tokenizer's Rust backend (``truncating_backend``)."""
+    max_length=max_length)``, taken straight from a fast tokenizer's Rust backend (``truncating_backend``), pure-ASCII
+    texts of a BERT tokenizer by a cheaper road to the same ids (worker/ml/ascii_tokens.py)."""
     if not texts:
         return []
     backend = truncating_backend(tokenizer, max_length)
     if backend is not None:
-        return [e.ids for e in backend.encode_batch_fast(list(texts), add_special_tokens=True)]
+        return encode_ids(backend, tokenizer.__dict__["_ascii_roads"][max_length, tokenizer.truncation_side], texts)
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False, return_token_type_ids=False)
     return encoded["input_ids"]
@@ -32,7 +34,8 @@ def truncating_backend(tokenizer, max_length: int):
     """A copy of a fast tokenizer's Rust backend that cuts at ``max_length`` as ``tokenizer(..., truncation=True)``
     does, kept on ``tokenizer`` (one per tokenizer object, so per thread: see ``Classifier.own_tokenizer``); None
     for a tokenizer without one. Calling it skips what inference does not need: the backend's settings changed
-    and restored per call, offsets, attention masks, type ids and the BatchEncoding of Python lists."""
+    and restored per call, offsets, attention masks, type ids and the BatchEncoding of Python lists. Its
+    ``ascii_road`` (or None) is kept beside it."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or not hasattr(backend, "encode_batch_fast") or getattr(tokenizer, "split_special_tokens", False):
         return None
@@ -42,6 +45,7 @@ def truncating_backend(tokenizer, max_length: int):
         own = type(backend).from_str(backend.to_str())
         own.no_padding()
         own.enable_truncation(max_length, stride=0, strategy="longest_first", direction=key[1])
+        tokenizer.__dict__.setdefault("_ascii_roads", {})[key] = ascii_road(own)
         kept[key] = own
     return kept[key]
 
