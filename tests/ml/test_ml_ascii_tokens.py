@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("tokenizers")
 
-from worker.ml import batching  # noqa: E402
+from worker.ml import ascii_tokens, batching  # noqa: E402
 from worker.ml.ascii_tokens import ascii_road, encode_ids  # noqa: E402
 
 ALPHABET = string.ascii_letters + string.digits + string.punctuation + " \t\n\r\x0b\x0c" + "".join(
@@ -59,12 +59,25 @@ def test_random_ascii_texts_get_the_tokenizers_own_ids_on_both_truncation_sides(
 def test_the_road_takes_plain_ascii_texts_and_leaves_the_others(tokenizer, rt_rows):
     road = ascii_road(batching.truncating_backend(tokenizer, 128))
     assert road is not None and road.guard == {"["} and road.lowercase
-    assert road.ready("It's\tGREAT,  a film!") == "it ' s great ,   a film ! "
-    assert road.ready("a\x07b\r\nc") == "ab  c"
+    assert (road.prefix, road.suffix, road.budget) == ([tokenizer.cls_token_id], [tokenizer.sep_token_id], 126)
+    assert road.words("It's\tGREAT,  a film!") == ["it", "'", "s", "great", ",", "a", "film", "!"]
+    assert road.words("a\x07b\r\nc") == ["ab", "c"]
     for other in ("café", "電影", "a [CLS] b", "[", "x\u200by"):
-        assert road.ready(other) is None
-    taken = sum(road.ready(r["text"]) is not None for r in rt_rows)
+        assert road.words(other) is None
+    taken = sum(road.words(r["text"]) is not None for r in rt_rows)
     assert taken >= 0.9 * len(rt_rows)
+
+
+def test_the_word_cache_stays_bounded_and_skips_long_words_with_the_same_ids(tokenizer, rt_rows, monkeypatch):
+    monkeypatch.setattr(ascii_tokens, "CACHED_WORDS", 300)
+    backend = batching.truncating_backend(tokenizer, 128)
+    road = ascii_road(backend)
+    texts = [r["text"] for r in rt_rows[:400]] + ["a" * 65 + " film", "b" * 64 + " film"]
+    expected = [e.ids for e in backend.encode_batch_fast(texts)]
+    for start in range(0, len(texts), 10):  # pages of 10: the cache fills, empties and fills again
+        assert encode_ids(backend, road, texts[start:start + 10]) == expected[start:start + 10]
+        assert len(road.cache) <= 300
+    assert "b" * 64 in road.cache and "a" * 65 not in road.cache
 
 
 def test_a_page_mixing_both_roads_keeps_its_order(tokenizer):
@@ -100,3 +113,15 @@ def test_tokenizers_of_another_kind_get_no_road(tokenizer):
     spaced = _variant(backend)
     spaced.add_tokens([" film"])
     assert ascii_road(spaced) is None
+
+
+def test_a_copy_of_the_tokenizer_gets_its_own_empty_word_cache(tokenizer):
+    import copy
+
+    batching.tokenize(tokenizer, ["great film"], 128)
+    road = tokenizer.__dict__["_ascii_roads"][128, tokenizer.truncation_side]
+    assert "film" in road.cache
+    copied = copy.deepcopy(tokenizer)
+    own = copied.__dict__["_ascii_roads"][128, tokenizer.truncation_side]
+    assert own is not road and own.cache == {} and own.words_backend is not road.words_backend
+    assert batching.tokenize(copied, ["great film"], 128) == batching.tokenize(tokenizer, ["great film"], 128)
