@@ -115,13 +115,14 @@ def test_tokenizers_of_another_kind_get_no_road(tokenizer):
     assert ascii_road(spaced) is None
 
 
-def test_a_copy_of_the_tokenizer_gets_its_own_empty_word_cache(tokenizer):
+def test_a_copy_of_the_tokenizer_shares_the_backends_and_gets_its_own_word_cache(tokenizer):
     import copy
 
     batching.tokenize(tokenizer, ["great film"], 128)
-    road = tokenizer.__dict__["_ascii_roads"][128, tokenizer.truncation_side]
+    backend, road = tokenizer.__dict__["_truncating_backends"][128, tokenizer.truncation_side]
     assert "film" in road.cache
     copied = copy.deepcopy(tokenizer)
-    own = copied.__dict__["_ascii_roads"][128, tokenizer.truncation_side]
-    assert own is not road and own.cache == {} and own.words_backend is not road.words_backend
+    own_backend, own = copied.__dict__["_truncating_backends"][128, tokenizer.truncation_side]
+    assert own_backend is backend and own.words_backend is road.words_backend
+    assert own is not road and own.cache == {}
     assert batching.tokenize(copied, ["great film"], 128) == batching.tokenize(tokenizer, ["great film"], 128)

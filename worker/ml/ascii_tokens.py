@@ -44,10 +44,10 @@ class AsciiRoad:
         self.cache: dict[str, list[int]] = {}
 
     def __deepcopy__(self, memo) -> "AsciiRoad":
-        """A copy for another thread (``Classifier.own_tokenizer`` copies the tokenizer): its own backend, an empty
-        cache."""
-        return AsciiRoad(type(self.words_backend).from_str(self.words_backend.to_str()), self.lowercase, self.guard,
-                         self.prefix, self.suffix, self.budget, self.keep_end)
+        """A copy for another thread (``Classifier.own_tokenizer`` copies the tokenizer): the same backend (nothing
+        changes it once made), its own empty cache."""
+        return AsciiRoad(self.words_backend, self.lowercase, self.guard, self.prefix, self.suffix, self.budget,
+                         self.keep_end)
 
     def words(self, text: str) -> list[str] | None:
         """``text``'s words as WordPiece sees them, or None when it must take the usual way."""
