@@ -148,12 +148,15 @@ class Classifier:
             logits = pool_logits(logits, owners, n, self.pooling, multi_label=self.thresholds is not None)
             if self.thresholds is not None:
                 return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
-            rows = torch.softmax(logits / self.temperature, dim=-1).tolist()
-        out, labels, columns = [], self.labels, range(len(self.labels))
-        for row in rows:
-            best = max(columns, key=row.__getitem__)
-            out.append(TextPrediction(labels[best], row[best], dict(zip(labels, row))))
-        return out
+            probs = torch.softmax(logits / self.temperature, dim=-1)
+            rows = probs.tolist()
+            # The first best column of each row, as max() gives it; argmax would pick a NaN where max() does not.
+            best = None if probs.isnan().any() else probs.argmax(dim=-1).tolist()
+        labels = self.labels
+        if best is None:
+            columns = range(len(labels))
+            best = [max(columns, key=row.__getitem__) for row in rows]
+        return [TextPrediction(labels[b], row[b], dict(zip(labels, row))) for b, row in zip(best, rows)]
 
     def _predict_inputs(self, inputs: Sequence[Sequence[list[int]]], batch_size: int) -> list[TextPrediction]:
         """Predictions for texts already tokenized: ``inputs[i]`` holds text i's model inputs (one, or its windows)."""
