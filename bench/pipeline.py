@@ -8,7 +8,8 @@ forward pass costs exactly tokens / R seconds of wall time in time.sleep, which 
 would not; the tensors are still collated as for a real model. For each R (thousands of tokens per second) the
 job runs pipelined (BERTJOBS_CLASSIFY_PIPELINE=on, the code as it is) and as before issue #17 (off: one stage after
 another, with the previous pieces put back: the Python-loop collate, the tokenizer's own __call__ single-threaded
-on whole texts, the page's softmax on torch's intra-op threads, SQLite writes through the ORM's INSERT),
+on whole texts (so no ASCII road), the page's softmax on torch's intra-op threads, SQLite writes through the ORM's
+INSERT, the page's fence and progress as two UPDATEs; the garbage collector's freeze is the pipeline's own),
 alternating, and reports the end-to-end rate and its ratio to R. Each stage's rate alone comes from timing the stages inside a serial run with a free model, and
 the non-model CPU time per 1,000 documents from the process's CPU time (every thread; the model's sleep costs
 none). The database server's own CPU time is not counted.
@@ -36,6 +37,7 @@ from worker.client import submit_classification
 from worker.config import Settings
 from worker.demo import base_model_path
 from worker.jobs import classification
+from worker.jobs.runtime import JobContext
 from worker.ml import batching, loader as loader_module, predict as predict_module
 from worker.ml.predict import Classifier, read_tokenizer
 
@@ -98,6 +100,14 @@ def upsert_before(session, rows):
     return bench_db._sqlite_before(session, rows)
 
 
+def fenced_before(ctx, s, **progress):
+    """The page write of the previous commit: the fence its own UPDATE, the progress another (after the fence here,
+    after the upsert there: the same two statements)."""
+    NOW[4](ctx, s)
+    if progress:
+        repo.set_progress(s, ctx.job_id, ctx.attempt, **progress)
+
+
 class Timed:
     """Seconds spent in the wrapped functions of a serial run: each stage alone."""
 
@@ -143,8 +153,8 @@ class Bench:
                             classify_chunk_size=self.page, classify_batch_size=64, classify_shard_size=10**9,
                             lease_seconds=600, heartbeat_seconds=60, classify_pipeline=pipelined)
         os.environ["TOKENIZERS_PARALLELISM"] = "true" if pipelined else "false"  # read by the tokenizer per call
-        (batching.collate, batching.tokenize, repo.upsert_predictions,
-         predict_module.one_cpu_thread) = NOW if pipelined else BEFORE
+        (batching.collate, batching.tokenize, repo.upsert_predictions, predict_module.one_cpu_thread,
+         JobContext.fenced) = NOW if pipelined else BEFORE
         loader_module._cache.clear()
         key = (ARTIFACT, SHA, settings.device, settings.classify_precision, settings.classify_engine)
         loader_module._cache[key] = StandIn(self.tokenizer, rate)
@@ -175,8 +185,9 @@ class Bench:
         return {stage: self.n / seconds for stage, seconds in timed.seconds.items()}
 
 
-NOW = batching.collate, batching.tokenize, repo.upsert_predictions, predict_module.one_cpu_thread  # the code as it is
-BEFORE = loop_collate, hf_tokenize, upsert_before, contextlib.nullcontext  # as they were before issue #17
+NOW = (batching.collate, batching.tokenize, repo.upsert_predictions, predict_module.one_cpu_thread,
+       JobContext.fenced)  # the code as it is
+BEFORE = loop_collate, hf_tokenize, upsert_before, contextlib.nullcontext, fenced_before  # as before issue #17
 
 
 def run_db(name: str, url: str, tokenizer, corpora: dict, rates: list[float], repeats: int, workdir: Path) -> list:

@@ -103,6 +103,35 @@ def test_an_error_in_any_stage_stops_every_stage_within_a_page_and_is_raised_to_
     assert not [t for t in threading.enumerate() if t.name in ("bulk-read", "bulk-write")]
 
 
+@pytest.mark.parametrize("fail_in", [None, "forward"])
+def test_the_objects_older_than_the_run_are_frozen_out_of_the_collector_while_it_runs_and_given_back(fail_in):
+    import gc
+
+    seen = []
+    trace = Trace(fail_at=3, fail_in=fail_in)
+    forward = trace.forward
+    trace.forward = lambda item, prepared: seen.append(gc.get_freeze_count()) or forward(item, prepared)
+    before = gc.get_freeze_count()
+    try:
+        trace.run(5)
+    except RuntimeError:
+        assert fail_in == "forward"
+    assert seen and min(seen) > before == 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_process_that_froze_its_objects_itself_keeps_them_frozen():
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        Trace().run(3)
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_a_slow_stage_overlaps_the_others():
     """Reading and committing run while the forward pass sleeps (as a GPU kernel does, without the GIL)."""
     def slow_prepare(page):

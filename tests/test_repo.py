@@ -175,6 +175,21 @@ def test_prediction_upserts_keep_non_finite_scores_and_write_absent_optional_col
     assert repo.prediction_counts(pg_session, mv) == {"classified": 3, "failed": 0}
 
 
+def test_prediction_rows_with_exactly_the_columns_are_written_whole_and_left_as_the_caller_gave_them(pg_session):
+    repo.upsert_documents(pg_session, "c", [{"external_id": str(i), "text": f"t{i}"} for i in range(2)])
+    ids = [i for i, _ in repo.read_documents(pg_session, "c", None, 10)]
+    mv = _model_version(pg_session).id
+    at = datetime(2026, 12, 6, 5, 0, 0, 7, tzinfo=timezone.utc)
+    rows = [{"document_id": d, "model_version_id": mv, "label": "pos", "labels": None, "score": 0.1 + 0.2,
+             "scores": {"neg": 0.7, "pos": 0.1 + 0.2}, "error": None, "job_id": None, "created_at": at} for d in ids]
+    given = [dict(r) for r in rows]
+    assert repo.upsert_predictions(pg_session, rows) == 2
+    assert rows == given and rows[0]["created_at"] is at
+    stored = {p.document_id: (p.score, p.scores, p.created_at) for p in pg_session.scalars(
+        select(Prediction).execution_options(populate_existing=True))}
+    assert stored == {d: (0.1 + 0.2, {"neg": 0.7, "pos": 0.1 + 0.2}, at) for d in ids}
+
+
 def test_prediction_upserts_skip_deleted_documents_and_store_the_same_values_on_both_databases(any_db_url):
     from db.session import session_factory_for
 

@@ -19,6 +19,7 @@ from db.repo._common import is_postgresql
 _PREDICTION_COLUMNS = ("document_id", "model_version_id", "label", "labels", "score", "scores", "error", "job_id",
                        "created_at")
 _PREDICTION_KEY = ("document_id", "model_version_id")
+_COLUMN_SET = frozenset(_PREDICTION_COLUMNS)  # a row with exactly these keys is copied, not picked key by key
 _UPDATED_ON_CONFLICT = tuple(c for c in _PREDICTION_COLUMNS if c not in _PREDICTION_KEY)
 
 # PostgreSQL: one statement per page, the rows sent as one JSON array and turned into rows of the table's own
@@ -65,7 +66,7 @@ def _float_text(value: Any) -> Any:
 def _predictions_json(rows: Sequence[dict[str, Any]]) -> str:
     # A column absent from a row is NULL (on SQLite it is left out of the INSERT); the database refuses a NULL
     # where the column is NOT NULL (document, model version, created_at).
-    picked = [{c: r.get(c) for c in _PREDICTION_COLUMNS} for r in rows]
+    picked = [r.copy() if r.keys() == _COLUMN_SET else {c: r.get(c) for c in _PREDICTION_COLUMNS} for r in rows]
     stamps: dict[date, str] = {}  # a page's rows share a timestamp or two: each written out once
     for r in picked:
         at = r["created_at"]

@@ -93,6 +93,34 @@ def test_scores_are_probabilities_over_all_labels_and_the_label_is_the_argmax(cl
         assert prediction.error is None
 
 
+class FixedLogits(Classifier):
+    """A classifier whose forward pass returns given logits, one row per input."""
+
+    def __init__(self, logits, labels):
+        super().__init__(torch.nn.Identity(), None, labels, 8, torch.device("cpu"))
+        self.fixed = logits
+
+    def _logits(self, token_ids, batches):
+        return self.fixed
+
+
+def test_the_label_is_the_first_best_column_as_max_gives_it_ties_and_nans_included():
+    torch.manual_seed(0)
+    logits = torch.randint(-3, 4, (400, 3)).float()  # many ties
+    logits[::7] = torch.randn(58, 3)
+    cases = [logits, logits.clone().index_put_((torch.tensor([5, 9]), torch.tensor([2, 0])), torch.tensor(math.nan)),
+             torch.tensor([[0.0, math.inf, 1.0], [math.inf, math.inf, 0.0], [1.0, 1.0, 1.0]])]
+    labels = ["a", "b", "c"]
+    for case in cases:
+        got = FixedLogits(case, labels)._predict_encoded([[1]] * len(case), list(range(len(case))), len(case), 64)
+        rows = torch.softmax(case, dim=-1).tolist()
+        best = [max(range(3), key=row.__getitem__) for row in rows]
+        expected = [TextPrediction(labels[b], row[b], dict(zip(labels, row))) for b, row in zip(best, rows)]
+        assert [p.label for p in got] == [p.label for p in expected]
+        assert all(p.score == q.score or math.isnan(p.score) and math.isnan(q.score) for p, q in zip(got, expected))
+    assert FixedLogits(cases[2], labels)._predict_encoded([[1]] * 3, [0, 1, 2], 3, 64)[0].label == "a"  # not the NaN
+
+
 def test_predicting_no_texts_returns_no_predictions(classifier):
     assert classifier.predict([]) == []
     assert classifier.predict_or_fail([]) == []

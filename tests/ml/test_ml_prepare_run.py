@@ -45,6 +45,19 @@ def test_prepare_then_run_gives_exactly_what_predict_or_fail_gives(classifier):
     assert classifier.run(page, batch_size=2) == expected
 
 
+def test_a_reader_tokenizer_is_a_shallow_copy_with_its_own_caches_unless_the_tokenizers_own_call_runs(classifier):
+    texts = MIXED[:1] + ["Élégant café", "[MASK] it", "fine. film!"]
+    reader = classifier._tokenizer_copy()
+    assert reader.backend_tokenizer is classifier.tokenizer.backend_tokenizer  # never called: nothing changes it
+    ours, theirs = (t.__dict__["_truncating_backends"][classifier.max_length, "right"] for t in (reader,
+                                                                                                  classifier.tokenizer))
+    assert ours[0] is theirs[0] and ours[1] is not theirs[1]
+    assert classifier.prepare(texts, tokenizer=reader) == classifier.prepare(texts)
+    windowed = Classifier(classifier.model, classifier.tokenizer, classifier.labels, 16, classifier.device,
+                          windows={"long_documents": "windows", "window_overlap": 4, "max_windows": 3})
+    assert windowed._tokenizer_copy().backend_tokenizer is not classifier.tokenizer.backend_tokenizer
+
+
 def test_pieces_of_a_prepared_page_run_alone_give_the_whole_page(classifier):
     page = classifier.prepare(MIXED, max_chars=60)
     whole = classifier.run(page, batch_size=2)

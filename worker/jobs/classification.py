@@ -204,11 +204,9 @@ def _commit_page(ctx: JobContext, target: _Target, page: list, predictions: list
     ]
     for tries in range(1, PAGE_WRITE_TRIES + 1):
         try:
-            with ctx.sessions.begin() as s:
-                ctx.fenced(s)
+            with ctx.sessions.begin() as s:  # the fence records the page's progress and cursor in the same UPDATE
+                ctx.fenced(s, done=done + len(page), cursor=cursor, detail={"unit": "documents"})
                 repo.upsert_predictions(s, rows)  # a document deleted meanwhile gets no row
-                repo.set_progress(s, ctx.job_id, ctx.attempt, done=done + len(page), cursor=cursor,
-                                  detail={"unit": "documents"})
                 if target.parent_id is not None:
                     repo.add_progress(s, target.parent_id, len(page))
             return

@@ -117,9 +117,12 @@ class JobContext:
         if self.heartbeat.cancelled.is_set():
             raise Cancelled("cancelled on request")
 
-    def fenced(self, s: Session) -> None:
-        """Start of every writing transaction: lock the job row if this attempt still owns it."""
-        if not repo.fence(s, self.job_id, self.attempt):
+    def fenced(self, s: Session, **progress: Any) -> None:
+        """Start of every writing transaction: lock the job row if this attempt still owns it. With ``progress``
+        (``repo.set_progress``'s keywords) the same statement records it: one round trip less per page."""
+        owned = (repo.set_progress(s, self.job_id, self.attempt, **progress) if progress
+                 else repo.fence(s, self.job_id, self.attempt))
+        if not owned:
             self.heartbeat.lost.set()
             raise LeaseLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
 

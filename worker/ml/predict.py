@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from worker.ml.artifact import read_metadata, verify_artifact
-from worker.ml.batching import batch_logits, encode, encode_capped, token_budget_batches
+from worker.ml.batching import batch_logits, encode, encode_capped, token_budget_batches, truncating_backend
 from worker.ml.device import one_cpu_thread, quantize_int8, resolve_device, resolve_precision
 from worker.ml.errors import CorruptArtifact, artifact_read_error
 from worker.ml.hf import quiet_transformers
@@ -148,12 +148,15 @@ class Classifier:
             logits = pool_logits(logits, owners, n, self.pooling, multi_label=self.thresholds is not None)
             if self.thresholds is not None:
                 return [self._multi_label(row) for row in torch.sigmoid(logits).tolist()]
-            rows = torch.softmax(logits / self.temperature, dim=-1).tolist()
-        out, labels, columns = [], self.labels, range(len(self.labels))
-        for row in rows:
-            best = max(columns, key=row.__getitem__)
-            out.append(TextPrediction(labels[best], row[best], dict(zip(labels, row))))
-        return out
+            probs = torch.softmax(logits / self.temperature, dim=-1)
+            rows = probs.tolist()
+            # The first best column of each row, as max() gives it; argmax would pick a NaN where max() does not.
+            best = None if probs.isnan().any() else probs.argmax(dim=-1).tolist()
+        labels = self.labels
+        if best is None:
+            columns = range(len(labels))
+            best = [max(columns, key=row.__getitem__) for row in rows]
+        return [TextPrediction(labels[b], row[b], dict(zip(labels, row))) for b, row in zip(best, rows)]
 
     def _predict_inputs(self, inputs: Sequence[Sequence[list[int]]], batch_size: int) -> list[TextPrediction]:
         """Predictions for texts already tokenized: ``inputs[i]`` holds text i's model inputs (one, or its windows)."""
@@ -187,12 +190,24 @@ class Classifier:
         with _spare_lock:
             spare = self.__dict__.setdefault("_spare_tokenizers", [])
             tokenizer = spare.pop() if spare else None
-        tokenizer = tokenizer or copy.deepcopy(self.tokenizer)
+        tokenizer = tokenizer or self._tokenizer_copy()
         try:
             yield tokenizer
         finally:
             with _spare_lock:
                 spare.append(tokenizer)
+
+    def _tokenizer_copy(self):
+        """A tokenizer for another thread. Texts read by truncation through the Rust backend only ever reach the
+        tokenizer's truncating backend (``batching.truncating_backend``), which nothing changes once made: a
+        shallow copy with its own word caches will do there. Otherwise (windows, no Rust backend) the tokenizer's
+        own call runs, which sets its backend's options per call: a deep copy (about 50 ms)."""
+        if self.windows.get("long_documents") == "truncate" and truncating_backend(self.tokenizer,
+                                                                                     self.max_length) is not None:
+            own = copy.copy(self.tokenizer)
+            own.__dict__["_truncating_backends"] = copy.deepcopy(self.tokenizer.__dict__["_truncating_backends"])
+            return own
+        return copy.deepcopy(self.tokenizer)
 
     def _multi_label(self, row: list[float]) -> TextPrediction:
         """``label``/``score``: the best label that passed its threshold (None when none did)."""
