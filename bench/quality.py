@@ -4,6 +4,7 @@
     python bench/quality.py --texts 4000                     # a stratified subsample (seed 0)
     python bench/quality.py --arms product,trainer           # product default and plain Trainer only
     python bench/quality.py --option learning_rate=3e-5      # any training option for the product arms
+    python bench/quality.py --arms product --grouping-window 1    # the product's loop on random batches
     python bench/quality.py --arms trainer --save-logits t.json    # arms in separate processes (or machines) ...
     python bench/quality.py --load-logits t.json --load-logits p.json  # ... compared afterwards, as if one run
 
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from common import emit_json  # noqa: I001  (sets up the path and offline mode)
 
-from quality_arms import artifact_logits, capture_selection, run_product, run_trainer
+from quality_arms import artifact_logits, capture_selection, run_product, run_trainer, set_grouping_window
 from worker.demo import base_model_path, load_corpus, show_job_log
 from worker.ml.calibration import expected_calibration_error
 from worker.ml.intervals import paired_difference, score_intervals
@@ -182,6 +183,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--long-docs", action="store_true",
                         help="then the long-document section: TF-IDF+LR, truncation, head+tail and the recommended setting "
                              "side by side (bench/quality_long.py)")
+    parser.add_argument("--grouping-window", type=int, default=0, metavar="N",
+                        help="the product arms' training batches sorted by length inside windows of N batches "
+                             "(0: the product's own, 50; 1: random batches, as the plain Trainer draws them)")
     parser.add_argument("--save-logits", type=Path, metavar="FILE",
                         help="write each arm's test logits, temperature and record (and the selection run's "
                              "validation logits) to FILE, for --load-logits or other calibrators")
@@ -240,6 +244,8 @@ def main(argv=None) -> None:
 
         torch.set_num_threads(args.threads)
     show_job_log()
+    if args.grouping_window:
+        set_grouping_window(args.grouping_window)
     rows = stratified_subsample(load_corpus(), args.texts, args.sample_seed)
     train_rows, test_rows, leaked = test_split(rows)
     labels = sorted({r["category"] for r in rows})
@@ -268,7 +274,8 @@ def main(argv=None) -> None:
         print(arm_line(arm, scores[arm], records[arm]["wall"]))
     paired = paired_lines(scores, truth, len(labels))
     emit_json("quality", {"texts": len(rows), "sample_seed": args.sample_seed, "train": len(train_rows), "test": len(test_rows),
-                          "test_left_out": leaked, "options": dict(args.option), "paired": paired,
+                          "test_left_out": leaked, "options": dict(args.option),
+                          "grouping_window": args.grouping_window or None, "paired": paired,
                           "arms": {a: {**records[a], **{k: v for k, v in scores[a].items() if k != "predictions"}}
                                    for a in args.arms}})
     sys.stdout.flush()

@@ -85,6 +85,17 @@ def capture_selection(test_texts: list[str], sink: dict):
     return lambda: setattr(module, "refit", original)
 
 
+def set_grouping_window(batches: int) -> None:
+    """Train the product arms on batches sorted by length inside windows of ``batches`` batches (the product's
+    own is 50; 1 gives random batches, each sorted inside, as the plain Trainer draws them)."""
+    import functools
+
+    import worker.ml.trainer as trainer
+    from worker.ml.batching import length_grouped_batches
+
+    trainer.length_grouped_batches = functools.partial(length_grouped_batches, window_batches=batches)
+
+
 def run_trainer(train_rows: list[dict], test_texts: list[str], labels: list[str], base_model: str) -> dict:
     """A plain transformers.Trainer on all of ``train_rows`` (TRAINER_RECIPE): {"logits", "wall"}."""
     import torch
