@@ -25,10 +25,9 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
     texts of a BERT tokenizer by a cheaper road to the same ids (worker/ml/ascii_tokens.py)."""
     if not texts:
         return []
-    backend = truncating_backend(tokenizer, max_length)
-    if backend is not None:
-        return encode_ids(backend, tokenizer.__dict__["_truncating_backends"][max_length, tokenizer.truncation_side][1],
-                          texts)
+    kept = _kept_backend(tokenizer, max_length)
+    if kept is not None:
+        return encode_ids(*kept, texts)
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False, return_token_type_ids=False)
     return encoded["input_ids"]
@@ -39,6 +38,13 @@ def truncating_backend(tokenizer, max_length: int):
     does, kept on ``tokenizer`` with its ``ascii_road`` (see ``_Backends``); None for a tokenizer without one.
     Calling it skips what inference does not need: the backend's settings changed and restored per call, offsets,
     attention masks, type ids and the BatchEncoding of Python lists."""
+    kept = _kept_backend(tokenizer, max_length)
+    return None if kept is None else kept[0]
+
+
+def _kept_backend(tokenizer, max_length: int):
+    """(truncating backend, its ascii_road or None) kept on ``tokenizer``, made on first use; None for a tokenizer
+    without a Rust backend."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or not hasattr(backend, "encode_batch_fast") or getattr(tokenizer, "split_special_tokens", False):
         return None
@@ -49,7 +55,7 @@ def truncating_backend(tokenizer, max_length: int):
         own.no_padding()
         own.enable_truncation(max_length, stride=0, strategy="longest_first", direction=key[1])
         kept[key] = own, ascii_road(own)
-    return kept[key][0]
+    return kept[key]
 
 
 class _Backends(dict):
