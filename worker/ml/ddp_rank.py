@@ -4,10 +4,10 @@
 
 Plain subprocesses, not multiprocessing: a prefork child is daemonic under billiard, and daemonic processes may
 not start multiprocessing children; a spawned child would also re-import Celery's ``__main__``. Each rank reads
-its run (texts, labels, configuration, whether all of the data trains, checkpoint folder, rendezvous port) as one JSON line on its stdin, then
-keeps reading: when rank 0 ends (a killed worker included) the pipe closes and the rank ends itself, so no rank
-outlives its run. Ranks above 0 never touch the database or the checkpoint folder's files, except to read the
-checkpoint they resume from.
+its run (texts, labels, configuration, whether all of the data trains, checkpoint folder, rendezvous port) as one
+JSON line on its stdin, then keeps reading: when rank 0 ends (a killed worker included) the pipe closes and the
+rank ends itself, so no rank outlives its run. Ranks above 0 never touch the database or the checkpoint folder's
+files, except to read the checkpoint they resume from.
 """
 from __future__ import annotations
 
