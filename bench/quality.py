@@ -5,6 +5,7 @@
     python bench/quality.py --arms product,trainer           # product default and plain Trainer only
     python bench/quality.py --option learning_rate=3e-5      # any training option for the product arms
     python bench/quality.py --arms product --grouping-window 1    # the product's loop on random batches
+    python bench/quality.py --arms trainer --trainer-seed 0        # the plain Trainer with another seed
     python bench/quality.py --arms trainer --save-logits t.json    # arms in separate processes (or machines) ...
     python bench/quality.py --load-logits t.json --load-logits p.json  # ... compared afterwards, as if one run
 
@@ -186,6 +187,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--grouping-window", type=int, default=0, metavar="N",
                         help="the product arms' training batches sorted by length inside windows of N batches "
                              "(0: the product's own, 50; 1: random batches, as the plain Trainer draws them)")
+    parser.add_argument("--trainer-seed", type=int, default=None, metavar="N",
+                        help="the plain Trainer arm's seed (head initialisation and batch order; default 42)")
     parser.add_argument("--save-logits", type=Path, metavar="FILE",
                         help="write each arm's test logits, temperature and record (and the selection run's "
                              "validation logits) to FILE, for --load-logits or other calibrators")
@@ -204,8 +207,8 @@ def run_arm(arm: str, args, train_rows, test_texts, labels, tmp: Path) -> dict[s
     arm is also asked for, gives both from one job (``capture_selection``)."""
     base = args.model or base_model_path()
     if arm == "trainer":
-        out = run_trainer(train_rows, test_texts, labels, base)
-        return {arm: (out["logits"], None, {"wall": out["wall"]})}
+        out = run_trainer(train_rows, test_texts, labels, base, args.trainer_seed)
+        return {arm: (out["logits"], None, {"wall": out["wall"], "seed": out["seed"]})}
     options = {**dict(args.option), **({"refit": True} if arm == "refit" else {})}
     selection: dict = {}
     undo = capture_selection(test_texts, selection) if arm == "refit" and "product" in args.arms else None

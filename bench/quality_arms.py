@@ -96,15 +96,17 @@ def set_grouping_window(batches: int) -> None:
     trainer.length_grouped_batches = functools.partial(length_grouped_batches, window_batches=batches)
 
 
-def run_trainer(train_rows: list[dict], test_texts: list[str], labels: list[str], base_model: str) -> dict:
-    """A plain transformers.Trainer on all of ``train_rows`` (TRAINER_RECIPE): {"logits", "wall"}."""
+def run_trainer(train_rows: list[dict], test_texts: list[str], labels: list[str], base_model: str,
+                seed: int | None = None) -> dict:
+    """A plain transformers.Trainer on all of ``train_rows`` (TRAINER_RECIPE; ``seed`` instead of its 42):
+    {"logits", "wall", "seed"}."""
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
     from worker.ml.validation import document_logits
 
-    r = TRAINER_RECIPE
+    r = {**TRAINER_RECIPE, **({"seed": seed} if seed is not None else {})}
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     label2id = {label: i for i, label in enumerate(labels)}
     enc = tokenizer([row["text"] for row in train_rows], truncation=True, max_length=r["max_length"])
@@ -124,4 +126,4 @@ def run_trainer(train_rows: list[dict], test_texts: list[str], labels: list[str]
     test_ids = tokenizer(test_texts, truncation=True, max_length=r["max_length"])["input_ids"]
     logits = document_logits(model.to("cpu"), test_ids, len(test_texts), len(labels), tokenizer.pad_token_id or 0,
                              torch.device("cpu"), "fp32")
-    return {"logits": logits.tolist(), "wall": wall}
+    return {"logits": logits.tolist(), "wall": wall, "seed": r["seed"]}
