@@ -33,6 +33,7 @@ def long_docs_section(argv: list[str] | None = None) -> dict:
     long_docs.print_rows(record["rows"], record["test_docs"],
                          f"{record['train_docs']} training and {record['test_docs']} test documents, {args.epochs} "
                          "epochs", NAMES["truncate"])
+    long_docs.print_paired(record["rows"], record["truth"], (NAMES["truncate"], NAMES["tfidf"]))
     print(f"recommended: {record['rows'][-1]['options']}")
     return record
 
