@@ -126,7 +126,8 @@ def test_training_validation_and_every_predictor_read_the_head_and_tail_the_vers
 
     sha = save_artifact(result.model, result.tokenizer, {**meta, "labels": list(result.label_map.labels)},
                         tmp_path / "m")
-    classifier = Classifier.from_artifact(tmp_path / "m", sha256=sha, device="cpu", precision="fp32")  # auto: bf16 on CPUs with it
+    # fp32: "auto" reads in bf16 on CPUs that have it, and the scores are compared with fp32 logits
+    classifier = Classifier.from_artifact(tmp_path / "m", sha256=sha, device="cpu", precision="fp32")
     expected = torch.softmax(logits, -1)[:, 1].tolist()
     assert [p.scores["pos"] for p in classifier.predict(val_texts)] == pytest.approx(expected, abs=1e-5)
     bulk = classifier.run(classifier.prepare(val_texts))  # the bulk job's path: capped encoding, then forward
