@@ -113,10 +113,11 @@ def test_sigkill_while_pages_are_in_flight_in_a_stage_then_the_job_resumes_with_
 
 def test_sigkill_during_training_resumes_from_the_last_checkpoint(workers, service_settings, minilm_path, rt_rows):
     url = service_settings.resolved_database_url
-    load_documents(url, "reviews", rt_rows[:150])
+    load_documents(url, "reviews", rt_rows[:96])
     workers.start("a")
+    # Two epochs: the first one's checkpoint is where the kill comes, the second is what the resumed attempt runs.
     job = submit_training("reviews", minilm_path, model_name="rt", settings=service_settings,
-                          options={"epochs": 3, "batch_size": 16, "max_length": 64})
+                          options={"epochs": 2, "batch_size": 16, "max_length": 64})
     checkpoint = Path(service_settings.resolved_model_store) / ".checkpoints" / f"job{job.id}" / "checkpoint.pt"
     wait_for(checkpoint.is_file, timeout=180, what="the first epoch's checkpoint")
     workers.kill("a")
@@ -127,7 +128,7 @@ def test_sigkill_during_training_resumes_from_the_last_checkpoint(workers, servi
     with session_factory_for(url).begin() as s:
         versions = s.scalars(select(ModelVersion).where(ModelVersion.name == "rt")).all()
         assert [v.version for v in versions] == [1]
-        assert [h["epoch"] for h in versions[0].metrics["history"]] == [1, 2, 3]
+        assert [h["epoch"] for h in versions[0].metrics["history"]] == [1, 2]
     wait_for(lambda: not checkpoint.parent.exists(), timeout=10, what="checkpoints removed after registration")
 
 
