@@ -41,7 +41,8 @@ from pathlib import Path
 
 from common import emit_json  # noqa: I001  (sets up the path and offline mode)
 
-from quality_arms import artifact_logits, capture_selection, run_product, run_trainer, set_grouping_window
+from quality_arms import (TRAINER_RECIPE, artifact_logits, capture_selection, run_product, run_trainer,
+                          set_grouping_window)
 from worker.demo import base_model_path, load_corpus, show_job_log
 from worker.ml.calibration import expected_calibration_error
 from worker.ml.intervals import paired_difference, score_intervals
@@ -187,8 +188,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--grouping-window", type=int, default=0, metavar="N",
                         help="the product arms' training batches sorted by length inside windows of N batches "
                              "(0: the product's own, 50; 1: random batches, as the plain Trainer draws them)")
-    parser.add_argument("--trainer-seed", type=int, default=None, metavar="N",
-                        help="the plain Trainer arm's seed (head initialisation and batch order; default 42)")
+    parser.add_argument("--trainer-seed", type=int, default=TRAINER_RECIPE["seed"], metavar="N",
+                        help="the plain Trainer arm's seed: its head initialisation and batch order (default: %(default)s)")
     parser.add_argument("--save-logits", type=Path, metavar="FILE",
                         help="write each arm's test logits, temperature and record (and the selection run's "
                              "validation logits) to FILE, for --load-logits or other calibrators")
