@@ -2,8 +2,8 @@
 
     python bench/quality.py                                  # all 12,808 texts: about an hour on 2 CPU cores
     python bench/quality.py --texts 4000                     # a stratified subsample (seed 0)
-    python bench/quality.py --arms product,trainer           # product default and plain Trainer only
-    python bench/quality.py --option learning_rate=3e-5      # any training option for the product arms
+    python bench/quality.py --arms product                   # the product's arms only
+    python bench/quality.py --option learning_rate=3e-5      # any training option for the product's job
     python bench/quality.py --arms product --grouping-window 1    # the product's loop on random batches
     python bench/quality.py --arms trainer --trainer-seed 0        # the plain Trainer with another seed
     python bench/quality.py --arms trainer --save-logits t.json    # arms in separate processes (or machines) ...
@@ -14,12 +14,12 @@ also appears in the 80% are left out of the test split. Arms, all trained on the
 same test split:
 
 - ``product``: the real training job with the default recipe (import into a fresh SQLite database, a job row,
-  the function a worker runs), which carves its own validation out of the 80% and chooses the epoch on it;
-  scored through its artifact, before and after the temperature it fitted on that validation split;
-- ``refit``: the same job with ``refit`` on: after the epoch choice it trains again on all of the 80% for the
-  chosen number of epochs (worker/ml/refit.py), keeping the selection run's temperature. With both arms asked
-  for, one job gives both: its selection model (the very model the default job registers: same data, seed and
-  code up to the refit) is scored on the test texts just before the refit replaces it, which saves a run;
+  the function a worker runs), which carves its own validation out of the 80%, chooses the epoch on it, then
+  (``refit``, on by default) trains again on all of the 80% for the chosen epochs and keeps the average of the
+  two models (worker/ml/refit.py); scored through its artifact, before and after the temperature it fitted on
+  that validation split. A refitting job gives two more arms, scored on the test texts before the average
+  replaces them: ``no-refit``, its selection model (the very model ``--no-refit`` registers: same data, seed
+  and code up to the refit), and ``refit-alone``, the refit model before averaging;
 - ``trainer``: a plain ``transformers.Trainer`` on all of the 80%: lr 5e-5, batch 32, 3 epochs, 10% warm-up,
   weight decay 0.01, max length 128, the last epoch kept.
 
@@ -41,14 +41,15 @@ from pathlib import Path
 
 from common import emit_json  # noqa: I001  (sets up the path and offline mode)
 
-from quality_arms import (TRAINER_RECIPE, artifact_logits, capture_selection, run_product, run_trainer,
+from quality_arms import (TRAINER_RECIPE, artifact_logits, capture_parts, run_product, run_trainer,
                           set_grouping_window)
 from worker.demo import base_model_path, load_corpus, show_job_log
 from worker.ml.calibration import expected_calibration_error
 from worker.ml.intervals import paired_difference, score_intervals
 from worker.ml.split import leaking_validation, stratified_split
 
-ARMS = ("product", "refit", "trainer")
+ARMS = ("product", "trainer")  # what runs
+PARTS = ("no-refit", "refit-alone")  # what a refitting product job also gives (capture_parts)
 
 
 # ---------------------------------------------------------------- data
@@ -110,7 +111,7 @@ def ece_floor(logits: list[list[float]], temperature: float, draws: int = 200, s
 
 def arm_line(name: str, s: dict, wall: float) -> str:
     iv = s["intervals"]
-    line = (f"{name:8} test accuracy {s['accuracy']:.4f} [{iv['accuracy']['low']:.4f}, {iv['accuracy']['high']:.4f}]  "
+    line = (f"{name:11} test accuracy {s['accuracy']:.4f} [{iv['accuracy']['low']:.4f}, {iv['accuracy']['high']:.4f}]  "
             f"macro-F1 {s['macro_f1']:.4f} [{iv['macro_f1']['low']:.4f}, {iv['macro_f1']['high']:.4f}]  "
             f"ECE {s['ece_before']:.4f}")
     if "ece_after" in s:
@@ -119,11 +120,11 @@ def arm_line(name: str, s: dict, wall: float) -> str:
 
 
 def paired_lines(scores: dict, truth: list[int], n_labels: int) -> dict:
-    """Each product arm minus the Trainer (and refit minus product), paired bootstrap, accuracy and macro-F1."""
-    pairs = [(a, "trainer") for a in ("product", "refit") if a in scores and "trainer" in scores]
-    pairs += [("refit", "product")] if "refit" in scores and "product" in scores else []
+    """The product and its selection model minus the Trainer, and the product minus its parts: paired bootstrap,
+    accuracy and macro-F1."""
+    pairs = [(a, "trainer") for a in ("product", "no-refit")] + [("product", part) for part in PARTS]
     out = {}
-    for a, b in pairs:
+    for a, b in [(a, b) for a, b in pairs if a in scores and b in scores]:
         d = {m: paired_difference(truth, scores[a]["predictions"], scores[b]["predictions"], n_labels, metric=m)
              for m in ("accuracy", "macro_f1")}
         out[f"{a}-{b}"] = d
@@ -153,13 +154,14 @@ def print_job_record(name: str, run: dict) -> None:
     """The job's own (validation) record: per-epoch history, the kept epoch, the refit, the score card."""
     metrics, lineage = run["metrics"], run["lineage"]
     print(f"{name}: job trained on {lineage['train_size']}, validated on {lineage['val_size']}"
-          + (f"; refit {lineage['refit']['epochs']} epoch(s) on {lineage['refit']['train_size']}"
+          + (f"; refit {lineage['refit']['epochs']} epoch(s) on {lineage['refit']['train_size']}, "
+             f"{'averaged with the selection model' if lineage['refit'].get('averaged') else 'kept alone'}"
              if lineage.get("refit") else ""))
     for h in metrics["history"]:
         print(f"  epoch {h['epoch']}: train loss {h['train_loss']:.4f}  validation accuracy {h['accuracy']:.4f}  "
               f"macro-F1 {h['macro_f1']:.4f}  ({h['seconds']:.0f} s)")
     print(f"  validation accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  kept epoch "
-          f"{metrics['best_epoch']}" + ("  (the selection run's: the refit model saw validation)"
+          f"{metrics['best_epoch']}" + ("  (the selection run's: the refit saw validation)"
                                         if lineage.get("refit") else ""))
     print_scorecard(metrics, run["wall"])
 
@@ -181,12 +183,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); on a loaded "
                         "machine 1 thread ran faster than 2")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="NAME=JSON",
-                        help="a training option of the product arms, e.g. epochs=2 (repeatable)")
+                        help="a training option of the product's job, e.g. refit=false (repeatable)")
     parser.add_argument("--long-docs", action="store_true",
                         help="then the long-document section: TF-IDF+LR, truncation, head+tail and the recommended setting "
                              "side by side (bench/quality_long.py)")
     parser.add_argument("--grouping-window", type=int, default=0, metavar="N",
-                        help="the product arms' training batches sorted by length inside windows of N batches "
+                        help="the product's training batches sorted by length inside windows of N batches "
                              "(0: the product's own, 50; 1: random batches, as the plain Trainer draws them)")
     parser.add_argument("--trainer-seed", type=int, default=TRAINER_RECIPE["seed"], metavar="N",
                         help="the plain Trainer arm's seed: its head initialisation and batch order (default: %(default)s)")
@@ -199,34 +201,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.load_logits:
         args.arms = ",".join(a for f in args.load_logits for a in json.loads(f.read_text())["arms"])
-    args.arms = [a for a in ARMS if a in args.arms.split(",")]
+    args.arms = [a for a in ARMS + PARTS if a in args.arms.split(",")]
     return args
 
 
 def run_arm(arm: str, args, train_rows, test_texts, labels, tmp: Path) -> dict[str, tuple[list, float | None, dict]]:
-    """arm -> (test logits, temperature or None, the job's record or {"wall"}). The refit arm, when the product
-    arm is also asked for, gives both from one job (``capture_selection``)."""
+    """arm -> (test logits, temperature or None, the job's record or {"wall"}). A refitting product job also gives
+    its parts (``capture_parts``)."""
     base = args.model or base_model_path()
     if arm == "trainer":
         out = run_trainer(train_rows, test_texts, labels, base, args.trainer_seed)
         return {arm: (out["logits"], None, {"wall": out["wall"], "seed": out["seed"]})}
-    options = {**dict(args.option), **({"refit": True} if arm == "refit" else {})}
-    selection: dict = {}
-    undo = capture_selection(test_texts, selection) if arm == "refit" and "product" in args.arms else None
+    parts: dict = {}
+    undo = capture_parts(test_texts, parts)
     (tmp / arm).mkdir()
     try:
-        run = run_product(train_rows, base, options, tmp / arm)
+        run = run_product(train_rows, base, dict(args.option), tmp / arm)
     finally:
-        undo and undo()
+        undo()
     logits, artifact_labels, temperature = artifact_logits(run["artifact"], test_texts)
     if artifact_labels != labels:
         raise SystemExit(f"label order differs: {artifact_labels} against {labels}")
     print_job_record(arm, run)
     arms = {arm: (logits, temperature, run)}
-    if selection:  # the selection run's record is the job's (the refit keeps its scores and temperature)
-        arms["product"] = (selection["logits"], temperature, {**run, "wall": selection["seconds"],
-                                                              "validation_logits": selection["val_logits"],
-                                                              "validation_truth": selection["val_truth"]})
+    if parts:  # the selection run's record is the job's (the refit keeps its scores and temperature)
+        selection = parts["no-refit"]
+        arms["no-refit"] = (selection["logits"], temperature, {**run, "wall": selection["seconds"],
+                                                               "validation_logits": selection["val_logits"],
+                                                               "validation_truth": selection["val_truth"]})
+        arms["refit-alone"] = (parts["refit-alone"]["logits"], temperature, run)
     return arms
 
 
@@ -258,7 +261,7 @@ def main(argv=None) -> None:
           f"training has the same text); arms {', '.join(args.arms)}", flush=True)
     scores, records, saved = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
-        to_run = [a for a in args.arms if not (a == "product" and "refit" in args.arms)]  # refit gives both
+        to_run = [a for a in args.arms if a in ARMS]  # the product's parts come with it
         for arm in ["saved"] if args.load_logits else to_run:
             ran = saved_arms(args, test_texts) if arm == "saved" else run_arm(arm, args, train_rows, test_texts,
                                                                                 labels, Path(tmp))
@@ -274,14 +277,14 @@ def main(argv=None) -> None:
                                                } if "metrics" in record else None
                 print(arm_line(name, scores[name], record["wall"]), flush=True)
     print(f"\nTest split: {len(test_rows)} texts, none seen by training or by model selection")
-    for arm in args.arms:
+    for arm in scores:
         print(arm_line(arm, scores[arm], records[arm]["wall"]))
     paired = paired_lines(scores, truth, len(labels))
     emit_json("quality", {"texts": len(rows), "sample_seed": args.sample_seed, "train": len(train_rows), "test": len(test_rows),
                           "test_left_out": leaked, "options": dict(args.option),
                           "grouping_window": args.grouping_window or None, "paired": paired,
                           "arms": {a: {**records[a], **{k: v for k, v in scores[a].items() if k != "predictions"}}
-                                   for a in args.arms}})
+                                   for a in scores}})
     sys.stdout.flush()
     if args.long_docs:
         from quality_long import long_docs_section

@@ -1,5 +1,5 @@
-"""The arms of bench/quality.py: the real training job (and its selection model, captured before a refit), a
-saved model's test logits, and a plain transformers.Trainer on the same texts."""
+"""The arms of bench/quality.py: the real training job (and its selection and refit models, captured before they
+are averaged), a saved model's test logits, and a plain transformers.Trainer on the same texts."""
 from __future__ import annotations
 
 import tempfile
@@ -65,24 +65,30 @@ def artifact_logits(artifact: str, texts: list[str]) -> tuple[list[list[float]],
     return model_logits(clf.model, clf.tokenizer, clf.max_length, clf.windows, texts), clf.labels, clf.temperature
 
 
-def capture_selection(test_texts: list[str], sink: dict):
-    """Score the refit job's selection model on the test texts just before the refit replaces it: the model the
-    default job registers (same data, seed and code up to registration), so one job gives both product arms.
-    Returns a function that undoes the patch."""
+def capture_parts(test_texts: list[str], sink: dict):
+    """Score a refitting job's two models on the test texts before the average replaces them: the selection model
+    (``sink["no-refit"]``: the very model a ``--no-refit`` job registers, same data, seed and code up to the refit)
+    and the refit model alone (``sink["refit-alone"]``), so one job gives three arms. Returns the undo."""
     import worker.ml.refit as module
 
-    original = module.refit
+    original_refit, original_kept = module.refit, module.kept_model
 
     def refit(texts, labels, selected, *args, **kwargs):
-        sink["logits"] = model_logits(selected.model, selected.tokenizer, selected.max_length,
-                                      selected.config.window_settings(), test_texts)
-        sink["seconds"] = selected.seconds
-        sink["val_logits"] = [list(map(float, row)) for row in selected.val_logits]
-        sink["val_truth"] = [int(selected.split.y[i]) for i in selected.split.val_idx]
-        return original(texts, labels, selected, *args, **kwargs)
+        sink["no-refit"] = {"logits": _logits_of(selected, selected.model, test_texts), "seconds": selected.seconds,
+                            "val_logits": [list(map(float, row)) for row in selected.val_logits],
+                            "val_truth": [int(selected.split.y[i]) for i in selected.split.val_idx]}
+        return original_refit(texts, labels, selected, *args, **kwargs)
 
-    module.refit = refit
-    return lambda: setattr(module, "refit", original)
+    def kept_model(selected, refitted):
+        sink["refit-alone"] = {"logits": _logits_of(selected, refitted, test_texts)}
+        return original_kept(selected, refitted)
+
+    module.refit, module.kept_model = refit, kept_model
+    return lambda: (setattr(module, "refit", original_refit), setattr(module, "kept_model", original_kept))
+
+
+def _logits_of(selected, model, texts: list[str]) -> list[list[float]]:
+    return model_logits(model, selected.tokenizer, selected.max_length, selected.config.window_settings(), texts)
 
 
 def set_grouping_window(batches: int) -> None:

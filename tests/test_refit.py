@@ -1,6 +1,7 @@
-"""`train --refit` as users reach it (issue #15): after the validation split chose the epochs, the model kept is
-trained again on all labelled documents; the scores shown stay the validation run's, the lineage records the refit,
-the temperature is the selection run's, and the refit model is what predict uses."""
+"""`train --refit` as users reach it (issue #15): after the validation split chose the epochs, the recipe trains
+again on all labelled documents and the model kept averages it with the validation run's model (or is the refit
+model alone, where the average scored lower on validation); the scores shown stay the validation run's, the lineage
+records the refit, the temperature is the selection run's, and the kept model is what predict uses."""
 from __future__ import annotations
 
 import json
@@ -33,20 +34,22 @@ def _versions(url: str) -> list:
 
 
 @pytest.mark.slow
-def test_train_refit_keeps_the_validation_runs_scores_and_records_the_refit(any_db_url, env_db, tiny_base_model,
-                                                                            capsys):
+def test_train_refits_by_default_keeps_the_validation_runs_scores_and_records_the_refit(any_db_url, env_db,
+                                                                                        tiny_base_model, capsys):
     url = env_db(any_db_url)
     load_documents(url, "sent", sentiment_rows(60))
-    assert _train(tiny_base_model) == 0
+    assert _train(tiny_base_model, "--no-refit") == 0
     assert "refit:" not in capsys.readouterr().out
-    assert _train(tiny_base_model, "--refit") == 0
+    assert _train(tiny_base_model) == 0  # the default
     out = capsys.readouterr().out
     plain, refitted = _versions(url)
 
-    epochs = refitted.metrics["best_epoch"]
-    assert refitted.lineage["refit"] == {"epochs": epochs, "train_size": 60} and plain.lineage["refit"] is None
-    assert (f"refit: the model kept trained {epochs} epoch(s) on all 60 labelled documents; the scores above are "
-            "the validation run's") in out
+    epochs, averaged = refitted.metrics["best_epoch"], refitted.metrics["refit"]["averaged"]
+    assert refitted.lineage["refit"] == {"epochs": epochs, "train_size": 60, "averaged": averaged}
+    assert plain.lineage["refit"] is None and averaged in (True, False)
+    kept = ("averages the validation run's model with one trained" if averaged else "trained")
+    assert (f"refit: the model kept {kept} {epochs} epoch(s) on all 60 labelled documents") in out
+    assert "; the scores shown are the validation run's (the refit saw the validation documents)" in out
     assert refitted.hyperparameters["refit"] is True and plain.hyperparameters["refit"] is False
     assert refitted.lineage["train_size"] == plain.lineage["train_size"] < 60  # the selection run's split
     for key in ("accuracy", "macro_f1", "best_epoch", "calibration", "intervals"):
@@ -63,7 +66,7 @@ def test_train_refit_keeps_the_validation_runs_scores_and_records_the_refit(any_
     assert f"trained {epochs} epoch(s) on all 60 labelled documents" in report and "Refit:" not in (
         Path(plain.artifact_path).parent / f"{Path(plain.artifact_path).name}.report.html").read_text()
     assert main(["models", "show", "sent:2"]) == 0
-    assert json.loads(capsys.readouterr().out)["lineage"]["refit"] == {"epochs": epochs, "train_size": 60}
+    assert json.loads(capsys.readouterr().out)["lineage"]["refit"] == refitted.lineage["refit"]
     assert main(["predict", "--json", "sent:2", "a wonderful delightful film"]) == 0
     assert json.loads(capsys.readouterr().out)
 
@@ -74,7 +77,7 @@ def test_train_help_shows_refit_and_its_default(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert ("--refit, --no-refit after choosing the epochs on validation, train again on all labelled documents"
             in help_text)
-    assert "(default: false)" in help_text.split("--refit", 1)[1]
+    assert "(default: true)" in help_text.split("--refit", 1)[1]
 
 
 def test_a_refit_that_is_not_true_or_false_is_refused_at_submit_and_queues_nothing(any_db_url, make_settings,

@@ -1,5 +1,6 @@
 """Refit (worker/ml/refit.py): after the validation split chose the epochs, the same recipe trains again on every
-labelled document; the scores, temperature and thresholds stay the selection run's."""
+labelled document, and the model kept averages it with the selection model unless that scores lower on validation;
+the scores, temperature and thresholds stay the selection run's."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.errors import Cancelled, InvalidTrainingData  # noqa: E402
-from worker.ml.refit import refit, refit_config  # noqa: E402
+from worker.ml.refit import average_weights, kept_model, refit, refit_config  # noqa: E402
 from worker.ml.train import Callbacks  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def test_refit_must_be_true_or_false():
     with pytest.raises(InvalidTrainingData, match="refit must be true or false, got 'yes'"):
         TrainConfig.from_dict({"base_model": "m", "refit": "yes"})
     assert TrainConfig.from_dict({"base_model": "m", "refit": True}).refit is True
-    assert TrainConfig(base_model="m").refit is False  # off unless asked (bench/README.md, Quality)
+    assert TrainConfig(base_model="m").refit is True  # on unless turned off (bench/README.md, Quality)
 
 
 def test_a_refit_trains_every_document_for_the_chosen_epochs_and_keeps_the_selection_runs_scores(training_run):
@@ -92,3 +93,38 @@ def test_a_multilabel_refit_keeps_the_thresholds_tuned_on_validation(tiny_base_m
     assert result.refit["train_size"] == 60 and result.thresholds == selected.thresholds is not None
     assert result.inference_metadata() == selected.inference_metadata()  # thresholds, labels, windows, multi_label
     assert result.model.config.problem_type == "multi_label_classification"
+
+
+def test_the_weights_averaged_are_the_element_wise_mean(training_run):
+    one = training_run.result.model
+    other = refit(training_run.texts, training_run.labels, training_run.result).model
+
+    mean = average_weights([one, other])
+
+    a, b = one.state_dict(), other.state_dict()
+    for name, value in mean.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (a[name] + b[name]) / 2, atol=1e-7), name
+        else:
+            assert torch.equal(value, a[name]), name
+
+
+def test_the_average_is_kept_only_if_it_scores_on_validation_at_least_as_the_selection_model_did(training_run):
+    selected = training_run.result
+    metric = selected.config.select_metric
+    refitted = refit(training_run.texts, training_run.labels, selected, processes=1)
+    other = refitted.model
+
+    def keep(selection_score: float):
+        return kept_model(replace(selected, metrics={**selected.metrics, metric: selection_score}), other)
+
+    model, averaged, scores = keep(0.0)
+    assert averaged and model is not other and model is not selected.model
+    assert _same(_weights(model), average_weights([selected.model, other]))
+    assert set(scores) == {"accuracy", "macro_f1"} and 0 <= scores[metric] <= 1
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+
+    model, averaged, same_scores = keep(scores[metric] + 1e-9)  # the average scored below the selection model
+    assert model is other and averaged is False and same_scores == scores
+
+    assert refitted.refit["averaged"] is (refitted.refit["average_validation"][metric] >= selected.metrics[metric])

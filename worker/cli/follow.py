@@ -53,9 +53,9 @@ def print_job_warnings(result: dict | None) -> None:
         if line:
             print(f"warning: {line}")
     if result.get("refit"):
-        print(f"refit: the model kept trained {result['refit']['epochs']} epoch(s) on all "
-              f"{result['refit']['train_size']} labelled documents; the scores above are the validation run's "
-              "(the refit model saw the validation documents)")
+        from worker.ops.report import refit_sentence
+
+        print(f"refit: {refit_sentence(result['refit'])}")
 
 
 def broker_unreachable(handle) -> str:

@@ -54,7 +54,8 @@ TRAIN_HELP = {
     "trials": "hyperparameter search trials; 0: train once",
     "search_space": "JSON object of option -> list of values", "multi_label": "documents carry label sets",
     "refit": "after choosing the epochs on validation, train again on all labelled documents for that many "
-    "epochs and keep that model (the scores shown stay the validation run's)",
+    "epochs and keep its average with the validation run's model (the scores shown stay the validation run's); "
+    "--no-refit halves the training time",
 }
 
 

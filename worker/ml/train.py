@@ -224,10 +224,8 @@ class Prepared:
 
     def evaluate(self, model) -> dict:
         """Validation metrics of ``model`` over the validation documents."""
-        score = multilabel_validation_metrics if self.config.multi_label else validation_metrics
-        pooling = self.config.window_settings().get("pooling", "mean")
-        return score(model, self.val_ids, [self.data.y[i] for i in self.data.val_idx], self.data.label_map,
-                     self.train.pad_id, self.device, self.precision, owners=self.val_owner, pooling=pooling)
+        return score_validation(model, self.config, self.data, self.val_ids, self.val_owner, self.train.pad_id,
+                                self.device, self.precision)
 
     def trainer(self, callbacks: Callbacks | None = None, evaluate: Evaluate | None = None,
                 parallel=None) -> Trainer:
@@ -257,6 +255,29 @@ class Prepared:
             thresholds=metrics.get("thresholds"), val_logits=val_logits, val_predictions=val_predictions,
             split=self.data,
         )
+
+
+def score_validation(model, config: TrainConfig, data: SplitData, ids, owners, pad_id: int, device,
+                     precision: str) -> dict:
+    """Validation metrics of ``model`` on ``data``'s validation documents, encoded as ``ids`` (inputs) of ``owners``."""
+    score = multilabel_validation_metrics if config.multi_label else validation_metrics
+    pooling = config.window_settings().get("pooling", "mean")
+    return score(model, ids, [data.y[i] for i in data.val_idx], data.label_map, pad_id, device, precision,
+                 owners=owners, pooling=pooling)
+
+
+def validation_scores(model, result: TrainResult) -> dict:
+    """``model``'s validation metrics on ``result``'s validation split, read and scored as that run scored its
+    epochs (its device and training precision); the model is back on the CPU, in eval mode, afterwards."""
+    config, data = result.config, result.split
+    windows, _ = reading(config.window_settings())
+    ids, owners = encode(result.tokenizer, [data.texts[i] for i in data.val_idx], result.max_length, **windows)
+    device = resolve_device(config.device)
+    try:
+        return score_validation(model.to(device), config, data, ids, owners, result.tokenizer.pad_token_id or 0,
+                                device, resolve_precision(device, config.precision, training=True))
+    finally:
+        model.to("cpu").eval()
 
 
 def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device: str | None = None, *,

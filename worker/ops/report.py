@@ -139,14 +139,22 @@ def summary_section(model: dict[str, Any]) -> str:
             + refit_note((model.get("lineage") or {}).get("refit")))
 
 
+def refit_sentence(refit: dict) -> str:
+    """What a refit kept (worker/ml/refit.py), and why the scores shown are the validation run's: one sentence
+    for `train` and the report."""
+    trained = f"trained {int(refit['epochs'])} epoch(s) on all {int(refit['train_size'])} labelled documents"
+    if refit.get("averaged"):
+        kept = f"the model kept averages the validation run's model with one {trained}"
+    elif refit.get("averaged") is False:
+        kept = f"the model kept {trained} (averaged with the validation run's model, it scored lower on validation)"
+    else:  # versions from before refits averaged
+        kept = f"the model kept {trained}"
+    return f"{kept}; the scores shown are the validation run's (the refit saw the validation documents)"
+
+
 def refit_note(refit: dict | None) -> str:
-    """A refit model (worker/ml/refit.py): the scores shown are the selection run's, and why."""
-    if not refit:
-        return ""
-    return (f"<p><b>Refit:</b> the model in this artifact trained {int(refit['epochs'])} epoch(s) on all "
-            f"{int(refit['train_size'])} labelled documents after the validation split chose the epochs. The scores "
-            "here are the validation run's: the refit model saw the validation documents, so its own would flatter "
-            "it.</p>")
+    """A refit model (worker/ml/refit.py): what it kept, and why the scores shown are the selection run's."""
+    return f"<p><b>Refit:</b> {html.escape(refit_sentence(refit))}.</p>" if refit else ""
 
 
 def curves_section(metrics: dict[str, Any], history: Sequence[dict] | None = None) -> str:
