@@ -20,7 +20,8 @@ from worker.client import submit_training
 from worker.ops.reaper import reap
 from workers import ROOT, wait_for
 
-OPTIONS = {"epochs": 8, "batch_size": 8, "learning_rate": 3e-3, "max_length": 32, "device": "cpu"}
+# The refit (on by default) has its own test below; the others check the selection run over two processes.
+OPTIONS = {"epochs": 8, "batch_size": 8, "learning_rate": 3e-3, "max_length": 32, "device": "cpu", "refit": False}
 
 
 def _children(pid: int) -> list[int]:
@@ -119,7 +120,8 @@ def test_a_two_process_job_refits_over_two_processes_and_killed_in_its_refit_res
         lineage, metrics = versions[0].lineage, versions[0].metrics
     # The second attempt ends the selection run from its checkpoint (the same epoch choice), then the refit's.
     assert 1 <= metrics["refit"]["resumed_from_epoch"] < metrics["best_epoch"]
-    assert lineage["refit"] == {"epochs": metrics["best_epoch"], "train_size": 96}
+    assert lineage["refit"] == {"epochs": metrics["best_epoch"], "train_size": 96,
+                                "averaged": metrics["refit"]["averaged"]}
     assert [h["epoch"] for h in metrics["refit"]["history"]] == list(range(1, metrics["best_epoch"] + 1))
     assert lineage["train_processes"] == 2
     wait_for(lambda: not folder.exists(), timeout=10, what="checkpoints removed after registration")

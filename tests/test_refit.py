@@ -77,7 +77,7 @@ def test_train_help_shows_refit_and_its_default(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert ("--refit, --no-refit after choosing the epochs on validation, train again on all labelled documents"
             in help_text)
-    assert "(default: true)" in help_text.split("--refit", 1)[1]
+    assert "(default: none)" in help_text.split("--refit", 1)[1] and "unset: on, except for multi_label" in help_text
 
 
 def test_a_refit_that_is_not_true_or_false_is_refused_at_submit_and_queues_nothing(any_db_url, make_settings,

@@ -130,7 +130,7 @@ def _import_corpus(settings, sessions, train_docs: int, classify_docs: int) -> N
 
 def _train(epochs: int) -> str | None:
     """Train rt-sentiment on rt-train; the new version's reference, or None when the job did not succeed."""
-    t = _step(f"train: all-MiniLM-L6-v2, {epochs} epochs, 20% stratified validation")
+    t = _step(f"train: all-MiniLM-L6-v2, {epochs} epochs, 20% stratified validation, then a refit on all the texts")
     job = submit_training("rt-train", base_model_path(), model_name="rt-sentiment",
                           options={"epochs": epochs, "batch_size": 32, "learning_rate": 5e-5}, enqueue=False)
     res = _run(job, "train")
@@ -139,6 +139,10 @@ def _train(epochs: int) -> str | None:
     print(f"  job {job.id}: model {res['model']}  validation accuracy {res['accuracy']:.3f}  "
           f"macro-F1 {res['macro_f1']:.3f}  best epoch {res['best_epoch']}  "
           f"{res['train_examples_per_second']:.1f} examples/s  ({time.perf_counter() - t:.0f} s)")
+    if res.get("refit"):
+        from worker.ops.report import refit_sentence
+
+        print(f"  refit: {refit_sentence(res['refit'])}")
     return res["model"]
 
 

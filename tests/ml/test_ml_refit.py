@@ -38,7 +38,10 @@ def test_refit_must_be_true_or_false():
     with pytest.raises(InvalidTrainingData, match="refit must be true or false, got 'yes'"):
         TrainConfig.from_dict({"base_model": "m", "refit": "yes"})
     assert TrainConfig.from_dict({"base_model": "m", "refit": True}).refit is True
-    assert TrainConfig(base_model="m").refit is True  # on unless turned off (bench/README.md, Quality)
+    assert TrainConfig(base_model="m").refit is True  # on unless turned off (bench/README.md, Quality) ...
+    assert TrainConfig(base_model="m", multi_label=True).refit is False  # ... but not for label sets
+    assert TrainConfig(base_model="m", multi_label=True, refit=True).refit is True
+    assert TrainConfig.from_dict({"base_model": "m", "refit": None}).refit is True
 
 
 def test_a_refit_trains_every_document_for_the_chosen_epochs_and_keeps_the_selection_runs_scores(training_run):
