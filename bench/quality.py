@@ -201,7 +201,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.load_logits:
         args.arms = ",".join(a for f in args.load_logits for a in json.loads(f.read_text())["arms"])
-    args.arms = [a for a in ARMS + PARTS if a in args.arms.split(",")]
+    asked = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = sorted(set(asked) - set(ARMS + PARTS))
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}: the arms are {', '.join(ARMS + PARTS)}")
+    if not args.load_logits and not set(asked) & set(ARMS):
+        parser.error(f"{', '.join(asked) or 'no arm'}: {' and '.join(PARTS)} come with the product arm "
+                     "(--arms product), which trains them")
+    args.arms = [a for a in ARMS + PARTS if a in asked]
     return args
 
 
