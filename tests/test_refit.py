@@ -135,3 +135,24 @@ def test_refit_on_or_off_reaches_the_job_from_the_client_and_from_a_plain_sql_ro
     with session_factory_for(any_db_url).begin() as s:  # what the training job reads (worker/jobs/training.py)
         refit = {key: TrainParams.from_dict(repo.get_job(s, i).params).train_config().refit for key, i in ids.items()}
     assert refit == {False: False, True: True, None: TrainConfig(base_model="m").refit, "sql": False}
+
+
+@pytest.mark.slow
+def test_unset_epochs_train_a_small_set_longer_and_given_ones_are_kept(sqlite_url, env_db, tiny_base_model, capsys):
+    """40 documents at batch 8: 4 optimizer steps an epoch, so unset epochs become 10 (the cap), said in the log and
+    recorded with the version; --epochs 2 trains two."""
+    url = env_db(sqlite_url)
+    load_documents(url, "sent", sentiment_rows(40))
+    common = ["train", "--collection", "sent", "--base-model", tiny_base_model, "--name", "sent", "--inline",
+              "--batch-size=8", "--learning-rate=2e-3", "--max-length=32", "--no-refit"]
+    assert main(common) == 0
+    captured = capsys.readouterr()
+    assert main([*common, "--epochs", "2"]) == 0
+    unset, given = _versions(url)
+
+    assert unset.hyperparameters["epochs"] == 10 and len(unset.metrics["history"]) == 10
+    why = ("10 (unset: 3 passes over this training split take 12 optimizer steps, fewer than 250; the validation "
+           "split picks the epoch kept)")
+    assert f"\nepochs: {why}\n" in captured.out and unset.lineage["epochs_decided"] == why
+    assert given.hyperparameters["epochs"] == 2 and len(given.metrics["history"]) == 2
+    assert given.lineage["epochs_decided"] is None and "epochs:" not in capsys.readouterr().out

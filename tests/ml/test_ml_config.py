@@ -14,8 +14,28 @@ def test_only_the_base_model_is_required_and_the_rest_defaults_to_the_bert_recip
     config = TrainConfig.from_dict({"base_model": "some/model"})
 
     assert config == TrainConfig(base_model="some/model")
-    assert (config.epochs, config.batch_size, config.learning_rate) == (3, 32, 5e-5)
+    assert (config.epochs, config.batch_size, config.learning_rate) == (None, 32, 5e-5)  # epochs: decided per set
     assert config.select_metric == "macro_f1"
+
+
+@pytest.mark.parametrize("documents, epochs", [
+    (12808, 3),  # 10,246 training documents: 321 steps an epoch
+    (3321, 3),   # 2,657 training documents: 84 steps an epoch, 252 in three
+    (3300, 4),   # 2,640: 83 steps an epoch, 249 in three: one more epoch
+    (1500, 7),   # 1,200: 38 steps an epoch
+    (897, 10),   # 718: 23 steps an epoch would need 11: the cap
+    (40, 10),
+])
+def test_unset_epochs_are_three_or_enough_for_the_minimum_of_optimizer_steps_at_most_ten(documents, epochs):
+    assert TrainConfig(base_model="m").for_documents(documents).epochs == epochs
+
+
+def test_given_epochs_are_kept_whatever_the_size_and_accumulation_counts_steps_not_batches():
+    assert TrainConfig(base_model="m", epochs=1).for_documents(40).epochs == 1
+    assert TrainConfig(base_model="m", epochs=5).for_documents(100_000).epochs == 5
+    # 12,808 documents at batch 32: 321 batches an epoch, but 80 optimizer steps with accumulation 4
+    assert TrainConfig(base_model="m", gradient_accumulation=4).for_documents(12808).epochs == 4
+    assert TrainConfig.from_dict({"base_model": "m", "epochs": None}).epochs is None
 
 
 def test_a_missing_base_model_is_invalid_training_data():

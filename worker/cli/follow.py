@@ -47,11 +47,13 @@ def wait_for(handle, *, inline_kind: str | None = None) -> int:
 
 def print_job_warnings(result: dict | None) -> None:
     """A training job's trust warnings, TF-IDF baseline line and epoch-selection warning, one ``warning:`` line
-    each, after the job."""
+    each, after the job; then why a small set trained more epochs, and the refit."""
     result = result or {}
     for line in [*(result.get("warnings") or []), result.get("baseline"), result.get("selection_warning")]:
         if line:
             print(f"warning: {line}")
+    if result.get("epochs_decided"):
+        print(f"epochs: {result['epochs_decided']}")
     if result.get("refit"):
         from worker.ops.report import refit_sentence
 

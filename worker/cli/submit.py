@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from worker.cli.common import MODEL_REF, add_run_flags, document_filter
 from worker.cli.follow import run_or_wait
+from worker.ml.config import DEFAULT_EPOCHS, MAX_AUTO_EPOCHS, MIN_STEPS
 
 
 def _json_or_word(value: str) -> Any:
@@ -38,7 +39,8 @@ TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), (
                ("search_space", _json_or_word), ("multi_label", bool), ("refit", bool)]
 
 TRAIN_HELP = {
-    "epochs": "passes over the training split", "batch_size": "documents per batch",
+    "epochs": f"passes over the training split (unset: {DEFAULT_EPOCHS}, more for a small set, up to "
+              f"{MAX_AUTO_EPOCHS}: enough for {MIN_STEPS} optimizer steps; validation picks the epoch kept)", "batch_size": "documents per batch",
     "learning_rate": "AdamW peak learning rate", "max_length": "tokens per model input",
     "val_fraction": "share of the labelled documents held out for validation", "seed": "seed of split, shuffle and init",
     "warmup_ratio": "share of the steps spent warming up", "weight_decay": "AdamW weight decay",

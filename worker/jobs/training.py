@@ -62,6 +62,7 @@ def _train(ctx: JobContext) -> None:
     check_local_base_model(params.base_model)
     config = params.train_config()
     data, data_check = _load_checked(ctx, params, config)
+    config, epochs_note = _epochs_decided(ctx, config, len(data.texts))
     store = ctx.settings.resolved_model_store.resolve()
     checkpoints = store / ".checkpoints" / f"job{ctx.job_id}"  # shared by all attempts of this job
     train = search if config.trials else fine_tune_parallel
@@ -85,7 +86,8 @@ def _train(ctx: JobContext) -> None:
     metrics = {**_metrics(result), **card}
     metrics.update(after_training(ctx.settings, ctx.log, destination, sha, data.texts, data.labels,
                                   result.config.val_fraction, result.config.seed))  # OpenVINO int8, if it is used
-    lineage = {**_lineage(params, config, data, result, data_check), "train_processes": processes}
+    lineage = {**_lineage(params, config, data, result, data_check), "train_processes": processes,
+               "epochs_decided": epochs_note}
     try:
         mv = _register(ctx, params, sha, destination, list(result.label_map.labels), _hyperparameters(result, config),
                        metrics, lineage)
@@ -101,6 +103,21 @@ def _train(ctx: JobContext) -> None:
     ctx.log.extra["model"] = mv.ref
     ctx.log.info("registered %s:%s (accuracy %.4f, macro-F1 %.4f)", mv.name, mv.version,
                  result.metrics["accuracy"], result.metrics["macro_f1"])
+
+
+def _epochs_decided(ctx: JobContext, config, documents: int):
+    """(``config`` with unset epochs decided for this many documents (TrainConfig.for_documents), and the sentence
+    that says why, where a small set raised them, else None); the sentence goes to the log too."""
+    from worker.ml.config import DEFAULT_EPOCHS, MIN_STEPS
+
+    decided = config.for_documents(documents)
+    if config.epochs is not None or decided.epochs == DEFAULT_EPOCHS:
+        return decided, None
+    why = (f"{decided.epochs} (unset: {DEFAULT_EPOCHS} passes over this training split take "
+           f"{DEFAULT_EPOCHS * config.steps_per_epoch(documents)} optimizer steps, fewer than {MIN_STEPS}; "
+           "the validation split picks the epoch kept)")
+    ctx.log.info("epochs: %s", why)
+    return decided, why
 
 
 def _refit(ctx: JobContext, data, selected, checkpoints: Path, processes: int):
@@ -271,7 +288,8 @@ def _register(ctx: JobContext, params: TrainParams, sha: str, destination: Path,
                     "resumed_from_epoch": metrics["resumed_from_epoch"],
                     "warnings": metrics["trust_warnings"], "baseline": _baseline_line(metrics),
                     "selection_warning": (metrics.get("selection") or {}).get("warning"),
-                    "refit": lineage.get("refit"),
+                    "refit": lineage.get("refit"), "epochs": hyper["epochs"],
+                    "epochs_decided": lineage.get("epochs_decided"),
                 }, aggregate=parent_outcome)
                 return mv
         except IntegrityError:

@@ -98,7 +98,8 @@ def prepare_run(texts: Sequence[str], labels: Sequence, config: TrainConfig, cal
                 all_data: bool = False) -> tuple["Prepared", Trainer]:
     """A run ready to start: prepared data and model, and a trainer that checkpoints into ``checkpoint_dir``
     (rank 0 only, in a parallel run) after resuming from the checkpoint found there, if any (``key``: the
-    checkpoint's, where the caller computed it)."""
+    checkpoint's, where the caller computed it). Unset epochs are decided here from the set's size."""
+    config = config.for_documents(len(texts))
     prepared = prepare(texts, labels, config, device=str(parallel.device) if parallel else None, all_data=all_data)
     key = key or checkpoint_key(texts, labels, config, all_data=all_data)
     if parallel:
