@@ -15,11 +15,11 @@ same test split:
 
 - ``product``: the real training job with the default recipe (import into a fresh SQLite database, a job row,
   the function a worker runs), which carves its own validation out of the 80%, chooses the epoch on it, then
-  (``refit``, on by default) trains again on all of the 80% for the chosen epochs and keeps the average of the
-  two models (worker/ml/refit.py); scored through its artifact, before and after the temperature it fitted on
-  that validation split. A refitting job gives two more arms, scored on the test texts before the average
-  replaces them: ``no-refit``, its selection model (the very model ``--no-refit`` registers: same data, seed
-  and code up to the refit), and ``refit-alone``, the refit model before averaging;
+  (``refit``, on by default) trains again on all of the 80% for the chosen epochs and keeps that model
+  (worker/ml/refit.py); scored through its artifact, before and after the temperature it fitted on that
+  validation split. A refitting job gives one more arm, scored on the test texts before the refit replaces it:
+  ``no-refit``, its selection model (the very model ``--no-refit`` registers: same data, seed and code up to the
+  refit);
 - ``trainer``: a plain ``transformers.Trainer`` on all of the 80%: lr 5e-5, batch 32, 3 epochs, 10% warm-up,
   weight decay 0.01, max length 128, the last epoch kept.
 
@@ -49,7 +49,7 @@ from worker.ml.intervals import paired_difference, score_intervals
 from worker.ml.split import leaking_validation, stratified_split
 
 ARMS = ("product", "trainer")  # what runs
-PARTS = ("no-refit", "refit-alone")  # what a refitting product job also gives (capture_parts)
+PARTS = ("no-refit",)  # what a refitting product job also gives (capture_parts)
 
 
 # ---------------------------------------------------------------- data
@@ -140,7 +140,7 @@ def arm_line(name: str, s: dict, wall: float) -> str:
 def paired_lines(scores: dict, truth: list[int], n_labels: int) -> dict:
     """The product and its selection model minus the Trainer, and the product minus its parts: paired bootstrap,
     accuracy and macro-F1."""
-    pairs = [(a, "trainer") for a in ("product", "no-refit")] + [("product", part) for part in PARTS]
+    pairs = [(a, "trainer") for a in ("product", *PARTS)] + [("product", part) for part in PARTS]
     out = {}
     for a, b in [(a, b) for a, b in pairs if a in scores and b in scores]:
         d = {m: paired_difference(truth, scores[a]["predictions"], scores[b]["predictions"], n_labels, metric=m)
@@ -172,8 +172,7 @@ def print_job_record(name: str, run: dict) -> None:
     """The job's own (validation) record: per-epoch history, the kept epoch, the refit, the score card."""
     metrics, lineage = run["metrics"], run["lineage"]
     print(f"{name}: job trained on {lineage['train_size']}, validated on {lineage['val_size']}"
-          + (f"; refit {lineage['refit']['epochs']} epoch(s) on {lineage['refit']['train_size']}, "
-             f"{'averaged with the selection model' if lineage['refit'].get('averaged') else 'kept alone'}"
+          + (f"; refit {lineage['refit']['epochs']} epoch(s) on {lineage['refit']['train_size']}"
              if lineage.get("refit") else ""))
     for h in metrics["history"]:
         print(f"  epoch {h['epoch']}: train loss {h['train_loss']:.4f}  validation accuracy {h['accuracy']:.4f}  "
@@ -227,7 +226,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown arm(s) {', '.join(unknown)}: the arms are {', '.join(ARMS + PARTS)}")
     if not args.load_logits and not set(asked) & set(ARMS):
-        parser.error(f"{', '.join(asked) or 'no arm'}: {' and '.join(PARTS)} come with the product arm "
+        parser.error(f"{', '.join(asked) or 'no arm'}: {' and '.join(PARTS)} comes with the product arm "
                      "(--arms product), which trains them")
     args.arms = [a for a in ARMS + PARTS if a in asked]
     return args
@@ -257,7 +256,6 @@ def run_arm(arm: str, args, train_rows, test_texts, labels, tmp: Path) -> dict[s
         arms["no-refit"] = (selection["logits"], temperature, {**run, "wall": selection["seconds"],
                                                                "validation_logits": selection["val_logits"],
                                                                "validation_truth": selection["val_truth"]})
-        arms["refit-alone"] = (parts["refit-alone"]["logits"], temperature, run)
     return arms
 
 

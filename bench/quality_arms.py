@@ -1,5 +1,5 @@
-"""The arms of bench/quality.py: the real training job (and its selection and refit models, captured before they
-are averaged), a saved model's test logits, and a plain transformers.Trainer on the same texts."""
+"""The arms of bench/quality.py: the real training job (and its selection model, captured before the refit replaces
+it), a saved model's test logits, and a plain transformers.Trainer on the same texts."""
 from __future__ import annotations
 
 import tempfile
@@ -66,12 +66,12 @@ def artifact_logits(artifact: str, texts: list[str]) -> tuple[list[list[float]],
 
 
 def capture_parts(test_texts: list[str], sink: dict):
-    """Score a refitting job's two models on the test texts before the average replaces them: the selection model
-    (``sink["no-refit"]``: the very model a ``--no-refit`` job registers, same data, seed and code up to the refit)
-    and the refit model alone (``sink["refit-alone"]``), so one job gives three arms. Returns the undo."""
+    """Score a refitting job's selection model on the test texts before the refit replaces it (``sink["no-refit"]``:
+    the very model a ``--no-refit`` job registers, same data, seed and code up to the refit), so one job gives two
+    arms. Returns the undo."""
     import worker.ml.refit as module
 
-    original_refit, original_kept = module.refit, module.kept_model
+    original_refit = module.refit
 
     def refit(texts, labels, selected, *args, **kwargs):
         sink["no-refit"] = {"logits": _logits_of(selected, selected.model, test_texts), "seconds": selected.seconds,
@@ -79,12 +79,8 @@ def capture_parts(test_texts: list[str], sink: dict):
                             "val_truth": [int(selected.split.y[i]) for i in selected.split.val_idx]}
         return original_refit(texts, labels, selected, *args, **kwargs)
 
-    def kept_model(selected, refitted):
-        sink["refit-alone"] = {"logits": _logits_of(selected, refitted, test_texts)}
-        return original_kept(selected, refitted)
-
-    module.refit, module.kept_model = refit, kept_model
-    return lambda: (setattr(module, "refit", original_refit), setattr(module, "kept_model", original_kept))
+    module.refit = refit
+    return lambda: setattr(module, "refit", original_refit)
 
 
 def _logits_of(selected, model, texts: list[str]) -> list[list[float]]:

@@ -1,6 +1,5 @@
 """`train --refit` as users reach it (issue #15): after the validation split chose the epochs, the recipe trains
-again on all labelled documents and the model kept averages it with the validation run's model (or is the refit
-model alone, where the average scored lower on validation); the scores shown stay the validation run's, the lineage
+again on all labelled documents and that model is kept; the scores shown stay the validation run's, the lineage
 records the refit, the temperature is the selection run's, and the kept model is what predict uses."""
 from __future__ import annotations
 
@@ -44,11 +43,9 @@ def test_train_refits_by_default_keeps_the_validation_runs_scores_and_records_th
     out = capsys.readouterr().out
     plain, refitted = _versions(url)
 
-    epochs, averaged = refitted.metrics["best_epoch"], refitted.metrics["refit"]["averaged"]
-    assert refitted.lineage["refit"] == {"epochs": epochs, "train_size": 60, "averaged": averaged}
-    assert plain.lineage["refit"] is None and averaged in (True, False)
-    kept = ("averages the validation run's model with one trained" if averaged else "trained")
-    assert (f"refit: the model kept {kept} {epochs} epoch(s) on all 60 labelled documents") in out
+    epochs = refitted.metrics["best_epoch"]
+    assert refitted.lineage["refit"] == {"epochs": epochs, "train_size": 60} and plain.lineage["refit"] is None
+    assert f"refit: the model kept trained {epochs} epoch(s) on all 60 labelled documents" in out
     assert "; the scores shown are the validation run's (the refit saw the validation documents)" in out
     assert refitted.hyperparameters["refit"] is True and plain.hyperparameters["refit"] is False
     assert refitted.lineage["train_size"] == plain.lineage["train_size"] < 60  # the selection run's split

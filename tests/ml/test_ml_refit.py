@@ -1,6 +1,5 @@
 """Refit (worker/ml/refit.py): after the validation split chose the epochs, the same recipe trains again on every
-labelled document, and the model kept averages it with the selection model unless that scores lower on validation;
-the scores, temperature and thresholds stay the selection run's."""
+labelled document and that model is kept; the scores, temperature and thresholds stay the selection run's."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,8 +10,8 @@ torch = pytest.importorskip("torch")
 
 from worker.ml.config import TrainConfig  # noqa: E402
 from worker.ml.errors import Cancelled, InvalidTrainingData  # noqa: E402
-from worker.ml.refit import average_weights, kept_model, refit, refit_config  # noqa: E402
-from worker.ml.train import Callbacks  # noqa: E402
+from worker.ml.refit import refit, refit_config  # noqa: E402
+from worker.ml.train import Callbacks, fine_tune  # noqa: E402
 
 
 def _weights(model) -> dict:
@@ -59,6 +58,9 @@ def test_a_refit_trains_every_document_for_the_chosen_epochs_and_keeps_the_selec
     assert result.label_map == selected.label_map and result.config is selected.config
     assert result.model is not selected.model and not _same(_weights(result.model), before)
     assert _same(_weights(selected.model), before)  # the selection run's model is left as it was
+    alone = fine_tune(training_run.texts, training_run.labels, refit_config(selected.config, selected.best_epoch),
+                      all_data=True)
+    assert _same(_weights(result.model), _weights(alone.model))  # the refit model itself, not an average
     assert not result.model.training
     with torch.no_grad():  # it learned the separable task it was trained on
         encoded = result.tokenizer(training_run.texts, padding=True, return_tensors="pt")
@@ -84,7 +86,6 @@ def test_an_interrupted_refit_resumes_from_its_checkpoint_and_ends_with_the_same
 
 def test_a_multilabel_refit_keeps_the_thresholds_tuned_on_validation(tiny_base_model):
     from helpers import topic_corpus
-    from worker.ml.train import fine_tune
 
     texts, label_sets = topic_corpus(60)
     config = TrainConfig(base_model=tiny_base_model, epochs=2, batch_size=8, learning_rate=3e-3, seed=42,
@@ -96,38 +97,3 @@ def test_a_multilabel_refit_keeps_the_thresholds_tuned_on_validation(tiny_base_m
     assert result.refit["train_size"] == 60 and result.thresholds == selected.thresholds is not None
     assert result.inference_metadata() == selected.inference_metadata()  # thresholds, labels, windows, multi_label
     assert result.model.config.problem_type == "multi_label_classification"
-
-
-def test_the_weights_averaged_are_the_element_wise_mean(training_run):
-    one = training_run.result.model
-    other = refit(training_run.texts, training_run.labels, training_run.result).model
-
-    mean = average_weights([one, other])
-
-    a, b = one.state_dict(), other.state_dict()
-    for name, value in mean.items():
-        if value.is_floating_point():
-            assert torch.allclose(value, (a[name] + b[name]) / 2, atol=1e-7), name
-        else:
-            assert torch.equal(value, a[name]), name
-
-
-def test_the_average_is_kept_only_if_it_scores_on_validation_at_least_as_the_selection_model_did(training_run):
-    selected = training_run.result
-    metric = selected.config.select_metric
-    refitted = refit(training_run.texts, training_run.labels, selected, processes=1)
-    other = refitted.model
-
-    def keep(selection_score: float):
-        return kept_model(replace(selected, metrics={**selected.metrics, metric: selection_score}), other)
-
-    model, averaged, scores = keep(0.0)
-    assert averaged and model is not other and model is not selected.model
-    assert _same(_weights(model), average_weights([selected.model, other]))
-    assert set(scores) == {"accuracy", "macro_f1"} and 0 <= scores[metric] <= 1
-    assert not model.training and next(model.parameters()).device.type == "cpu"
-
-    model, averaged, same_scores = keep(scores[metric] + 1e-9)  # the average scored below the selection model
-    assert model is other and averaged is False and same_scores == scores
-
-    assert refitted.refit["averaged"] is (refitted.refit["average_validation"][metric] >= selected.metrics[metric])

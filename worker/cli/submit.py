@@ -56,7 +56,7 @@ TRAIN_HELP = {
     "trials": "hyperparameter search trials; 0: train once",
     "search_space": "JSON object of option -> list of values", "multi_label": "documents carry label sets",
     "refit": "after choosing the epochs on validation, train again on all labelled documents for that many "
-    "epochs and keep its average with the validation run's model (the scores shown stay the validation run's); "
+    "epochs and keep that model (the scores shown stay the validation run's); "
     "off, training takes about half the time; unset: on, except for multi_label",
 }
 

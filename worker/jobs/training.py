@@ -130,11 +130,6 @@ def _refit(ctx: JobContext, data, selected, checkpoints: Path, processes: int):
                  config.epochs, len(data.texts))
     result = refit(data.texts, data.labels, selected, _callbacks(ctx, config, phase="refit"), checkpoints / "refit",
                    processes)
-    seen = result.refit["average_validation"]
-    ctx.log.info("refit: the average of the two models scored %.4f accuracy, %.4f macro-F1 on validation (which the "
-                 "refit saw); kept %s", seen["accuracy"], seen["macro_f1"],
-                 "the average" if result.refit["averaged"] else "the refit model alone: the average scored below "
-                 "the validation run's model")
     ctx.check()
     return result
 
@@ -257,7 +252,7 @@ def _lineage(params: TrainParams, config, data, result, data_check: dict) -> dic
         "data_check": data_check,
         "description": params.description,
         "tags": dict(params.tags or {}),
-        "refit": {k: result.refit[k] for k in ("epochs", "train_size", "averaged")} if result.refit else None,
+        "refit": {k: result.refit[k] for k in ("epochs", "train_size")} if result.refit else None,
     }
 
 

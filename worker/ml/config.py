@@ -136,7 +136,7 @@ class TrainConfig:
     search_space: dict[str, list] | None = None  # option -> candidate values; None: SEARCH_SPACE
     multi_label: bool = False  # documents carry label sets: sigmoid head, a tuned threshold per label
     # After the epoch choice on validation, train again on all labelled documents (training + validation) for the
-    # chosen number of epochs and keep its average with the selection run's model (worker/ml/refit.py); the recorded
+    # chosen number of epochs and keep that model (worker/ml/refit.py); the recorded
     # scores stay the selection run's. Unset (None): on for single-label, where it paid in test accuracy
     # (bench/README.md, Quality); off for multi-label, whose thresholds are tuned on the selection run's model and
     # did not carry over (tests/test_jobs.py's topics: macro-F1 0.78 refitted, where the selection model passes 0.85).

@@ -267,19 +267,6 @@ def score_validation(model, config: TrainConfig, data: SplitData, ids, owners, p
                  owners=owners, pooling=pooling)
 
 
-def validation_scores(model, result: TrainResult) -> dict:
-    """``model``'s validation metrics on ``result``'s validation split, read and scored as that run scored its
-    epochs (its device and training precision); the model is back on the CPU, in eval mode, afterwards."""
-    config, data = result.config, result.split
-    windows, _ = reading(config.window_settings())
-    ids, owners = encode(result.tokenizer, [data.texts[i] for i in data.val_idx], result.max_length, **windows)
-    device = resolve_device(config.device)
-    try:
-        return score_validation(model.to(device), config, data, ids, owners, result.tokenizer.pad_token_id or 0,
-                                device, resolve_precision(device, config.precision, training=True))
-    finally:
-        model.to("cpu").eval()
-
 
 def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device: str | None = None, *,
             all_data: bool = False) -> Prepared:

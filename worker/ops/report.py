@@ -143,11 +143,11 @@ def refit_sentence(refit: dict) -> str:
     """What a refit kept (worker/ml/refit.py), and why the scores shown are the validation run's: one sentence
     for `train` and the report."""
     trained = f"trained {int(refit['epochs'])} epoch(s) on all {int(refit['train_size'])} labelled documents"
-    if refit.get("averaged"):
+    if refit.get("averaged"):  # versions of 2026-12-06, when the refit model was averaged with the selection model
         kept = f"the model kept averages the validation run's model with one {trained}"
     elif refit.get("averaged") is False:
         kept = f"the model kept {trained} (averaged with the validation run's model, it scored lower on validation)"
-    else:  # versions from before refits averaged
+    else:  # the refit model alone: versions from before refits averaged, and since averaging was dropped
         kept = f"the model kept {trained}"
     return f"{kept}; the scores shown are the validation run's (the refit saw the validation documents)"
 
