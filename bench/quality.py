@@ -223,7 +223,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.arms = ",".join(a for f in args.load_logits for a in json.loads(f.read_text())["arms"])
     asked = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(asked) - set(ARMS + PARTS))
-    if unknown:
+    if unknown and args.load_logits:  # files from older versions (e.g. refit-alone, before the refit kept it alone)
+        print(f"skipping arm(s) this version does not score: {', '.join(unknown)}", file=sys.stderr)
+    elif unknown:
         parser.error(f"unknown arm(s) {', '.join(unknown)}: the arms are {', '.join(ARMS + PARTS)}")
     if not args.load_logits and not set(asked) & set(ARMS):
         parser.error(f"{', '.join(asked) or 'no arm'}: {' and '.join(PARTS)} comes with the product arm "

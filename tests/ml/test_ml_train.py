@@ -87,6 +87,19 @@ def test_max_length_is_capped_by_the_tokenizer(tiny_base_model):
     assert result.max_length == 128  # the tokenizer's model_max_length
 
 
+def test_unset_epochs_are_decided_from_the_sets_size_where_training_is_prepared(tiny_base_model, sentiment_data):
+    """160 documents at batch 64: 2 steps an epoch, so unset epochs are the cap, 10; the result's configuration
+    and history say so, and the step total announced counts them."""
+    texts, labels = sentiment_data
+    steps = []
+    config = TrainConfig(base_model=tiny_base_model, batch_size=64, max_length=16, device="cpu")
+
+    result = fine_tune(texts, labels, config, Callbacks(on_step=lambda done, total: steps.append(total)))
+
+    assert config.epochs is None and result.config.epochs == 10 and len(result.history) == 10
+    assert set(steps) == {20}
+
+
 def test_should_stop_returning_true_cancels_before_the_first_step(tiny_base_model, sentiment_data):
     texts, labels = sentiment_data
     steps = []

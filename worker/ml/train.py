@@ -98,9 +98,9 @@ def prepare_run(texts: Sequence[str], labels: Sequence, config: TrainConfig, cal
                 all_data: bool = False) -> tuple["Prepared", Trainer]:
     """A run ready to start: prepared data and model, and a trainer that checkpoints into ``checkpoint_dir``
     (rank 0 only, in a parallel run) after resuming from the checkpoint found there, if any (``key``: the
-    checkpoint's, where the caller computed it). Unset epochs are decided here from the set's size."""
-    config = config.for_documents(len(texts))
+    checkpoint's, where the caller computed it)."""
     prepared = prepare(texts, labels, config, device=str(parallel.device) if parallel else None, all_data=all_data)
+    config = prepared.config  # unset epochs decided
     key = key or checkpoint_key(texts, labels, config, all_data=all_data)
     if parallel:
         parallel.reseed(config.seed)
@@ -272,10 +272,12 @@ def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device:
             all_data: bool = False) -> Prepared:
     """Check and split the data, seed every generator, load the tokenizer and the model, encode the inputs
     (on ``device`` if given, a parallel run's rank's, else on ``config.device``). ``all_data``: the same checks
-    and label map, but every document trains and none is held out."""
+    and label map, but every document trains and none is held out. Unset epochs are decided from the set's size
+    (``TrainConfig.for_documents``)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_transformers()
+    config = config.for_documents(len(texts))
     data = split_data(texts, labels, config)
     if all_data:
         data = replace(data, train_idx=list(range(len(texts))), val_idx=[], removed=[])
