@@ -40,7 +40,8 @@ TRAIN_FLAGS = [("epochs", int), ("batch_size", int), ("learning_rate", float), (
 
 TRAIN_HELP = {
     "epochs": f"passes over the training split (unset: {DEFAULT_EPOCHS}, more for a small set, up to "
-              f"{MAX_AUTO_EPOCHS}: enough for {MIN_STEPS} optimizer steps; validation picks the epoch kept)", "batch_size": "documents per batch",
+              f"{MAX_AUTO_EPOCHS}: enough for {MIN_STEPS} optimizer steps; validation picks the epoch kept)",
+    "batch_size": "documents per batch",
     "learning_rate": "AdamW peak learning rate", "max_length": "tokens per model input",
     "val_fraction": "share of the labelled documents held out for validation", "seed": "seed of split, shuffle and init",
     "warmup_ratio": "share of the steps spent warming up", "weight_decay": "AdamW weight decay",
