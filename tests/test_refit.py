@@ -45,7 +45,7 @@ def test_train_refits_by_default_keeps_the_validation_runs_scores_and_records_th
 
     epochs = refitted.metrics["best_epoch"]
     assert refitted.lineage["refit"] == {"epochs": epochs, "train_size": 60} and plain.lineage["refit"] is None
-    assert f"refit: the model kept trained {epochs} epoch(s) on all 60 labelled documents" in out
+    assert f"refit: the model kept was trained {epochs} epoch(s) on all 60 labelled documents" in out
     assert "; the scores shown are the validation run's (the refit saw the validation documents)" in out
     assert refitted.hyperparameters["refit"] is True and plain.hyperparameters["refit"] is False
     assert refitted.lineage["train_size"] == plain.lineage["train_size"] < 60  # the selection run's split

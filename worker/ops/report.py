@@ -146,9 +146,9 @@ def refit_sentence(refit: dict) -> str:
     if refit.get("averaged"):  # versions of 2026-12-06, when the refit model was averaged with the selection model
         kept = f"the model kept averages the validation run's model with one {trained}"
     elif refit.get("averaged") is False:
-        kept = f"the model kept {trained} (averaged with the validation run's model, it scored lower on validation)"
+        kept = f"the model kept was {trained} (averaged with the validation run's model, it scored lower on validation)"
     else:  # the refit model alone: versions from before refits averaged, and since averaging was dropped
-        kept = f"the model kept {trained}"
+        kept = f"the model kept was {trained}"
     return f"{kept}; the scores shown are the validation run's (the refit saw the validation documents)"
 
 
