@@ -6,6 +6,8 @@
     python bench/quality.py --option learning_rate=3e-5      # any training option for the product's job
     python bench/quality.py --arms product --grouping-window 1    # the product's loop on random batches
     python bench/quality.py --arms trainer --trainer-seed 0        # the plain Trainer with another seed
+    python bench/quality.py --corpus debates                       # a small second corpus (897 training texts)
+    python bench/quality.py --arms trainer --trainer-epochs 10     # the plain Trainer for more epochs
     python bench/quality.py --arms trainer --save-logits t.json    # arms in separate processes (or machines) ...
     python bench/quality.py --load-logits t.json --load-logits p.json  # ... compared afterwards, as if one run
 
@@ -212,6 +214,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(0: the product's own, 50; 1: random batches, as the plain Trainer draws them)")
     parser.add_argument("--trainer-seed", type=int, default=TRAINER_RECIPE["seed"], metavar="N",
                         help="the plain Trainer arm's seed: its head initialisation and batch order (default: %(default)s)")
+    parser.add_argument("--trainer-epochs", type=int, default=TRAINER_RECIPE["epochs"], metavar="N",
+                        help="the plain Trainer arm's epochs (default: %(default)s, the issue's recipe)")
     parser.add_argument("--save-logits", type=Path, metavar="FILE",
                         help="write each arm's test logits, temperature and record (and the selection run's "
                              "validation logits) to FILE, for --load-logits or other calibrators")
@@ -239,8 +243,8 @@ def run_arm(arm: str, args, train_rows, test_texts, labels, tmp: Path) -> dict[s
     its parts (``capture_parts``)."""
     base = args.model or base_model_path()
     if arm == "trainer":
-        out = run_trainer(train_rows, test_texts, labels, base, args.trainer_seed)
-        return {arm: (out["logits"], None, {"wall": out["wall"], "seed": out["seed"]})}
+        out = run_trainer(train_rows, test_texts, labels, base, args.trainer_seed, args.trainer_epochs)
+        return {arm: (out["logits"], None, {"wall": out["wall"], "seed": out["seed"], "epochs": args.trainer_epochs})}
     parts: dict = {}
     undo = capture_parts(test_texts, parts)
     (tmp / arm).mkdir()

@@ -99,16 +99,16 @@ def set_grouping_window(batches: int) -> None:
 
 
 def run_trainer(train_rows: list[dict], test_texts: list[str], labels: list[str], base_model: str,
-                seed: int = TRAINER_RECIPE["seed"]) -> dict:
-    """A plain transformers.Trainer on all of ``train_rows`` (TRAINER_RECIPE with ``seed``): {"logits", "wall",
-    "seed"}."""
+                seed: int = TRAINER_RECIPE["seed"], epochs: int = TRAINER_RECIPE["epochs"]) -> dict:
+    """A plain transformers.Trainer on all of ``train_rows`` (TRAINER_RECIPE with ``seed`` and ``epochs``):
+    {"logits", "wall", "seed"}."""
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
     from worker.ml.validation import document_logits
 
-    r = {**TRAINER_RECIPE, "seed": seed}
+    r = {**TRAINER_RECIPE, "seed": seed, "epochs": epochs}
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     label2id = {label: i for i, label in enumerate(labels)}
     enc = tokenizer([row["text"] for row in train_rows], truncation=True, max_length=r["max_length"])
