@@ -74,7 +74,6 @@ def load_debates() -> list[dict]:
     return rows
 
 
-
 def stratified_subsample(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
     """``n`` rows with the corpus's label shares (0 or more than the corpus: all of it), in corpus order."""
     if not n or n >= len(rows):
@@ -233,7 +232,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"unknown arm(s) {', '.join(unknown)}: the arms are {', '.join(ARMS + PARTS)}")
     if not args.load_logits and not set(asked) & set(ARMS):
         parser.error(f"{', '.join(asked) or 'no arm'}: {' and '.join(PARTS)} comes with the product arm "
-                     "(--arms product), which trains them")
+                     "(--arms product), which trains it")
     args.arms = [a for a in ARMS + PARTS if a in asked]
     return args
 

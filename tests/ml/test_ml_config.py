@@ -33,7 +33,7 @@ def test_unset_epochs_are_three_or_enough_for_the_minimum_of_optimizer_steps_at_
 def test_given_epochs_are_kept_whatever_the_size_and_accumulation_counts_steps_not_batches():
     assert TrainConfig(base_model="m", epochs=1).for_documents(40).epochs == 1
     assert TrainConfig(base_model="m", epochs=5).for_documents(100_000).epochs == 5
-    # 12,808 documents at batch 32: 321 batches an epoch, but 80 optimizer steps with accumulation 4
+    # 12,808 documents at batch 32: 321 batches an epoch, but 81 optimizer steps with accumulation 4
     assert TrainConfig(base_model="m", gradient_accumulation=4).for_documents(12808).epochs == 4
     assert TrainConfig.from_dict({"base_model": "m", "epochs": None}).epochs is None
 

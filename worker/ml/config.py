@@ -219,10 +219,11 @@ class TrainConfig:
         return replace(self, epochs=min(MAX_AUTO_EPOCHS, max(DEFAULT_EPOCHS, math.ceil(MIN_STEPS / steps))))
 
     def steps_per_epoch(self, documents: int) -> int:
-        """Optimizer steps in one pass over the training split of ``documents`` labelled documents (an estimate:
-        the split's exact size, or windows, may add a few)."""
+        """Optimizer steps in one pass over the training split of ``documents`` labelled documents, counted as the
+        training loop counts them (a short last accumulation group steps too); an estimate: the split's exact size,
+        or windows, may add a few."""
         train = max(1, round(documents * (1 - self.val_fraction)))
-        return max(1, math.ceil(train / self.batch_size) // self.gradient_accumulation)
+        return math.ceil(math.ceil(train / self.batch_size) / self.gradient_accumulation)
 
     def trial_configs(self) -> list["TrainConfig"]:
         """The configurations a search tries: ``trials`` distinct draws from the space, seeded by ``seed``.

@@ -267,7 +267,6 @@ def score_validation(model, config: TrainConfig, data: SplitData, ids, owners, p
                  owners=owners, pooling=pooling)
 
 
-
 def prepare(texts: Sequence[str], labels: Sequence, config: TrainConfig, device: str | None = None, *,
             all_data: bool = False) -> Prepared:
     """Check and split the data, seed every generator, load the tokenizer and the model, encode the inputs
